@@ -1,0 +1,107 @@
+"""Actions: how the policy's choice becomes the ego's steering and acceleration commands.
+
+- `continuous`: an array (steer, acceleration) in [-1, 1]^2 per environment, scaled by
+  `ActionConfig.steer_range` [rad] and `accel_range` [m/s^2]. Out-of-range values are clipped to
+  [-1, 1]; NaN or infinite values raise a ValueError (they never reach the state).
+- `meta`: an integer per environment, highway-env's DiscreteMetaAction order. Lane changes are relative
+  to the lane the ego is currently heading for and are ignored (reported as `action_invalid` in info)
+  when there is no lane on that side or the change is not allowed there; FASTER and SLOWER step through
+  `ActionConfig.target_speeds` and are no-ops (also reported) at either end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from enum import IntEnum
+
+import numpy as np
+import torch
+
+from control import lane_keeping_steer, speed_control
+from sim.config import ActionConfig, ActionType, EnvConfig
+from sim.road import RoadNetwork
+from sim.state import WorldState
+
+
+class MetaAction(IntEnum):
+    LANE_LEFT = 0
+    IDLE = 1
+    LANE_RIGHT = 2
+    FASTER = 3
+    SLOWER = 4
+
+
+def to_action_tensor(action: object, num_envs: int, config: ActionConfig, device: torch.device) -> torch.Tensor:
+    """Validate a batch of actions and return it as a tensor: (B,) long for meta, (B, 2) float for
+    continuous. Raises ValueError naming the problem for wrong shapes, NaN/inf or unknown meta actions."""
+    if config.type == ActionType.META:
+        a = torch.as_tensor(np.asarray(action) if not isinstance(action, torch.Tensor) else action, device=device)
+        a = a.reshape(-1)
+        if a.numel() != num_envs:
+            raise ValueError(f"meta action: expected {num_envs} integers (one per environment), got shape "
+                             f"{tuple(np.shape(action))}")
+        if a.is_floating_point():
+            if not torch.isfinite(a).all():
+                raise ValueError("meta action contains NaN or inf; expected integers 0..4")
+            if (a != a.round()).any():
+                raise ValueError("meta action must be integers 0..4 (LANE_LEFT, IDLE, LANE_RIGHT, FASTER, SLOWER)")
+        a = a.long()
+        if ((a < 0) | (a > 4)).any():
+            raise ValueError(f"meta action out of range: got {a.min().item()}..{a.max().item()}, allowed 0..4 "
+                             "(LANE_LEFT, IDLE, LANE_RIGHT, FASTER, SLOWER)")
+        return a
+    a = torch.as_tensor(action if isinstance(action, torch.Tensor) else np.asarray(action, dtype=np.float32),
+                        device=device, dtype=torch.float32)
+    if a.numel() != 2 * num_envs:
+        raise ValueError(f"continuous action: expected shape ({num_envs}, 2) as (steer, acceleration), got "
+                         f"{tuple(a.shape)}")
+    a = a.reshape(num_envs, 2)
+    if not torch.isfinite(a).all():
+        bad = torch.nonzero(~torch.isfinite(a).all(dim=1)).flatten()[:5].tolist()
+        raise ValueError(f"continuous action contains NaN or inf (environments {bad}); actions must be finite "
+                         "numbers in [-1, 1]")
+    return a.clamp(-1.0, 1.0)
+
+
+def apply_meta(state: WorldState, action: torch.Tensor, road: RoadNetwork, config: ActionConfig,
+               ) -> tuple[WorldState, torch.Tensor]:
+    """Apply meta actions (B,) to the ego's target lane and speed set-point. Returns the new state and
+    a (B,) bool mask of actions that were impossible and therefore ignored."""
+    veh = state.vehicles
+    lane, target, s = veh.lane[:, 0], veh.target_lane[:, 0], veh.s[:, 0]
+    left = action == MetaAction.LANE_LEFT
+    right = action == MetaAction.LANE_RIGHT
+    top = road.num_lanes - 1
+    can_left = road.change_allowed(target, s, +1) & (target < top) & (target <= lane)
+    can_right = road.change_allowed(target, s, -1) & (target > 0) & (target >= lane)
+    new_target = torch.where(left & can_left, target + 1, torch.where(right & can_right, target - 1, target))
+    n_speeds = len(config.target_speeds)
+    faster = action == MetaAction.FASTER
+    slower = action == MetaAction.SLOWER
+    idx = state.ego_speed_index
+    new_idx = (idx + faster.long() - slower.long()).clamp(0, n_speeds - 1)
+    invalid = (left & ~can_left) | (right & ~can_right) | ((faster | slower) & (new_idx == idx))
+    speeds = torch.tensor(config.target_speeds, device=idx.device)
+    target_lane = veh.target_lane.clone()
+    target_lane[:, 0] = new_target
+    desired = veh.desired_speed.clone()
+    desired[:, 0] = speeds[new_idx]
+    vehicles = replace(veh, target_lane=target_lane, desired_speed=desired)
+    return state.replace(vehicles=vehicles, ego_speed_index=new_idx), invalid
+
+
+def lane_following_controls(state: WorldState, road: RoadNetwork, config: EnvConfig,
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Steering [rad] to follow each vehicle's target lane and the ego's speed-tracking acceleration
+    [m/s^2], shapes (B, N) and (B,). Traffic acceleration comes from IDM instead."""
+    veh = state.vehicles
+    offset, heading, curvature, _ = road.lane_frame(veh.target_lane, veh.s)
+    steer = lane_keeping_steer(veh.d - offset, veh.psi - heading, curvature, veh.speed,
+                               config.vehicle.wheelbase_ratio * veh.length)
+    ego_accel = speed_control(veh.speed[:, 0], veh.desired_speed[:, 0])
+    return steer, ego_accel
+
+
+def continuous_controls(action: torch.Tensor, config: ActionConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ego steering [rad] and acceleration [m/s^2] from continuous actions (B, 2) in [-1, 1]."""
+    return action[:, 0] * config.steer_range, action[:, 1] * config.accel_range

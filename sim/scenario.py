@@ -1,0 +1,81 @@
+"""Scenario generators: initial states of B environments (highway and merge), all batched."""
+
+from __future__ import annotations
+
+import torch
+
+from sim.config import EnvConfig, Scenario
+from sim.road import RoadNetwork
+from sim.state import VehicleState, WorldState
+
+EGO_CLEARANCE = 30.0  # [m] traffic starts at least this far (centre to centre) from the ego in its lane
+MERGE_EGO_START = 20.0  # [m] the merge ego starts this far along the on-ramp
+
+
+def _uniform(lo: float, hi: float, shape: tuple[int, ...], gen: torch.Generator, device) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(shape, generator=gen, device=device)
+
+
+def initial_state(config: EnvConfig, road: RoadNetwork, num_envs: int, generator: torch.Generator,
+                  ) -> WorldState:
+    """Sample the initial state of `num_envs` environments.
+
+    Traffic is spread over the through lanes in balanced numbers, evenly spaced around the ring with
+    jitter (never closer than a body length plus the IDM jam gap), at its desired speed. The ego starts
+    in a random through lane (highway) or on the on-ramp (merge), with a clear gap ahead and behind.
+    """
+    dev = road.device
+    B, N = num_envs, config.traffic.num_vehicles
+    L = road.length
+    veh_cfg, traffic = config.vehicle, config.traffic
+    g = generator
+
+    length = _uniform(*veh_cfg.length_range, (B, N), g, dev)
+    width = _uniform(*veh_cfg.width_range, (B, N), g, dev)
+    length[:, 0] = 0.5 * sum(veh_cfg.length_range)
+    width[:, 0] = 0.5 * sum(veh_cfg.width_range)
+
+    first_through = road.num_lanes - road.num_through_lanes
+    nl = road.num_through_lanes
+    if road.scenario == Scenario.MERGE:
+        ego_lane = torch.zeros(B, dtype=torch.long, device=dev)  # the on-ramp
+        ego_s = torch.full((B,), config.road.ramp_start + MERGE_EGO_START, device=dev)
+    else:
+        ego_lane = first_through + torch.randint(0, nl, (B,), generator=g, device=dev)
+        ego_s = _uniform(0.0, L, (B,), g, dev)
+    ego_speed = _uniform(*config.ego_speed_range, (B,), g, dev)
+
+    # Traffic: a random permutation dealt round-robin over the through lanes -> balanced lane counts.
+    M = N - 1
+    perm = torch.argsort(torch.rand((B, M), generator=g, device=dev), dim=1)
+    lane_slot = perm % nl  # (B, M) through-lane number 0..nl-1
+    rank = perm // nl  # position of the vehicle within its lane
+    count = torch.tensor([(M - k + nl - 1) // nl for k in range(nl)], device=dev, dtype=torch.float32)
+    n_in_lane = count[lane_slot].clamp_min(1.0)
+    lane = first_through + lane_slot
+    ego_here = lane == ego_lane[:, None]
+    arc = torch.where(ego_here, L - 2.0 * EGO_CLEARANCE, L)  # free arc of the lane
+    start = torch.where(ego_here, ego_s[:, None] + EGO_CLEARANCE,
+                        ego_s[:, None] + _uniform(0.0, L, (B, nl), g, dev).gather(1, lane_slot))
+    slot = arc / n_in_lane
+    min_spacing = veh_cfg.length_range[1] + traffic.idm_min_gap
+    jitter = (0.5 * (1.0 - min_spacing / slot)).clamp(0.0, 0.3)
+    s = start + (rank + 0.5 + jitter * (2.0 * torch.rand((B, M), generator=g, device=dev) - 1.0)) * slot
+    desired = _uniform(*traffic.desired_speed_range, (B, M), g, dev)
+
+    s_all = road.wrap(torch.cat([ego_s[:, None], s], dim=1))
+    lane_all = torch.cat([ego_lane[:, None], lane], dim=1)
+    offset, heading, _, _ = road.lane_frame(lane_all, s_all)
+    speeds = torch.tensor(config.action.target_speeds, device=dev)
+    ego_speed_index = (speeds[None, :] - ego_speed[:, None]).abs().argmin(dim=1)
+    speed = torch.cat([ego_speed[:, None], desired], dim=1)
+    desired_all = torch.cat([speeds[ego_speed_index][:, None], desired], dim=1)
+    zeros = torch.zeros((B, N), device=dev)
+    vehicles = VehicleState(
+        s=s_all, d=offset, psi=heading, speed=speed, steer=zeros, accel=zeros.clone(), length=length,
+        width=width, lane=lane_all, target_lane=lane_all.clone(), desired_speed=desired_all,
+        active=torch.ones((B, N), dtype=torch.bool, device=dev))
+    zb = torch.zeros(B, device=dev)
+    zl = torch.zeros(B, dtype=torch.long, device=dev)
+    return WorldState(vehicles=vehicles, time=zb, policy_steps=zl, sim_steps=zl.clone(),
+                      ego_speed_index=ego_speed_index, crashed=zb.bool(), off_road=zb.bool(), distance=zb.clone())

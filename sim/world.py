@@ -1,0 +1,95 @@
+"""The stateless simulation step: `sim_step(state, ego_steer, ego_accel, ...) -> state`.
+
+One step at the simulation rate, for all B environments at once:
+  1. traffic: IDM acceleration from a (lane, s) sort; MOBIL target lanes on decision ticks;
+  2. lateral control: every vehicle steers towards its target lane (the ego too, under meta actions;
+     under continuous actions the ego's steering command is given);
+  3. kinematic bicycle with actuator limits;
+  4. lane bookkeeping (nearest lane), ego collision and off-road checks (latched until reset).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from sim.action import lane_following_controls
+from sim.collision import ego_collisions
+from sim.config import EnvConfig
+from sim.dynamics import bicycle_step
+from sim.road import RoadNetwork
+from sim.state import WorldState
+from sim.traffic import idm_step, mobil_targets
+
+
+def mobil_direction(global_step: int, config: EnvConfig) -> int:
+    """MOBIL decision of this simulation step: +1 (left), -1 (right) or 0 (none).
+
+    Decisions happen every `lane_change_interval` seconds, alternating left and right so that two
+    vehicles never move into the same gap from both sides at once.
+    """
+    every = max(1, int(round(config.traffic.lane_change_interval * config.sim_frequency)))
+    if global_step % every:
+        return 0
+    return 1 if (global_step // every) % 2 == 0 else -1
+
+
+def advance(state: WorldState, accel: torch.Tensor, road: RoadNetwork, config: EnvConfig,
+            ego_steer: torch.Tensor | None = None, ego_accel: torch.Tensor | None = None) -> WorldState:
+    """Everything after the traffic decisions: controls, dynamics, lanes, collisions, counters.
+
+    accel: [m/s^2] (B, N) IDM acceleration of every vehicle (the ego's entry is replaced).
+    """
+    veh = state.vehicles
+    steer, ego_speed_accel = lane_following_controls(state, road, config)
+    if ego_steer is not None:
+        steer = torch.cat([ego_steer[:, None], steer[:, 1:]], dim=1)
+    ego_a = ego_accel if ego_accel is not None else ego_speed_accel
+    accel = torch.cat([ego_a[:, None], accel[:, 1:]], dim=1)
+
+    new = bicycle_step(veh, steer, accel, road, config.vehicle, config.dt)
+    lane, on_road = road.nearest_lane(new.s, new.d)
+    target = new.target_lane
+    if ego_steer is not None:  # a continuous-action ego has no target lane: it is where it is
+        target = torch.cat([lane[:, :1], target[:, 1:]], dim=1)
+    new = replace(new, lane=lane, target_lane=target)
+
+    crashed = state.crashed | ego_collisions(new, road)
+    off_road = state.off_road | ~on_road[:, 0]
+    progress = road.delta_s(new.s[:, 0], veh.s[:, 0])
+    return WorldState(
+        vehicles=new,
+        time=state.time + config.dt,
+        policy_steps=state.policy_steps,
+        sim_steps=state.sim_steps + 1,
+        ego_speed_index=state.ego_speed_index,
+        crashed=crashed,
+        off_road=off_road,
+        distance=state.distance + progress,
+    )
+
+
+def sim_step(state: WorldState, road: RoadNetwork, config: EnvConfig, ego_steer: torch.Tensor | None = None,
+             ego_accel: torch.Tensor | None = None, mobil: int = 0, *, idm_fn=idm_step, advance_fn=advance,
+             ) -> WorldState:
+    """Advance B environments by one simulation step of `config.dt` seconds.
+
+    Args:
+        state: current state.
+        road: road tables on the state's device.
+        config: environment config.
+        ego_steer: [rad] (B,) ego steering command; None: follow the ego's target lane.
+        ego_accel: [m/s^2] (B,) ego acceleration command; None: track the ego's speed set-point.
+        mobil: MOBIL decision direction of this step (see `mobil_direction`).
+        idm_fn, advance_fn: the two phases, replaceable by their `torch.compile`d versions (MOBIL
+            stays eager: it runs on decision ticks only, and keeping it out avoids one graph per direction).
+    Returns:
+        The new state (time, counters, latched crash/off-road flags updated).
+    """
+    veh = state.vehicles
+    accel, index, acc_sorted = idm_fn(veh, road, config.traffic)
+    if mobil != 0:
+        target = mobil_targets(veh, road, index, acc_sorted, accel, mobil, config.traffic)
+        state = state.replace(vehicles=replace(veh, target_lane=target))
+    return advance_fn(state, accel, road, config, ego_steer, ego_accel)
