@@ -7,9 +7,6 @@ import torch
 from sim.road import RoadNetwork
 from sim.state import VehicleState
 
-# Boxes farther apart than this (centre to centre) cannot touch: half-diagonals of 20 m trucks.
-_BROAD_PHASE = 22.0  # [m]
-
 
 def boxes_overlap(xa: torch.Tensor, ya: torch.Tensor, yaw_a: torch.Tensor, la: torch.Tensor, wa: torch.Tensor,
                   xb: torch.Tensor, yb: torch.Tensor, yaw_b: torch.Tensor, lb: torch.Tensor, wb: torch.Tensor,
@@ -52,6 +49,8 @@ def ego_collisions(veh: VehicleState, road: RoadNetwork) -> torch.Tensor:
     hit = boxes_overlap(
         torch.zeros_like(dx[:, :1]), torch.zeros_like(dy[:, :1]), veh.psi[:, :1], veh.length[:, :1],
         veh.width[:, :1], dx, dy, veh.psi, veh.length, veh.width)
-    near = (dx.abs() < _BROAD_PHASE) & (dy.abs() < _BROAD_PHASE) & veh.active
+    # Broad phase: boxes whose circumscribed circles are apart cannot touch.
+    radius = 0.5 * torch.hypot(veh.length, veh.width)
+    near = (torch.hypot(dx, dy) <= radius + radius[:, :1]) & veh.active
     near[:, 0] = False
     return (hit & near).any(dim=1)

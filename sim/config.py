@@ -29,6 +29,9 @@ class ActionType(str, Enum):
     META = "meta"  # LANE_LEFT, IDLE, LANE_RIGHT, FASTER, SLOWER executed by the controllers
 
 
+EGO_CLEARANCE = 30.0  # [m] at the start, traffic in the ego's lane is at least this far from it (centres)
+
+
 def _require(ok: bool, name: str, allowed: str, value: object) -> None:
     if not ok:
         raise ValueError(f"invalid config: {name}={value!r}; allowed: {allowed}")
@@ -64,6 +67,8 @@ class RoadConfig:
     """[m] spacing of the lookup tables along the reference line."""
 
     def validate(self) -> None:
+        _require(self.scenario in {sc.value for sc in Scenario}, "road.scenario",
+                 ", ".join(sc.value for sc in Scenario), self.scenario)
         _require(1 <= self.num_lanes <= 8, "road.num_lanes", "1..8", self.num_lanes)
         _require(self.length >= 200.0, "road.length", ">= 200 m", self.length)
         _require(2.5 <= self.lane_width <= 6.0, "road.lane_width", "2.5..6.0 m", self.lane_width)
@@ -285,11 +290,15 @@ class EnvConfig:
         lo, hi = self.ego_speed_range
         _require(0.0 <= lo <= hi <= self.vehicle.max_speed, "ego_speed_range",
                  f"0 <= low <= high <= vehicle.max_speed ({self.vehicle.max_speed} m/s)", (lo, hi))
-        # Room on the ring: every traffic vehicle needs a slot of body length + jam gap in some lane.
+        # Room on the ring: traffic is dealt round-robin over the through lanes, so the fullest lane holds
+        # ceil((N - 1) / lanes) vehicles, each needing a body length plus the jam gap; on the highway one
+        # lane also keeps the ego's clearance free.
         slot = self.vehicle.length_range[1] + self.traffic.idm_min_gap
-        capacity = int(self.road.num_lanes * (self.road.length // slot)) - 1
-        _require(self.traffic.num_vehicles - 1 <= capacity, "traffic.num_vehicles",
-                 f"1..{capacity + 1} for {self.road.num_lanes} lanes of {self.road.length} m "
+        lanes = self.road.num_lanes
+        free = self.road.length - (2.0 * EGO_CLEARANCE if self.road.scenario == Scenario.HIGHWAY else 0.0)
+        capacity = lanes * int(free // slot)
+        _require(0 <= self.traffic.num_vehicles - 1 <= capacity, "traffic.num_vehicles",
+                 f"1..{capacity + 1} for {lanes} lanes of {self.road.length} m "
                  f"(one slot of {slot:.1f} m per vehicle)", self.traffic.num_vehicles)
         return self
 

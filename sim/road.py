@@ -59,12 +59,13 @@ class RoadNetwork:
     def _grid(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Grid index i0 and interpolation weight for arc length s (any shape, unwrapped ok)."""
         K = self.ref_x.shape[0]
-        u = ((s + MARGIN) / self.grid_step).clamp(0.0, K - 1.000001)
-        i0 = u.long()  # floor: u >= 0
-        return i0, u - i0
+        u = (s + MARGIN) / self.grid_step
+        # note: clamp the integer index, not u: in float32, K - 1 - eps rounds to K - 1
+        i0 = u.floor().clamp(0, K - 2).long()
+        return i0, (u - i0).clamp(0.0, 1.0)
 
     def _interp(self, table: torch.Tensor, i0: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return torch.lerp(table[i0], table[i0 + 1], w)
+        return torch.lerp(torch.take(table, i0), torch.take(table, i0 + 1), w)  # take: faster than table[i0]
 
     def wrap(self, s: torch.Tensor) -> torch.Tensor:
         """Arc length wrapped onto the ring [0, length)."""
@@ -91,16 +92,17 @@ class RoadNetwork:
         i0, w = self._grid(s)
         K = self.ref_x.shape[0]
         flat = lane.long() * K + i0
-        off = torch.lerp(self.lane_offset.view(-1)[flat], self.lane_offset.view(-1)[flat + 1], w)
-        hdg = torch.lerp(self.lane_heading.view(-1)[flat], self.lane_heading.view(-1)[flat + 1], w)
-        kap = torch.lerp(self.lane_curvature.view(-1)[flat], self.lane_curvature.view(-1)[flat + 1], w)
-        return off, hdg, kap, self.lane_exists.view(-1)[flat]
+        off = self._interp(self.lane_offset, flat, w)
+        hdg = self._interp(self.lane_heading, flat, w)
+        kap = self._interp(self.lane_curvature, flat, w)
+        return off, hdg, kap, torch.take(self.lane_exists, flat)
 
     def all_lane_offsets(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Offsets [..., NL] of every lane centre at s, and whether each lane exists there."""
         i0, w = self._grid(s)
-        off = torch.lerp(self.lane_offset.T[i0], self.lane_offset.T[i0 + 1], w.unsqueeze(-1))
-        return off, self.lane_exists.T[i0]
+        off_t, exists_t = self.lane_offset.T.contiguous(), self.lane_exists.T.contiguous()  # [K, NL]
+        off = torch.lerp(off_t[i0], off_t[i0 + 1], w.unsqueeze(-1))
+        return off, exists_t[i0]
 
     def nearest_lane(self, s: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Lane whose centre is nearest to (s, d) among lanes that exist at s, and whether the point
@@ -114,7 +116,7 @@ class RoadNetwork:
         """Whether a change from `lane` to `lane + direction` (+1 left, -1 right) is allowed at s."""
         i0, _ = self._grid(s)
         table = self.left_allowed if direction > 0 else self.right_allowed
-        return table.view(-1)[lane.long() * self.ref_x.shape[0] + i0]
+        return torch.take(table, lane.long() * self.ref_x.shape[0] + i0)
 
     def to_global(self, s: torch.Tensor, d: torch.Tensor, psi: torch.Tensor | None = None,
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -190,13 +192,13 @@ def build_road(config: RoadConfig, device: torch.device | str = "cpu") -> RoadNe
         a1 = a0 + config.ramp_approach
         a2 = a1 + config.merge_length
         ramp = -w - config.ramp_offset * (1.0 - _smoothstep((s_ring - a0) / config.ramp_approach))
+        ramp = np.where(s_ring > a2, -w - config.ramp_offset, ramp)  # no jump at the seam (lane absent there)
         offsets.append(ramp)
         exists.append((s_ring >= a0) & (s_ring <= a2))
         left.append((s_ring >= a1) & (s_ring <= a2))
         right.append(np.zeros_like(s, dtype=bool))
         lane_end.append(a2)
         lane_rank.append(0)
-    first = len(offsets)
     for i in range(n):
         offsets.append(np.full_like(s, i * w))
         exists.append(np.ones_like(s, dtype=bool))

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from sim.config import EnvConfig, Scenario
+from sim.config import EGO_CLEARANCE, EnvConfig, Scenario
 from sim.road import RoadNetwork
 from sim.state import VehicleState, WorldState
 
-EGO_CLEARANCE = 30.0  # [m] traffic starts at least this far (centre to centre) from the ego in its lane
 MERGE_EGO_START = 20.0  # [m] the merge ego starts this far along the on-ramp
 
 

@@ -125,6 +125,7 @@ def idm_step(veh: VehicleState, road: RoadNetwork, p: TrafficConfig) -> tuple[to
     acc_sorted = torch.where(index.lane == NO_LANE, torch.inf, acc_sorted)
     acc_entries = torch.empty_like(acc_sorted).scatter_(1, index.order, acc_sorted)  # unsorted (B, 2N)
     acc = torch.minimum(acc_entries[:, :N], acc_entries[:, N:])
+    acc = torch.where(veh.active, acc, 0.0)  # padding has no entry in any lane
     return acc, index, acc_sorted
 
 

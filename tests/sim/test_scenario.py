@@ -1,0 +1,147 @@
+"""Initial states: shapes, no overlaps, traffic placement, balance, determinism, the merge ego."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+import torch
+
+from sim.collision import boxes_overlap
+from sim.config import EnvConfig, RoadConfig, Scenario, TrafficConfig, merge_config
+from sim.road import RoadNetwork, build_road
+from sim.scenario import EGO_CLEARANCE, MERGE_EGO_START, initial_state
+from sim.state import WorldState
+
+B = 64
+CONFIGS = {
+    "highway": EnvConfig(),
+    "merge": merge_config(),
+    "curved": EnvConfig(road=RoadConfig(max_curvature=1.0 / 500.0)),
+    "crowded": EnvConfig(road=RoadConfig(num_lanes=3, length=400.0)),  # 49 cars on 3 x 400 m
+    # at the capacity EnvConfig.validate() allows: 2 lanes x ((200 - 2 x 30 m ego clearance) // 10.2 m) + ego = 27
+    "full": EnvConfig(road=RoadConfig(num_lanes=2, length=200.0), traffic=TrafficConfig(num_vehicles=27)),
+}
+
+
+@pytest.fixture(scope="module", params=list(CONFIGS))
+def case(request: pytest.FixtureRequest) -> tuple[EnvConfig, RoadNetwork, WorldState]:
+    config = CONFIGS[request.param].validate()
+    road = build_road(config.road)
+    return config, road, initial_state(config, road, B, torch.Generator().manual_seed(7))
+
+
+def test_shapes_and_dtypes(case) -> None:
+    config, _, world = case
+    N = config.traffic.num_vehicles
+    world.vehicles.validate()
+    for f in fields(world.vehicles):
+        t = getattr(world.vehicles, f.name)
+        assert t.shape == (B, N), f.name
+    assert world.vehicles.lane.dtype == torch.long and world.vehicles.active.dtype == torch.bool
+    assert world.vehicles.active.all()
+    for name in ("time", "policy_steps", "sim_steps", "ego_speed_index", "crashed", "off_road", "distance"):
+        assert getattr(world, name).shape == (B,), name
+    assert not world.crashed.any() and not world.off_road.any()
+    assert torch.all(world.time == 0) and torch.all(world.distance == 0)
+
+
+def test_no_two_vehicles_overlap(case) -> None:
+    _, road, world = case
+    v = world.vehicles
+    # every pair compared in the road chart of the first: (B, N, 1) against (B, 1, N)
+    dx = road.delta_s(v.s[:, None, :], v.s[:, :, None])
+    dy = v.d[:, None, :] - v.d[:, :, None]
+    zero = torch.zeros_like(dx)
+    hit = boxes_overlap(zero, zero, v.psi[:, :, None], v.length[:, :, None], v.width[:, :, None],
+                        dx, dy, v.psi[:, None, :], v.length[:, None, :], v.width[:, None, :])
+    hit &= ~torch.eye(v.s.shape[1], dtype=torch.bool)
+    assert not hit.any(), f"{int(hit.sum()) // 2} overlapping pairs"
+
+
+def test_same_lane_spacing_and_ego_clearance(case) -> None:
+    config, road, world = case
+    v = world.vehicles
+    ds = road.delta_s(v.s[:, None, :], v.s[:, :, None]).abs()  # (B, N, N) centre distances
+    same = (v.lane[:, None, :] == v.lane[:, :, None]) & ~torch.eye(v.s.shape[1], dtype=torch.bool)
+    min_spacing = config.vehicle.length_range[1] + config.traffic.idm_min_gap
+    closest = ds[same].min().item()
+    assert closest >= min_spacing - 1e-3, f"same-lane centres {closest:.2f} m apart < {min_spacing:.2f} m"
+    ego_gap = ds[:, 0, 1:][same[:, 0, 1:]]
+    assert torch.all(ego_gap >= EGO_CLEARANCE - 1e-3)
+
+
+def test_traffic_only_on_through_lanes(case) -> None:
+    _, road, world = case
+    first_through = road.num_lanes - road.num_through_lanes
+    lanes = world.vehicles.lane[:, 1:]
+    assert torch.all((lanes >= first_through) & (lanes < road.num_lanes))
+
+
+def test_traffic_lane_counts_are_balanced(case) -> None:
+    _, road, world = case
+    first_through = road.num_lanes - road.num_through_lanes
+    lanes = world.vehicles.lane[:, 1:] - first_through
+    counts = torch.stack([(lanes == k).sum(dim=1) for k in range(road.num_through_lanes)], dim=1)
+    assert torch.all(counts.max(dim=1).values - counts.min(dim=1).values <= 1)
+
+
+def test_vehicles_start_on_their_lane_centres(case) -> None:
+    config, road, world = case
+    v = world.vehicles
+    assert torch.all((v.s >= 0) & (v.s < road.length))
+    off, heading, _, exists = road.lane_frame(v.lane, v.s)
+    assert exists.all()
+    torch.testing.assert_close(v.d, off)
+    torch.testing.assert_close(v.psi, heading)
+    lane, on_road = road.nearest_lane(v.s, v.d)
+    assert torch.equal(lane, v.lane) and on_road.all()
+    assert torch.equal(v.target_lane, v.lane)
+    lo, hi = config.traffic.desired_speed_range
+    assert torch.all((v.speed[:, 1:] >= lo) & (v.speed[:, 1:] <= hi))
+    lo, hi = config.ego_speed_range
+    assert torch.all((v.speed[:, 0] >= lo) & (v.speed[:, 0] <= hi))
+    lo, hi = config.vehicle.length_range
+    assert torch.all((v.length >= lo) & (v.length <= hi))
+    # the ego's set-point is the meta action's target speed it starts at
+    speeds = torch.tensor(config.action.target_speeds)
+    torch.testing.assert_close(v.desired_speed[:, 0], speeds[world.ego_speed_index])
+
+
+def test_ego_lane(case) -> None:
+    config, road, world = case
+    ego = world.vehicles.lane[:, 0]
+    if road.scenario == Scenario.MERGE:
+        assert torch.all(ego == 0)  # the on-ramp
+        torch.testing.assert_close(world.vehicles.s[:, 0],
+                                   torch.full((B,), config.road.ramp_start + MERGE_EGO_START))
+    else:
+        assert torch.all((ego >= 0) & (ego < road.num_lanes))
+        assert len(ego.unique()) == road.num_lanes  # 64 draws over 3-4 lanes hit every lane
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_same_seed_same_state(name: str) -> None:
+    config = CONFIGS[name]
+    road = build_road(config.road)
+    a = initial_state(config, road, 8, torch.Generator().manual_seed(123))
+    b = initial_state(config, road, 8, torch.Generator().manual_seed(123))
+    c = initial_state(config, road, 8, torch.Generator().manual_seed(124))
+    for f in fields(a.vehicles):
+        assert torch.equal(getattr(a.vehicles, f.name), getattr(b.vehicles, f.name)), f.name
+    for f in fields(a):
+        if f.name != "vehicles":
+            assert torch.equal(getattr(a, f.name), getattr(b, f.name)), f.name
+    assert not torch.equal(a.vehicles.s, c.vehicles.s)
+
+
+def test_environments_differ_within_a_batch() -> None:
+    config = EnvConfig()
+    world = initial_state(config, build_road(config.road), 4, torch.Generator().manual_seed(0))
+    s = world.vehicles.s
+    assert not torch.equal(s[0], s[1]) and not torch.equal(s[2], s[3])
+
+
+def test_one_vehicle_past_capacity_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"traffic\.num_vehicles.*1\.\.27"):
+        EnvConfig(road=RoadConfig(num_lanes=2, length=200.0), traffic=TrafficConfig(num_vehicles=28)).validate()
