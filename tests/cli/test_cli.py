@@ -1,0 +1,54 @@
+"""The `drivestack` command line: smoke runs with tiny budgets and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+
+from drivestack.cli import main
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "drivestack.cli", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_top_level_help_lists_commands(capsys) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "sim demo" in out and "bench sim" in out
+
+
+def test_sim_demo_writes_mp4_and_prints_throughput(tmp_path: Path) -> None:
+    out = tmp_path / "demo" / "episode.mp4"
+    proc = _run("sim", "demo", "--seconds", "3", "--out", str(out), "--throughput-envs", "16",
+                "--throughput-seconds", "0.2", "--scenario", "merge")
+    assert proc.returncode == 0, proc.stderr
+    assert out.exists() and not list(out.parent.glob("*.tmp*"))
+    assert len(iio.imread(out)) >= 10
+    assert "throughput:" in proc.stdout and "policy steps/s" in proc.stdout
+
+
+def test_bench_sim_prints_ratio_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "sim.json"
+    proc = _run("bench", "sim", "--num-envs", "8", "--vehicles", "10", "--seconds", "0.2",
+                "--reference-seconds", "0.5", "--no-compile", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "highway-env highway-v0" in proc.stdout and "drivestack eager" in proc.stdout
+    result = json.loads(out.read_text())
+    assert result["highway_env"]["policy_steps_per_s"] > 0
+    assert result["drivestack_eager"]["ratio_vs_highway_env"] > 1.0
+
+
+def test_bad_input_is_one_line_error() -> None:
+    proc = _run("sim", "demo", "--scenario", "roundabout", "--throughput-envs", "0")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "unknown scenario 'roundabout'" in proc.stderr
+    proc = _run("bench", "sim", "--vehicles", "0", "--no-reference")
+    assert proc.returncode == 2 and "traffic.num_vehicles" in proc.stderr
+    proc = _run("nonsense", "command")
+    assert proc.returncode == 2 and "unknown command" in proc.stderr
