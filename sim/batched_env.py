@@ -8,6 +8,8 @@ observation returned for them is the first of their next episode; the last one i
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -65,6 +67,8 @@ class BatchedDrivingEnv:
         self._episode_return = torch.zeros(num_envs, device=self.device)
         self._idm_fn, self._advance_fn = idm_step, advance
         if compile:
+            # inductor's C++ backend logs a warning about CUDA_HOME on CPU-only machines: noise here
+            logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
             self._idm_fn = torch.compile(idm_step, dynamic=False)
             self._advance_fn = torch.compile(advance, dynamic=False)
 
