@@ -34,9 +34,18 @@ def _bench_sim() -> Command:
     return Command(lambda: sim_bench.BenchSimConfig, sim_bench.run_bench, sim_bench.BenchSimConfig.__doc__ or "")
 
 
+def _bench_control() -> Command:
+    from drivestack import control_bench
+
+    return Command(lambda: control_bench.BenchControlConfig, control_bench.run_bench,
+                   control_bench.BenchControlConfig.__doc__ or "")
+
+
 COMMANDS: dict[tuple[str, str], tuple[str, Callable[[], Command]]] = {
     ("sim", "demo"): ("simulate one episode, write an MP4 and print the simulator's throughput", _demo),
     ("bench", "sim"): ("simulator throughput side by side with highway-env (policy steps/s and ratio)", _bench_sim),
+    ("bench", "control"): ("controllers closed loop in scripted maneuvers, side by side with highway-env's",
+                           _bench_control),
 }
 
 
@@ -59,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     group, name = argv[0], argv[1]
     text, factory = COMMANDS[(group, name)]
     command = factory()
-    config = tyro.cli(command.config(), args=argv[2:], prog=f"drivestack {group} {name}", description=text)
+    config = tyro.cli(command.config(), args=argv[2:], prog=f"drivestack {group} {name}", description=text,
+                      config=(tyro.conf.EnumChoicesFromValues,))
     try:
         command.run(config)
     except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError) as err:

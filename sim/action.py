@@ -17,8 +17,8 @@ from enum import IntEnum
 import numpy as np
 import torch
 
-from control import lane_keeping_steer, speed_control
 from sim.config import ActionConfig, ActionType, EnvConfig
+from sim.driver import start_lane_changes
 from sim.road import RoadNetwork
 from sim.state import WorldState
 
@@ -63,10 +63,12 @@ def to_action_tensor(action: object, num_envs: int, config: ActionConfig, device
     return a.clamp(-1.0, 1.0)
 
 
-def apply_meta(state: WorldState, action: torch.Tensor, road: RoadNetwork, config: ActionConfig,
+def apply_meta(state: WorldState, action: torch.Tensor, road: RoadNetwork, env_config: EnvConfig,
                ) -> tuple[WorldState, torch.Tensor]:
     """Apply meta actions (B,) to the ego's target lane and speed set-point. Returns the new state and
-    a (B,) bool mask of actions that were impossible and therefore ignored."""
+    a (B,) bool mask of actions that were impossible and therefore ignored. A new target lane starts a
+    smooth lane-change reference path (see `sim.driver`)."""
+    config = env_config.action
     veh = state.vehicles
     lane, target, s = veh.lane[:, 0], veh.target_lane[:, 0], veh.s[:, 0]
     left = action == MetaAction.LANE_LEFT
@@ -85,21 +87,9 @@ def apply_meta(state: WorldState, action: torch.Tensor, road: RoadNetwork, confi
     target_lane = veh.target_lane.clone()
     target_lane[:, 0] = new_target
     desired = veh.desired_speed.clone()
-    desired[:, 0] = speeds[new_idx]
-    vehicles = replace(veh, target_lane=target_lane, desired_speed=desired)
+    desired[:, 0] = torch.where(new_idx != idx, speeds[new_idx], desired[:, 0])  # only FASTER/SLOWER move it
+    vehicles = start_lane_changes(replace(veh, desired_speed=desired), target_lane, road, env_config)
     return state.replace(vehicles=vehicles, ego_speed_index=new_idx), invalid
-
-
-def lane_following_controls(state: WorldState, road: RoadNetwork, config: EnvConfig,
-                            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Steering [rad] to follow each vehicle's target lane and the ego's speed-tracking acceleration
-    [m/s^2], shapes (B, N) and (B,). Traffic acceleration comes from IDM instead."""
-    veh = state.vehicles
-    offset, heading, curvature, _ = road.lane_frame(veh.target_lane, veh.s)
-    steer = lane_keeping_steer(veh.d - offset, veh.psi - heading, curvature, veh.speed,
-                               config.vehicle.wheelbase_ratio * veh.length)
-    ego_accel = speed_control(veh.speed[:, 0], veh.desired_speed[:, 0])
-    return steer, ego_accel
 
 
 def continuous_controls(action: torch.Tensor, config: ActionConfig) -> tuple[torch.Tensor, torch.Tensor]:

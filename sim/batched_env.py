@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from control import throttle_brake
 from sim.action import apply_meta, continuous_controls, to_action_tensor
 from sim.config import ActionType, EnvConfig
 from sim.observation import observation_space, observe
@@ -22,7 +23,7 @@ from sim.road import build_road
 from sim.scenario import initial_state
 from sim.state import WorldState
 from sim.traffic import idm_step
-from sim.world import advance, mobil_direction, sim_step
+from sim.world import advance, lqr_table, mobil_direction, sim_step
 
 
 def action_space(config: EnvConfig) -> spaces.Space:
@@ -65,6 +66,7 @@ class BatchedDrivingEnv:
         self.state: WorldState = initial_state(self.config, self.road, num_envs, self.generator)
         self._global_step = 0  # simulation steps since construction (sets the MOBIL decision ticks)
         self._episode_return = torch.zeros(num_envs, device=self.device)
+        self._lqr = lqr_table(self.config, self.device)
         self._idm_fn, self._advance_fn = idm_step, advance
         if compile:
             # inductor's C++ backend logs a warning about CUDA_HOME on CPU-only machines: noise here
@@ -93,14 +95,15 @@ class BatchedDrivingEnv:
         Returns:
             observation (B, ...), reward (B,), terminated (B,) bool, truncated (B,) bool, info: a dict of
             (B,) tensors: `rewards` (dict of the named terms), `crashed`, `off_road`, `action_invalid`,
-            `speed` [m/s], `lane`; and where an episode ended: `final_observation` (B, ...),
+            `speed` [m/s], `lane`, `throttle` and `brake` in [0, 1] (the ego's last acceleration split over
+            its limits); and where an episode ended: `final_observation` (B, ...),
             `episode_return`, `episode_length` (policy steps), `episode_distance` [m] (valid where `done`).
         """
         cfg = self.config
         a = to_action_tensor(action, self.num_envs, cfg.action, self.device)
         state = self.state
         if cfg.action.type == ActionType.META:
-            state, invalid = apply_meta(state, a, self.road, cfg.action)
+            state, invalid = apply_meta(state, a, self.road, cfg)
             steer = accel = None
         else:
             steer, accel = continuous_controls(a, cfg.action)
@@ -109,7 +112,7 @@ class BatchedDrivingEnv:
         for _ in range(cfg.substeps):  # a loop over time, not over environments
             lane_before = state.vehicles.lane[:, 0]
             state = sim_step(state, self.road, cfg, steer, accel, mobil_direction(self._global_step, cfg),
-                             idm_fn=self._idm_fn, advance_fn=self._advance_fn)
+                             lqr=self._lqr, idm_fn=self._idm_fn, advance_fn=self._advance_fn)
             lane_changed |= state.vehicles.lane[:, 0] != lane_before
             self._global_step += 1
         state = state.replace(policy_steps=state.policy_steps + 1)
@@ -128,6 +131,8 @@ class BatchedDrivingEnv:
             "speed": state.vehicles.speed[:, 0],
             "lane": state.vehicles.lane[:, 0],
         }
+        info["throttle"], info["brake"] = throttle_brake(state.vehicles.accel[:, 0], cfg.vehicle.max_accel,
+                                                         cfg.vehicle.max_brake, validate=False)
         done = terminated | truncated
         if self.autoreset and bool(done.any()):  # note: a CPU-GPU sync point, once per policy step
             info["final_observation"] = obs

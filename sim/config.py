@@ -11,12 +11,21 @@ import math
 from dataclasses import dataclass, field
 from enum import Enum
 
+from control.config import ControllerConfig
+
 
 class Scenario(str, Enum):
     """Road layout generator."""
 
     HIGHWAY = "highway"  # straight or gently curved multi-lane highway
     MERGE = "merge"  # highway with an on-ramp joining from the right; the ego starts on the ramp
+
+
+class CurveProfile(str, Enum):
+    """Curvature of a curved highway's reference line along its length."""
+
+    SINE = "sine"  # gently curved: max_curvature * sin(2 pi s / curve_wavelength), left and right bends
+    ARC = "arc"  # one constant-curvature left-hand arc of radius 1 / max_curvature (controller benchmarks)
 
 
 class ObservationType(str, Enum):
@@ -53,6 +62,8 @@ class RoadConfig:
     """[m] lane width."""
     max_curvature: float = 0.0
     """[1/m] peak curvature of a gently curved highway (0 = straight; 1/500 is gentle)."""
+    curve_profile: CurveProfile = CurveProfile.SINE
+    """Curvature profile when max_curvature > 0."""
     curve_wavelength: float = 800.0
     """[m] wavelength of the sinusoidal curvature profile of a curved highway."""
     ramp_start: float = 100.0
@@ -74,6 +85,8 @@ class RoadConfig:
         _require(2.5 <= self.lane_width <= 6.0, "road.lane_width", "2.5..6.0 m", self.lane_width)
         _require(0.0 <= self.max_curvature <= 1.0 / 150.0, "road.max_curvature", "0..1/150 1/m",
                  self.max_curvature)
+        _require(self.curve_profile in {c.value for c in CurveProfile}, "road.curve_profile",
+                 ", ".join(c.value for c in CurveProfile), self.curve_profile)
         _require(self.curve_wavelength >= 100.0, "road.curve_wavelength", ">= 100 m", self.curve_wavelength)
         _require(0.1 <= self.grid_step <= 5.0, "road.grid_step", "0.1..5 m", self.grid_step)
         if self.scenario == Scenario.MERGE:
@@ -249,6 +262,7 @@ class EnvConfig:
     observation: ObservationConfig = field(default_factory=ObservationConfig)
     action: ActionConfig = field(default_factory=ActionConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    control: ControllerConfig = field(default_factory=ControllerConfig)
     sim_frequency: float = 10.0
     """[Hz] simulation rate (time step 1/sim_frequency s)."""
     policy_frequency: float = 1.0
@@ -279,6 +293,7 @@ class EnvConfig:
         self.observation.validate()
         self.action.validate()
         self.reward.validate()
+        self.control.validate()
         _require(1.0 <= self.sim_frequency <= 1000.0, "sim_frequency", "1..1000 Hz", self.sim_frequency)
         _require(0.0 < self.policy_frequency <= self.sim_frequency, "policy_frequency",
                  f"0 < policy_frequency <= sim_frequency ({self.sim_frequency} Hz)", self.policy_frequency)

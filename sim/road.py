@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sim.config import RoadConfig, Scenario
+from sim.config import CurveProfile, RoadConfig, Scenario
 
 MARGIN = 300.0  # [m] tables extend this far past both ends of the section
 
@@ -171,7 +171,10 @@ def build_road(config: RoadConfig, device: torch.device | str = "cpu") -> RoadNe
     config.validate()
     ds = config.grid_step
     s = np.arange(-MARGIN, config.length + MARGIN + 0.5 * ds, ds)
-    kappa = config.max_curvature * np.sin(2.0 * math.pi * s / config.curve_wavelength)
+    if config.curve_profile == CurveProfile.ARC:
+        kappa = np.full_like(s, config.max_curvature)
+    else:
+        kappa = config.max_curvature * np.sin(2.0 * math.pi * s / config.curve_wavelength)
     # Integrate heading and position from s = 0 (the origin of the global frame), both directions.
     i_zero = int(round(MARGIN / ds))
     heading = np.concatenate([[0.0], np.cumsum(0.5 * (kappa[1:] + kappa[:-1]) * ds)])

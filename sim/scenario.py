@@ -73,6 +73,8 @@ def initial_state(config: EnvConfig, road: RoadNetwork, num_envs: int, generator
     vehicles = VehicleState(
         s=s_all, d=offset, psi=heading, speed=speed, steer=zeros, accel=zeros.clone(), length=length,
         width=width, lane=lane_all, target_lane=lane_all.clone(), desired_speed=desired_all,
+        lc_start_s=s_all.clone(), lc_offset=zeros.clone(), lc_length=torch.ones_like(zeros),
+        speed_integral=zeros.clone(),
         active=torch.ones((B, N), dtype=torch.bool, device=dev))
     zb = torch.zeros(B, device=dev)
     zl = torch.zeros(B, dtype=torch.long, device=dev)

@@ -32,6 +32,10 @@ class VehicleState:
     lane: torch.Tensor  # long: lane whose centre is nearest
     target_lane: torch.Tensor  # long: lane the vehicle is steering to (== lane when keeping lane)
     desired_speed: torch.Tensor  # [m/s] IDM free-road speed (traffic) / speed set-point (ego)
+    lc_start_s: torch.Tensor  # [m] arc length where the current lane-change reference path starts
+    lc_offset: torch.Tensor  # [m] offset from the target lane centre when it started (0: keeping lane)
+    lc_length: torch.Tensor  # [m] length of the lane-change reference path
+    speed_integral: torch.Tensor  # [m/s^2] integral term of the ego's PID speed controller
     active: torch.Tensor  # bool; False for padding
 
     @property

@@ -14,9 +14,10 @@ from dataclasses import replace
 
 import torch
 
-from sim.action import lane_following_controls
+from control import LateralController, LQRTable
 from sim.collision import ego_collisions
 from sim.config import EnvConfig
+from sim.driver import ego_speed_command, finish_lane_changes, start_lane_changes, steering
 from sim.dynamics import bicycle_step
 from sim.road import RoadNetwork
 from sim.state import WorldState
@@ -36,19 +37,27 @@ def mobil_direction(global_step: int, config: EnvConfig) -> int:
 
 
 def advance(state: WorldState, accel: torch.Tensor, road: RoadNetwork, config: EnvConfig,
-            ego_steer: torch.Tensor | None = None, ego_accel: torch.Tensor | None = None) -> WorldState:
+            ego_steer: torch.Tensor | None = None, ego_accel: torch.Tensor | None = None,
+            lqr: LQRTable | None = None) -> WorldState:
     """Everything after the traffic decisions: controls, dynamics, lanes, collisions, counters.
 
     accel: [m/s^2] (B, N) IDM acceleration of every vehicle (the ego's entry is replaced).
+    lqr: gain table of the LQR lateral controller (when it is the configured one).
     """
     veh = state.vehicles
-    steer, ego_speed_accel = lane_following_controls(state, road, config)
+    steer = steering(veh, road, config, lqr)
+    integral = veh.speed_integral
     if ego_steer is not None:
         steer = torch.cat([ego_steer[:, None], steer[:, 1:]], dim=1)
-    ego_a = ego_accel if ego_accel is not None else ego_speed_accel
+    if ego_accel is not None:
+        ego_a = ego_accel
+    else:
+        ego_a, ego_integral = ego_speed_command(veh, config)
+        integral = torch.cat([ego_integral[:, None], integral[:, 1:]], dim=1)
     accel = torch.cat([ego_a[:, None], accel[:, 1:]], dim=1)
 
     new = bicycle_step(veh, steer, accel, road, config.vehicle, config.dt)
+    new = finish_lane_changes(replace(new, speed_integral=integral), road)
     lane, on_road = road.nearest_lane(new.s, new.d)
     target = new.target_lane
     if ego_steer is not None:  # a continuous-action ego has no target lane: it is where it is
@@ -71,8 +80,8 @@ def advance(state: WorldState, accel: torch.Tensor, road: RoadNetwork, config: E
 
 
 def sim_step(state: WorldState, road: RoadNetwork, config: EnvConfig, ego_steer: torch.Tensor | None = None,
-             ego_accel: torch.Tensor | None = None, mobil: int = 0, *, idm_fn=idm_step, advance_fn=advance,
-             ) -> WorldState:
+             ego_accel: torch.Tensor | None = None, mobil: int = 0, *, lqr: LQRTable | None = None,
+             idm_fn=idm_step, advance_fn=advance) -> WorldState:
     """Advance B environments by one simulation step of `config.dt` seconds.
 
     Args:
@@ -82,6 +91,7 @@ def sim_step(state: WorldState, road: RoadNetwork, config: EnvConfig, ego_steer:
         ego_steer: [rad] (B,) ego steering command; None: follow the ego's target lane.
         ego_accel: [m/s^2] (B,) ego acceleration command; None: track the ego's speed set-point.
         mobil: MOBIL decision direction of this step (see `mobil_direction`).
+        lqr: gain table of the LQR lateral controller (built by `lqr_table(config)` when None).
         idm_fn, advance_fn: the two phases, replaceable by their `torch.compile`d versions (MOBIL
             stays eager: it runs on decision ticks only, and keeping it out avoids one graph per direction).
     Returns:
@@ -91,5 +101,14 @@ def sim_step(state: WorldState, road: RoadNetwork, config: EnvConfig, ego_steer:
     accel, index, acc_sorted = idm_fn(veh, road, config.traffic)
     if mobil != 0:
         target = mobil_targets(veh, road, index, acc_sorted, accel, mobil, config.traffic)
-        state = state.replace(vehicles=replace(veh, target_lane=target))
-    return advance_fn(state, accel, road, config, ego_steer, ego_accel)
+        state = state.replace(vehicles=start_lane_changes(veh, target, road, config))
+    if lqr is None:
+        lqr = lqr_table(config, road.device)
+    return advance_fn(state, accel, road, config, ego_steer, ego_accel, lqr)
+
+
+def lqr_table(config: EnvConfig, device: torch.device | str = "cpu") -> LQRTable | None:
+    """The LQR gain table for this config's time step, or None when another controller is selected."""
+    if config.control.lateral != LateralController.LQR:
+        return None
+    return LQRTable(config.control.lqr, config.dt).to(device)

@@ -52,3 +52,18 @@ def test_bad_input_is_one_line_error() -> None:
     assert proc.returncode == 2 and "traffic.num_vehicles" in proc.stderr
     proc = _run("nonsense", "command")
     assert proc.returncode == 2 and "unknown command" in proc.stderr
+
+
+def test_bench_control_writes_table_plot_and_json(tmp_path: Path) -> None:
+    proc = _run("bench", "control", "--controllers", "lqr", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((tmp_path / "control.json").read_text())
+    assert set(result) >= {"keep straight 30 m/s", "keep R150 30 m/s", "lane change 30 m/s", "stop-and-go"}
+    lqr = result["keep R150 30 m/s"]["lqr"]
+    assert lqr["rms_cte"] < 0.3 and lqr["late_cte_swing"] < 0.02  # the curve target; no oscillation
+    change = result["lane change 30 m/s"]["lqr"]
+    assert change["lc_duration"] <= 4.0 and change["lc_overshoot"] <= 0.2
+    assert "highway-env" in result["lane change 30 m/s"]
+    assert (tmp_path / "control.png").stat().st_size > 10_000 and (tmp_path / "control.md").exists()
+    proc = _run("bench", "control", "--controllers", "mpc")
+    assert proc.returncode == 2

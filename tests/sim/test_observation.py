@@ -20,7 +20,8 @@ def _state(s: list[float], d: list[float], speed: list[float], active: list[bool
     veh = VehicleState(
         s=row(s), d=row(d), psi=row([0.0] * n), speed=row(speed), steer=row([0.0] * n), accel=row([0.0] * n),
         length=row([5.0] * n), width=row([2.0] * n), lane=lane, target_lane=lane.clone(),
-        desired_speed=row(speed), active=row(active if active is not None else [True] * n, torch.bool))
+        desired_speed=row(speed), lc_start_s=row(s), lc_offset=row([0.0] * n), lc_length=row([1.0] * n),
+        speed_integral=row([0.0] * n), active=row(active if active is not None else [True] * n, torch.bool))
     z = torch.zeros(1)
     zl = torch.zeros(1, dtype=torch.long)
     return WorldState(vehicles=veh, time=z, policy_steps=zl, sim_steps=zl, ego_speed_index=zl,
