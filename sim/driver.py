@@ -47,11 +47,13 @@ def start_lane_changes(veh: VehicleState, target_lane: torch.Tensor, road: RoadN
     )
 
 
-def _reference_offset(veh: VehicleState, road: RoadNetwork, s: torch.Tensor,
+def _reference_offset(veh: VehicleState, road: RoadNetwork, s: torch.Tensor, centre: torch.Tensor | None = None,
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Reference path at arc length s (unwrapped ok): offset from the reference line [m], its slope and
-    second derivative along s (lane centre plus the lane-change quintic)."""
-    centre, _, _, _ = road.lane_frame(veh.target_lane, s)
+    second derivative along s (lane centre plus the lane-change quintic). `centre`: the target lane's
+    centre offset at s, when the caller already has it."""
+    if centre is None:
+        centre, _, _, _ = road.lane_frame(veh.target_lane, s)
     travelled = road.wrap(s - veh.lc_start_s)
     offset, slope, second = lane_change_offset(travelled, torch.zeros_like(s), veh.lc_length, veh.lc_offset,
                                                validate=False)
@@ -67,8 +69,8 @@ def finish_lane_changes(veh: VehicleState, road: RoadNetwork) -> VehicleState:
 def tracking_errors(veh: VehicleState, road: RoadNetwork) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Lateral error [m] (positive: left of the reference), heading error [rad] and reference curvature
     [1/m] of every vehicle with respect to its reference path, (B, N) each."""
-    _, heading, kappa, _ = road.lane_frame(veh.target_lane, veh.s)
-    ref, slope, second = _reference_offset(veh, road, veh.s)
+    centre, heading, kappa, _ = road.lane_frame(veh.target_lane, veh.s)
+    ref, slope, second = _reference_offset(veh, road, veh.s, centre)
     return veh.d - ref, veh.psi - heading - torch.atan(slope), kappa + second
 
 

@@ -51,17 +51,11 @@ class LaneIndex:
     follow: torch.Tensor  # long: sorted position of the follower in the same lane (== own: none)
 
 
-def _block_bounds(lane: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """First and last sorted position of the lane block each position belongs to."""
-    B, E = lane.shape
-    pos = torch.arange(E, device=lane.device).expand(B, E)
-    is_start = torch.ones_like(lane, dtype=torch.bool)
-    is_start[:, 1:] = lane[:, 1:] != lane[:, :-1]
-    is_end = torch.ones_like(lane, dtype=torch.bool)
-    is_end[:, :-1] = is_start[:, 1:]
-    start = torch.cummax(torch.where(is_start, pos, 0), dim=1).values
-    end = torch.cummin(torch.where(is_end, pos, E).flip(1), dim=1).values.flip(1)
-    return start, end
+def _lane_bounds(keys: torch.Tensor, num_lanes: int) -> torch.Tensor:
+    """Sorted position where each lane's block starts, (B, NL + 1): lane l spans [bounds[l], bounds[l+1])."""
+    B = keys.shape[0]
+    starts = torch.arange(num_lanes + 1, device=keys.device, dtype=torch.int32) * KEY_LANE
+    return torch.searchsorted(keys, starts.expand(B, -1).contiguous())
 
 
 def build_lane_index(veh: VehicleState, road: RoadNetwork) -> LaneIndex:
@@ -74,14 +68,17 @@ def build_lane_index(veh: VehicleState, road: RoadNetwork) -> LaneIndex:
     keys, order = torch.sort(lane2.to(torch.int32) * KEY_LANE + s_cm, dim=1)
     lane = lane2.gather(1, order)
     vehicle = order % N
-    start, end = _block_bounds(lane)
+    none = lane == NO_LANE
+    lane_c = lane.clamp_max(road.num_lanes - 1)
+    bounds = _lane_bounds(keys, road.num_lanes)
+    start = bounds.gather(1, lane_c)  # first and one-past-last sorted position of each entry's lane block
+    stop = bounds.gather(1, lane_c + 1)
     E = 2 * N
     pos = torch.arange(E, device=veh.s.device).expand(B, E)
-    ring = torch.isinf(road.lane_end)[lane.clamp_max(road.num_lanes - 1)] & (lane != NO_LANE)
+    ring = torch.take(torch.isinf(road.lane_end), lane_c)
     # Leader: next entry in the block; past the block's end, wrap to its start on ring lanes.
-    lead = torch.where(pos < end, pos + 1, torch.where(ring, start, pos))
-    follow = torch.where(pos > start, pos - 1, torch.where(ring, end, pos))
-    none = lane == NO_LANE
+    lead = torch.where(pos + 1 < stop, pos + 1, torch.where(ring, start, pos))
+    follow = torch.where(pos > start, pos - 1, torch.where(ring, stop - 1, pos))
     lead = torch.where(none, pos, lead)
     follow = torch.where(none, pos, follow)
     return LaneIndex(keys=keys, vehicle=vehicle, lane=lane, order=order, lead=lead, follow=follow)
@@ -108,7 +105,7 @@ def _entry_accel(veh: VehicleState, road: RoadNetwork, index: LaneIndex, p: Traf
     v0 = _gather(veh.desired_speed, me)
     acc = idm_acceleration(v, v0, gap, v - _gather(veh.speed, lead_veh), p)
     # The end of a lane (the on-ramp) is a standing obstacle.
-    lane_end = road.lane_end[index.lane.clamp_max(road.num_lanes - 1)]
+    lane_end = torch.take(road.lane_end, index.lane.clamp_max(road.num_lanes - 1))
     end_gap = lane_end - _gather(veh.s, me) - 0.5 * _gather(veh.length, me)
     acc_end = idm_acceleration(v, v0, end_gap.clamp_max(FAR), v, p)
     return torch.where(torch.isfinite(lane_end), torch.minimum(acc, acc_end), acc)
@@ -148,8 +145,7 @@ def mobil_targets(veh: VehicleState, road: RoadNetwork, index: LaneIndex, acc_so
     ok &= exists & (target != veh.lane)
 
     # Where the target lane's block lies among the sorted entries: [start, stop).
-    lanes = torch.arange(road.num_lanes + 1, device=dev, dtype=torch.int32) * KEY_LANE
-    bounds = torch.searchsorted(index.keys, lanes.expand(B, -1).contiguous())  # (B, NL + 1)
+    bounds = _lane_bounds(index.keys, road.num_lanes)  # (B, NL + 1)
     start = bounds.gather(1, target)
     stop = bounds.gather(1, target + 1)
     empty = start == stop
