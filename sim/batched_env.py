@@ -97,7 +97,8 @@ class BatchedDrivingEnv:
             (B,) tensors: `rewards` (dict of the named terms), `crashed`, `off_road`, `action_invalid`,
             `speed` [m/s], `lane`, `throttle` and `brake` in [0, 1] (the ego's last acceleration split over
             its limits); and where an episode ended: `final_observation` (B, ...),
-            `episode_return`, `episode_length` (policy steps), `episode_distance` [m] (valid where `done`).
+            `episode_return`, `episode_length` (policy steps), `episode_distance` [m], `episode_time` [s],
+            `episode_lane_changes`, `episode_mean_abs_jerk` [m/s^3] (valid where `done`).
         """
         cfg = self.config
         a = to_action_tensor(action, self.num_envs, cfg.action, self.device)
@@ -139,6 +140,9 @@ class BatchedDrivingEnv:
             info["episode_return"] = self._episode_return.clone()
             info["episode_length"] = state.policy_steps.clone()
             info["episode_distance"] = state.distance.clone()
+            info["episode_time"] = state.time.clone()
+            info["episode_lane_changes"] = state.lane_changes.clone()
+            info["episode_mean_abs_jerk"] = state.jerk_sum / state.sim_steps.clamp_min(1)
             fresh = initial_state(cfg, self.road, self.num_envs, self.generator)
             state = state.select(done, fresh)
             obs = observe(state, self.road, cfg.observation)

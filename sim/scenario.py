@@ -79,4 +79,5 @@ def initial_state(config: EnvConfig, road: RoadNetwork, num_envs: int, generator
     zb = torch.zeros(B, device=dev)
     zl = torch.zeros(B, dtype=torch.long, device=dev)
     return WorldState(vehicles=vehicles, time=zb, policy_steps=zl, sim_steps=zl.clone(),
-                      ego_speed_index=ego_speed_index, crashed=zb.bool(), off_road=zb.bool(), distance=zb.clone())
+                      ego_speed_index=ego_speed_index, crashed=zb.bool(), off_road=zb.bool(), distance=zb.clone(),
+                      jerk_sum=zb.clone(), lane_changes=zl.clone())

@@ -64,6 +64,8 @@ class WorldState:
     crashed: torch.Tensor  # bool: the ego collided (latched until reset)
     off_road: torch.Tensor  # bool: the ego left the drivable area (latched until reset)
     distance: torch.Tensor  # [m] distance the ego travelled along the road this episode
+    jerk_sum: torch.Tensor  # [m/s^3] sum over simulation steps of the ego's |d accel / dt|
+    lane_changes: torch.Tensor  # long: times the ego's lane changed this episode
 
     @property
     def num_envs(self) -> int:

