@@ -41,11 +41,27 @@ def _bench_control() -> Command:
                    control_bench.BenchControlConfig.__doc__ or "")
 
 
+def _train_policy() -> Command:
+    from drivestack import train_cli
+
+    return Command(lambda: train_cli.TrainPolicyConfig, train_cli.run_train, train_cli.TrainPolicyConfig.__doc__ or "")
+
+
+def _eval_policy() -> Command:
+    from drivestack import eval_cli
+
+    return Command(lambda: eval_cli.EvalPolicyConfig, eval_cli.run_eval, eval_cli.EvalPolicyConfig.__doc__ or "")
+
+
 COMMANDS: dict[tuple[str, str], tuple[str, Callable[[], Command]]] = {
     ("sim", "demo"): ("simulate one episode, write an MP4 and print the simulator's throughput", _demo),
     ("bench", "sim"): ("simulator throughput side by side with highway-env (policy steps/s and ratio)", _bench_sim),
     ("bench", "control"): ("controllers closed loop in scripted maneuvers, side by side with highway-env's",
                            _bench_control),
+    ("train", "policy"): ("train a PPO or DQN driving policy on the batched simulator (TensorBoard, checkpoints)",
+                          _train_policy),
+    ("eval", "policy"): ("evaluate policies (run dirs, checkpoints, rule, random): table, JSON, plot, MP4",
+                         _eval_policy),
 }
 
 
