@@ -7,68 +7,33 @@ wrong path) prints one line `drivestack: error: ...` and exits with status 2.
 
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 import tyro
 
-
-@dataclass(frozen=True)
-class Command:
-    config: Callable[[], type]  # lazy: importing torch for `--help` of the top level is not needed
-    run: Callable[[Any], Any]
-    help: str
-
-
-def _demo() -> Command:
-    from drivestack import sim_demo
-
-    return Command(lambda: sim_demo.DemoConfig, sim_demo.run_demo, sim_demo.DemoConfig.__doc__ or "")
-
-
-def _bench_sim() -> Command:
-    from drivestack import sim_bench
-
-    return Command(lambda: sim_bench.BenchSimConfig, sim_bench.run_bench, sim_bench.BenchSimConfig.__doc__ or "")
-
-
-def _bench_control() -> Command:
-    from drivestack import control_bench
-
-    return Command(lambda: control_bench.BenchControlConfig, control_bench.run_bench,
-                   control_bench.BenchControlConfig.__doc__ or "")
-
-
-def _train_policy() -> Command:
-    from drivestack import train_cli
-
-    return Command(lambda: train_cli.TrainPolicyConfig, train_cli.run_train, train_cli.TrainPolicyConfig.__doc__ or "")
-
-
-def _eval_policy() -> Command:
-    from drivestack import eval_cli
-
-    return Command(lambda: eval_cli.EvalPolicyConfig, eval_cli.run_eval, eval_cli.EvalPolicyConfig.__doc__ or "")
-
-
-COMMANDS: dict[tuple[str, str], tuple[str, Callable[[], Command]]] = {
-    ("sim", "demo"): ("simulate one episode, write an MP4 and print the simulator's throughput", _demo),
-    ("bench", "sim"): ("simulator throughput side by side with highway-env (policy steps/s and ratio)", _bench_sim),
+# (group, command) -> (one-line help, module in drivestack/ holding the config dataclass and the runner,
+# config class name, runner name). Modules import lazily: `drivestack --help` does not load torch.
+COMMANDS: dict[tuple[str, str], tuple[str, str, str, str]] = {
+    ("sim", "demo"): ("simulate one episode, write an MP4 and print the simulator's throughput",
+                      "sim_demo", "DemoConfig", "run_demo"),
+    ("bench", "sim"): ("simulator throughput side by side with highway-env (policy steps/s and ratio)",
+                       "sim_bench", "BenchSimConfig", "run_bench"),
     ("bench", "control"): ("controllers closed loop in scripted maneuvers, side by side with highway-env's",
-                           _bench_control),
+                           "control_bench", "BenchControlConfig", "run_bench"),
+    ("bench", "train"): ("SB3 PPO training throughput, drivestack vs highway-env highway-fast-v0",
+                         "train_bench", "BenchTrainConfig", "run_bench"),
     ("train", "policy"): ("train a PPO or DQN driving policy on the batched simulator (TensorBoard, checkpoints)",
-                          _train_policy),
+                          "train_cli", "TrainPolicyConfig", "run_train"),
     ("eval", "policy"): ("evaluate policies (run dirs, checkpoints, rule, random): table, JSON, plot, MP4",
-                         _eval_policy),
+                         "eval_cli", "EvalPolicyConfig", "run_eval"),
 }
 
 
 def _usage() -> str:
     lines = ["usage: drivestack GROUP COMMAND [--options]   (drivestack GROUP COMMAND --help for options)", "",
              "commands:"]
-    lines += [f"  {g} {c:<8} {text}" for (g, c), (text, _) in COMMANDS.items()]
+    lines += [f"  {g + ' ' + c:<15} {text}" for (g, c), (text, *_) in COMMANDS.items()]
     return "\n".join(lines)
 
 
@@ -82,12 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0
     group, name = argv[0], argv[1]
-    text, factory = COMMANDS[(group, name)]
-    command = factory()
-    config = tyro.cli(command.config(), args=argv[2:], prog=f"drivestack {group} {name}", description=text,
-                      config=(tyro.conf.EnumChoicesFromValues,))
+    text, module_name, config_name, run_name = COMMANDS[(group, name)]
+    module = importlib.import_module(f"drivestack.{module_name}")
+    config = tyro.cli(getattr(module, config_name), args=argv[2:], prog=f"drivestack {group} {name}",
+                      description=text, config=(tyro.conf.EnumChoicesFromValues,))
     try:
-        command.run(config)
+        getattr(module, run_name)(config)
     except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError) as err:
         print(f"drivestack: error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,136 @@
+"""`drivestack bench train`: stable-baselines3 PPO training throughput, drivestack versus highway-env.
+
+Both sides run SB3 PPO end to end (rollouts and updates) for the same wall-clock budget, one after the
+other in one command, and report environment steps per second:
+- highway-env: `highway-fast-v0` with the setup of its own SB3 script (scripts/sb3_highway_ppo.py):
+  6 SubprocVecEnv workers, n_steps 128, batch 64, 10 epochs, lr 5e-4, gamma 0.8, [256, 256] networks;
+- drivestack: `drivestack/Highway-v0` on the native batched VecEnv with the PPO defaults of
+  `drivestack train policy` (the settings a user gets).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+
+
+@dataclass(frozen=True)
+class BenchTrainConfig:
+    """SB3 PPO training throughput (env steps/s including updates) on drivestack and on highway-env."""
+
+    seconds: float = 60.0
+    """[s] training time measured on each side (after a short warm-up)."""
+    reference: bool = True
+    """Also train on highway-env highway-fast-v0 (needs highway-env)."""
+    reference_workers: int = 6
+    """SubprocVecEnv workers for highway-env (its script uses 6)."""
+    num_envs: int | None = None
+    """drivestack environments (None: the `drivestack train policy` PPO default)."""
+    device: str = "cpu"
+    """torch device of the drivestack side (simulator and networks)."""
+    seed: int = 0
+    """Random seed."""
+    out: Path = Path("runs/bench/train.json")
+    """JSON file the figures are written to."""
+
+
+class _StopAfter(BaseCallback):
+    """Stops training `seconds` after the first rollout began, counting the env steps done by then."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.start = 0.0
+        self.start_steps = 0
+
+    def _on_training_start(self) -> None:
+        self.start = time.perf_counter()
+        self.start_steps = self.model.num_timesteps
+
+    def _on_step(self) -> bool:
+        return time.perf_counter() - self.start < self.seconds
+
+    def rate(self) -> tuple[float, int, float]:
+        elapsed = time.perf_counter() - self.start
+        steps = self.model.num_timesteps - self.start_steps
+        return steps / elapsed, steps, elapsed
+
+
+def _measure(model: PPO, seconds: float) -> dict[str, float]:
+    # warm-up: one short learn call (process start-up, first allocations) not counted
+    model.learn(total_timesteps=1, reset_num_timesteps=True)
+    stop = _StopAfter(seconds)
+    model.learn(total_timesteps=10**12, callback=stop, reset_num_timesteps=False)
+    sps, steps, elapsed = stop.rate()
+    return {"env_steps_per_s": sps, "env_steps": float(steps), "seconds": elapsed}
+
+
+def measure_highway_env(cfg: BenchTrainConfig) -> dict[str, float] | None:
+    """SB3 PPO on highway-fast-v0 with highway-env's own script settings, or None without highway-env."""
+    try:
+        import highway_env  # noqa: F401
+    except ImportError:
+        return None
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    n_cpu, batch_size = cfg.reference_workers, 64
+    env = make_vec_env("highway-fast-v0", n_envs=n_cpu, vec_env_cls=SubprocVecEnv, seed=cfg.seed)
+    try:
+        model = PPO("MlpPolicy", env, policy_kwargs=dict(net_arch=dict(pi=[256, 256], vf=[256, 256])),
+                    n_steps=batch_size * 12 // n_cpu, batch_size=batch_size, n_epochs=10, learning_rate=5e-4,
+                    gamma=0.8, verbose=0, seed=cfg.seed, device="cpu")
+        result = _measure(model, cfg.seconds)
+    finally:
+        env.close()
+    result["workers"] = float(n_cpu)
+    return result
+
+
+def measure_drivestack(cfg: BenchTrainConfig) -> dict[str, float]:
+    """SB3 PPO on drivestack/Highway-v0 with the `drivestack train policy` defaults."""
+    from planning.train import TrainPolicyConfig, build_model, make_train_env
+
+    train_cfg = TrainPolicyConfig(seed=cfg.seed, device=cfg.device, num_envs=cfg.num_envs)
+    env = make_train_env(train_cfg)
+    model = build_model(train_cfg, env)
+    result = _measure(model, cfg.seconds)
+    result["num_envs"] = float(env.num_envs)
+    return result
+
+
+def run_bench(cfg: BenchTrainConfig) -> dict:
+    if cfg.seconds <= 0:
+        raise ValueError(f"seconds={cfg.seconds}; allowed: > 0")
+    torch.manual_seed(cfg.seed)
+    results: dict = {"config": {k: str(v) for k, v in cfg.__dict__.items()}}
+    print(f"drivestack bench train: SB3 PPO, {cfg.seconds:g} s of training on each side, env steps/s incl. updates")
+    if cfg.reference:
+        print(f"  highway-env highway-fast-v0 ({cfg.reference_workers} SubprocVecEnv workers) ...", flush=True)
+        results["highway_env"] = measure_highway_env(cfg)
+        if results["highway_env"] is None:
+            print("  highway-env is not installed (pip install -e '.[dev]'): no reference figure")
+    print(f"  drivestack drivestack/Highway-v0 (batched VecEnv on {cfg.device}) ...", flush=True)
+    results["drivestack"] = measure_drivestack(cfg)
+    ref = (results.get("highway_env") or {}).get("env_steps_per_s")
+    ours = results["drivestack"]["env_steps_per_s"]
+    print()
+    print(f"{'training on':<40}{'env steps/s':>14}{'ratio':>10}")
+    if ref:
+        print(f"{'highway-env highway-fast-v0 (6 procs)':<40}{ref:>14,.1f}{1.0:>9.0f}x")
+    n = int(results["drivestack"]["num_envs"])
+    ratio = ours / ref if ref else float("nan")
+    results["ratio_vs_highway_env"] = ratio
+    print(f"{f'drivestack Highway-v0 ({n} envs)':<40}{ours:>14,.1f}{ratio:>9,.0f}x")
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cfg.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    tmp.replace(cfg.out)
+    print(f"\nwrote {cfg.out}")
+    return results
