@@ -10,7 +10,6 @@ the correction of that step as well as the steady state on the curve.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from drivestack.highway_env_control import (
     lane_change_trace,
     stop_and_go_trace,
 )
+from drivestack.report import write_json
 from sim.action import MetaAction
 from sim.batched_env import BatchedDrivingEnv
 from sim.config import ActionConfig, CurveProfile, EnvConfig, RoadConfig, TrafficConfig
@@ -234,7 +234,7 @@ def run_bench(cfg: BenchControlConfig) -> dict:
     table = _table(results)
     print(table)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    (cfg.out / "control.json").write_text(json.dumps(results, indent=2))
+    write_json(cfg.out / "control.json", results)
     (cfg.out / "control.md").write_text(table + "\n")
     _plot(traces, cfg.out / "control.png")
     print(f"\nwrote {cfg.out / 'control.json'}, {cfg.out / 'control.md'}, {cfg.out / 'control.png'}")

@@ -7,7 +7,6 @@ algorithm consumes), plus simulation steps and vehicle steps per second for driv
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from dataclasses import asdict, dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from drivestack.report import write_json
 from sim.batched_env import BatchedDrivingEnv
 from sim.config import EnvConfig, RoadConfig, TrafficConfig
 
@@ -163,9 +163,6 @@ def run_bench(cfg: BenchSimConfig) -> dict:
         r["ratio_vs_highway_env"] = ratio
         print(f"{'drivestack ' + variant:<26}{r['policy_steps_per_s']:>16,.0f}{r['env_steps_per_s']:>14,.0f}"
               f"{r['vehicle_steps_per_s']:>17,.0f}{ratio:>9,.0f}x   (warm-up {r['warmup_s']:.1f} s)")
-    cfg.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cfg.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    tmp.replace(cfg.out)
+    write_json(cfg.out, results)
     print(f"\nwrote {cfg.out}")
     return results

@@ -10,7 +10,6 @@ other in one command, and report environment steps per second:
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,8 @@ from pathlib import Path
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
+
+from drivestack.report import write_json
 
 
 @dataclass(frozen=True)
@@ -128,9 +129,6 @@ def run_bench(cfg: BenchTrainConfig) -> dict:
     ratio = ours / ref if ref else float("nan")
     results["ratio_vs_highway_env"] = ratio
     print(f"{f'drivestack Highway-v0 ({n} envs)':<40}{ours:>14,.1f}{ratio:>9,.0f}x")
-    cfg.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cfg.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    tmp.replace(cfg.out)
+    write_json(cfg.out, results)
     print(f"\nwrote {cfg.out}")
     return results
