@@ -99,9 +99,15 @@ def measure_drivestack(cfg: BenchTrainConfig) -> dict[str, float]:
     from planning.train import TrainPolicyConfig, build_model, make_train_env
 
     train_cfg = TrainPolicyConfig(seed=cfg.seed, device=cfg.device, num_envs=cfg.num_envs)
+    threads = torch.get_num_threads()
+    if train_cfg.threads:
+        torch.set_num_threads(train_cfg.threads)  # what `drivestack train policy` does (1 thread by default)
     env = make_train_env(train_cfg)
     model = build_model(train_cfg, env)
-    result = _measure(model, cfg.seconds)
+    try:
+        result = _measure(model, cfg.seconds)
+    finally:
+        torch.set_num_threads(threads)
     result["num_envs"] = float(env.num_envs)
     return result
 
