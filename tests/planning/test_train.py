@@ -142,7 +142,7 @@ def test_refusals_are_one_line_value_errors(ppo_run: Path, tmp_path: Path, capsy
         run_train(TrainPolicyConfig(run_dir=tmp_path / "empty", resume=True))
     with pytest.raises(ValueError, match="buffer_size is a dqn setting"):
         run_train(TrainPolicyConfig(buffer_size=1000, run_dir=tmp_path / "x"))
-    with pytest.raises(ValueError, match=r"unknown env 'drivestack/Roundabout-v0'; allowed: drivestack/Highway-v0, "):
+    with pytest.raises(ValueError, match=r"unknown env id 'drivestack/Roundabout-v0'; allowed: drivestack/Highway-v0"):
         run_train(TrainPolicyConfig(env="drivestack/Roundabout-v0", run_dir=tmp_path / "x"))
     assert latest_checkpoint(ppo_run).name == "final"  # nothing above touched the run
     # the command line prints them as one line and exits 2

@@ -1,0 +1,154 @@
+"""Policy evaluation: run exactly N episodes of a policy on the batched simulator and score them.
+
+Every environment of the batch runs a fixed quota of episodes (the quotas add up to N, as
+stable-baselines3's `evaluate_policy` does), so short episodes (crashes) are not over-represented the
+way "the first N episodes to finish" would over-represent them. Each finished episode is read once from
+the `episode_*` entries of the step info and kept as one row of per-episode arrays; the summary metrics
+are pure functions of those arrays.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from planning.baselines import Policy
+from sim.batched_env import BatchedDrivingEnv
+from sim.config import EnvConfig
+
+MAX_EVAL_ENVS = 512  # B of an evaluation unless num_envs says otherwise
+
+
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Per-episode outcomes of one policy (arrays shaped (episodes,)) and the run's bookkeeping."""
+
+    policy: str  # the policy's name
+    returns: np.ndarray  # episode return (sum of per-step rewards)
+    lengths: np.ndarray  # policy steps
+    distances: np.ndarray  # [m] driven along the road
+    times: np.ndarray  # [s] simulated duration
+    lane_changes: np.ndarray  # lane changes of the ego
+    mean_abs_jerk: np.ndarray  # [m/s^3] mean over the episode's simulation steps of |d accel / dt|
+    crashed: np.ndarray  # bool: ended in a collision
+    off_road: np.ndarray  # bool: ended off the road
+    wall_time: float = 0.0  # [s] wall-clock time of the evaluation
+
+    @property
+    def episodes(self) -> int:
+        return int(self.returns.shape[0])
+
+    def summary(self) -> dict[str, float]:
+        """The metrics: rates over episodes, speed and lane changes pooled over driving time."""
+        total_time = float(self.times.sum())
+        return {
+            "episodes": self.episodes,
+            "collision_rate": float(self.crashed.mean()),
+            "off_road_rate": float(self.off_road.mean()),
+            "mean_speed": float(self.distances.sum() / total_time) if total_time > 0 else 0.0,
+            "distance_per_episode": float(self.distances.mean()),
+            "lane_changes_per_minute": float(60.0 * self.lane_changes.sum() / total_time) if total_time > 0 else 0.0,
+            # a per-step mean per episode: weighted by duration, it is the mean over every second driven
+            "mean_abs_jerk": float((self.mean_abs_jerk * self.times).sum() / total_time) if total_time > 0 else 0.0,
+            "return_mean": float(self.returns.mean()),
+            "return_std": float(self.returns.std()),
+            "episode_time_mean": float(self.times.mean()),
+            "wall_time": float(self.wall_time),
+        }
+
+    def to_json(self) -> dict:
+        """A JSON-serialisable dict: the summary and the per-episode arrays (`from_json` reads it back)."""
+        per_episode = {f.name: getattr(self, f.name).tolist() for f in fields(self)
+                       if isinstance(getattr(self, f.name), np.ndarray)}
+        return {"policy": self.policy, "summary": self.summary(), "episodes": per_episode}
+
+    @classmethod
+    def from_json(cls, data: dict) -> EvalResult:
+        arrays = {k: np.asarray(v, dtype=bool if k in ("crashed", "off_road") else np.float64)
+                  for k, v in data["episodes"].items()}
+        return cls(policy=data["policy"], wall_time=float(data["summary"].get("wall_time", 0.0)), **arrays)
+
+
+def _quotas(episodes: int, num_envs: int) -> np.ndarray:
+    """Episodes each environment runs: as even as possible, adding up to `episodes`."""
+    return np.array([(episodes + i) // num_envs for i in range(num_envs)])
+
+
+@torch.no_grad()
+def evaluate(policy: Policy, env_config: EnvConfig, episodes: int, device: str | torch.device = "cpu",
+             seed: int = 0, num_envs: int | None = None, progress: bool = True) -> EvalResult:
+    """Run exactly `episodes` episodes of `policy` and collect their outcomes.
+
+    Args:
+        policy: the policy (see `planning.baselines.Policy`).
+        env_config: the environment (meta actions).
+        episodes: number of episodes to score (>= 1).
+        device: torch device of the simulator.
+        seed: seed of the environments' generator.
+        num_envs: B, environments stepped together (default min(episodes, 512)); each runs a fixed quota.
+        progress: show a tqdm progress bar over episodes.
+    Returns:
+        EvalResult with one row per episode, ordered by environment index and then by time.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes={episodes!r}; allowed: >= 1")
+    B = min(episodes, MAX_EVAL_ENVS) if num_envs is None else num_envs
+    if B < 1:
+        raise ValueError(f"num_envs={num_envs!r}; allowed: >= 1")
+    start = time.perf_counter()
+    env = BatchedDrivingEnv(env_config, num_envs=B, device=device, seed=seed, autoreset=True)
+    obs, _ = env.reset()
+    quota = _quotas(episodes, B)
+    done_count = np.zeros(B, dtype=np.int64)
+    keys = ("episode_return", "episode_length", "episode_distance", "episode_time", "episode_lane_changes",
+            "episode_mean_abs_jerk", "crashed", "off_road")
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+    env_of: list[np.ndarray] = []
+    bar = tqdm(total=episodes, desc=f"eval {policy.name}", unit="ep", disable=not progress, leave=False)
+    # Every environment needs at least ceil(quota) episodes of at most max_policy_steps each.
+    max_steps = int(quota.max()) * env.config.max_policy_steps
+    for _ in range(max_steps):
+        if (done_count >= quota).all():
+            break
+        obs, _, terminated, truncated, info = env.step(policy.act(env, obs))
+        done = (terminated | truncated).cpu().numpy()
+        if not done.any():
+            continue
+        take = done & (done_count < quota)  # count each environment's episodes up to its quota
+        done_count += done
+        if take.any():
+            mask = torch.as_tensor(take, device=env.device)
+            for k in keys:
+                rows[k].append(info[k][mask].cpu().numpy())
+            env_of.append(np.nonzero(take)[0])
+            bar.update(int(take.sum()))
+    bar.close()
+    assert (done_count >= quota).all(), "every environment finishes within its step budget"
+    order = np.argsort(np.concatenate(env_of), kind="stable")  # by environment, then time
+    col = {k: np.concatenate(v)[order] for k, v in rows.items()}
+    return EvalResult(
+        policy=policy.name,
+        returns=col["episode_return"].astype(np.float64),
+        lengths=col["episode_length"].astype(np.float64),
+        distances=col["episode_distance"].astype(np.float64),
+        times=col["episode_time"].astype(np.float64),
+        lane_changes=col["episode_lane_changes"].astype(np.float64),
+        mean_abs_jerk=col["episode_mean_abs_jerk"].astype(np.float64),
+        crashed=col["crashed"].astype(bool),
+        off_road=col["off_road"].astype(bool),
+        wall_time=time.perf_counter() - start,
+    )
+
+
+def format_summary(summary: dict[str, float]) -> str:
+    """One line of the headline metrics (for logs)."""
+    return (f"{summary['episodes']} episodes: collisions {100 * summary['collision_rate']:.1f} %, off-road "
+            f"{100 * summary['off_road_rate']:.1f} %, {summary['mean_speed']:.1f} m/s, "
+            f"{summary['lane_changes_per_minute']:.2f} lane changes/min, jerk {summary['mean_abs_jerk']:.2f} m/s^3, "
+            f"return {summary['return_mean']:.2f} +- {summary['return_std']:.2f} ({summary['wall_time']:.1f} s)")

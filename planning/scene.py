@@ -1,0 +1,181 @@
+"""The scene model: what a driving policy knows about the world, ego-centric and batched.
+
+A `Scene` holds the ego, the other agents around it and the lanes at the ego, for B environments at
+once. It is the one interface between "where the world comes from" and "what the planner does with
+it": `scene_from_world` builds it from the simulator's ground truth (the privileged path used for
+training), and the tracker will build it from tracks (the perceived path). Everything in it is
+something a tracker with a lane map can produce: poses and velocities of boxes with stable ids, the
+ego's own state, and the lane centres around it. Nothing in it is the simulator's bookkeeping
+(desired speeds, target lanes, lane-change paths).
+
+Frame: the ego's road frame, as in `sim.collision.relative_positions` and the kinematics
+observation: x along the road at the ego (forward), y across it (left), origin at the ego's centre.
+
+`encode_kinematics_scene` turns a Scene into the kinematics observation through
+`sim.observation.encode_kinematics`, the one encoder the simulator uses too, so a policy trained on
+ground truth sees bit-identical inputs from a ground-truth Scene.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+from sim.collision import relative_positions
+from sim.config import ObservationConfig
+from sim.observation import encode_kinematics
+from sim.road import RoadNetwork
+from sim.state import WorldState
+
+_EGO = ("ego_speed", "ego_heading", "ego_d", "ego_lane", "ego_length", "ego_width")
+_AGENTS = ("x", "y", "vx", "vy", "heading", "length", "width", "id", "present")
+_LANES = ("lane_offset", "lane_exists", "lane_end")
+_DTYPES = {"ego_lane": torch.long, "id": torch.long, "present": torch.bool, "lane_exists": torch.bool}
+
+
+@dataclass(frozen=True)
+class Scene:
+    """An ego-centric scene of B environments with M agent slots and NL lanes.
+
+    Ego, shaped (B,):
+        ego_speed [m/s] (>= 0); ego_heading [rad] relative to the road direction at the ego;
+        ego_d [m] lateral position on the road (offset from the road's reference line, the centre of
+        its rightmost through lane, positive to the left); ego_lane (long) index of the lane whose
+        centre is nearest (lanes numbered from the right, as in `sim.road`); ego_length, ego_width [m].
+    Agents, shaped (B, M), slot order carries no meaning:
+        x, y [m] centre relative to the ego in its road frame (x forward along the road, y left);
+        vx, vy [m/s] velocity in the road frame (absolute, not relative to the ego);
+        heading [rad] relative to the road direction; length, width [m] body size;
+        id (long) identity, stable over time while the agent exists (-1 for empty slots);
+        present (bool) the slot holds an agent (values of empty slots are ignored).
+    Lanes, shaped (B, NL):
+        lane_offset [m] lateral offset of every lane centre at the ego's position, relative to the ego;
+        lane_exists (bool) the lane exists at the ego's position;
+        lane_end [m] distance along the road from the ego to where the lane ends ahead (inf: it goes on).
+    """
+
+    ego_speed: torch.Tensor
+    ego_heading: torch.Tensor
+    ego_d: torch.Tensor
+    ego_lane: torch.Tensor
+    ego_length: torch.Tensor
+    ego_width: torch.Tensor
+    x: torch.Tensor
+    y: torch.Tensor
+    vx: torch.Tensor
+    vy: torch.Tensor
+    heading: torch.Tensor
+    length: torch.Tensor
+    width: torch.Tensor
+    id: torch.Tensor
+    present: torch.Tensor
+    lane_offset: torch.Tensor
+    lane_exists: torch.Tensor
+    lane_end: torch.Tensor
+
+    @property
+    def num_envs(self) -> int:
+        return int(self.ego_speed.shape[0])
+
+    @property
+    def num_agents(self) -> int:
+        return int(self.x.shape[1])
+
+    @property
+    def num_lanes(self) -> int:
+        return int(self.lane_offset.shape[1])
+
+    @property
+    def ego_velocity(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ego's road-frame velocity (vx, vy) [m/s], (B,) each."""
+        return self.ego_speed * torch.cos(self.ego_heading), self.ego_speed * torch.sin(self.ego_heading)
+
+    def validate(self) -> Scene:
+        """Check shapes, dtypes, devices and finiteness; raise ValueError naming the first bad field."""
+        if self.ego_speed.dim() != 1:
+            raise ValueError(f"Scene.ego_speed: expected shape (B,), got {tuple(self.ego_speed.shape)}")
+        B, M, NL = self.num_envs, self.x.shape[-1] if self.x.dim() == 2 else -1, self.lane_offset.shape[-1]
+        expected = {**{n: (B,) for n in _EGO}, **{n: (B, M) for n in _AGENTS}, **{n: (B, NL) for n in _LANES}}
+        device = self.ego_speed.device
+        for f in fields(self):
+            t = getattr(self, f.name)
+            if not isinstance(t, torch.Tensor):
+                raise ValueError(f"Scene.{f.name}: expected a torch.Tensor, got {type(t).__name__}")
+            if tuple(t.shape) != expected[f.name]:
+                raise ValueError(f"Scene.{f.name}: expected shape {expected[f.name]} (B={B}, M={M}, NL={NL}), "
+                                 f"got {tuple(t.shape)}")
+            dtype = _DTYPES.get(f.name)
+            if (dtype is not None and t.dtype != dtype) or (dtype is None and not t.is_floating_point()):
+                raise ValueError(f"Scene.{f.name}: expected dtype {dtype or 'floating point'}, got {t.dtype}")
+            if t.device != device:
+                raise ValueError(f"Scene.{f.name}: on {t.device}, the rest of the scene is on {device}")
+        for name in _EGO + ("x", "y", "vx", "vy", "heading", "length", "width", "lane_offset"):
+            t = getattr(self, name)
+            if not t.is_floating_point():
+                continue
+            finite = torch.isfinite(t)
+            if name in _AGENTS:
+                finite |= ~self.present  # empty slots may hold anything
+            if not bool(finite.all()):
+                raise ValueError(f"Scene.{name} has NaN or infinite values")
+        if bool((self.ego_speed < 0).any()):
+            raise ValueError("Scene.ego_speed has negative values; speeds are >= 0 m/s")
+        if bool(torch.isnan(self.lane_end).any()):
+            raise ValueError("Scene.lane_end has NaN values (use inf for lanes that do not end)")
+        return self
+
+    def to(self, device: torch.device | str) -> Scene:
+        return Scene(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
+
+def scene_from_world(state: WorldState, road: RoadNetwork) -> Scene:
+    """The privileged scene of the simulator's ground truth: every other vehicle is an agent.
+
+    Args:
+        state: world state of B environments with N vehicles (index 0 the ego).
+        road: the road the state lives on.
+    Returns:
+        Scene with M = N - 1 agent slots; agent slot m is vehicle m + 1 and its id is that vehicle
+        index (stable for the whole episode); present = the vehicle's `active` flag.
+    """
+    veh = state.vehicles
+    dx, dy = relative_positions(veh, road)  # (B, N)
+    # Road-frame velocities over all N vehicles at once, exactly as the observation computes them.
+    vx, vy = veh.speed * torch.cos(veh.psi), veh.speed * torch.sin(veh.psi)
+    B, N = veh.shape
+    s0 = veh.s[:, 0]
+    offsets, exists = road.all_lane_offsets(s0)  # (B, NL)
+    ends = road.lane_end.expand(B, -1)  # (B, NL) arc length of each lane's end, inf for ring lanes
+    finite = torch.isfinite(ends)
+    ahead = road.delta_s(torch.where(finite, ends, 0.0), s0[:, None])
+    ids = torch.where(veh.active[:, 1:], torch.arange(1, N, device=veh.s.device), -1)  # (B, N - 1)
+    return Scene(
+        ego_speed=veh.speed[:, 0], ego_heading=veh.psi[:, 0], ego_d=veh.d[:, 0], ego_lane=veh.lane[:, 0],
+        ego_length=veh.length[:, 0], ego_width=veh.width[:, 0],
+        x=dx[:, 1:], y=dy[:, 1:], vx=vx[:, 1:], vy=vy[:, 1:], heading=veh.psi[:, 1:],
+        length=veh.length[:, 1:], width=veh.width[:, 1:], id=ids, present=veh.active[:, 1:],
+        lane_offset=offsets - veh.d[:, :1], lane_exists=exists,
+        lane_end=torch.where(finite, ahead, torch.inf),
+    )
+
+
+def encode_kinematics_scene(scene: Scene, config: ObservationConfig) -> torch.Tensor:
+    """Kinematics observation (B, K, F) of a scene, through `sim.observation.encode_kinematics`.
+
+    Uses only the ego's lateral position, speed and heading and the agents' relative positions,
+    velocities, headings and presence, so a Scene built from tracks encodes the same way as one built
+    from ground truth.
+    """
+    ego_vx, ego_vy = scene.ego_velocity
+
+    def agents(values: torch.Tensor) -> torch.Tensor:
+        # Empty slots may hold anything (a tracker's stale values, NaN): the encoder multiplies unseen rows by 0,
+        # which would keep a NaN, so they are zeroed here. Seen rows are untouched: the encoding stays exact.
+        return torch.where(scene.present, values, 0.0)
+
+    return encode_kinematics(
+        ego_y=scene.ego_d, ego_vx=ego_vx, ego_vy=ego_vy, ego_heading=scene.ego_heading,
+        rel_x=agents(scene.x), rel_y=agents(scene.y), rel_vx=agents(scene.vx - ego_vx[:, None]),
+        rel_vy=agents(scene.vy - ego_vy[:, None]), heading=agents(scene.heading), present=scene.present,
+        config=config)
