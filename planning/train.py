@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -44,13 +43,10 @@ from planning.checkpoint import (
     read_meta,
     save_checkpoint,
 )
-from sim.config import EnvConfig, highway_config, merge_config
+from sim.config import EnvConfig
+from sim.config import env_config as env_config_for
 from sim.vector_env import SB3DrivingVecEnv
 
-ENV_CONFIGS: dict[str, Callable[[], EnvConfig]] = {
-    "drivestack/Highway-v0": highway_config,
-    "drivestack/Merge-v0": merge_config,
-}
 EVAL_SEED_OFFSET = 1_000_003  # evaluation scenarios never coincide with the training ones of the same seed
 
 
@@ -159,11 +155,6 @@ def env_name(env_id: str) -> str:
     return env_id.split("/")[-1]
 
 
-def env_config_for(env_id: str) -> EnvConfig:
-    """The EnvConfig of a registered environment id (ValueError listing the allowed ids otherwise)."""
-    if env_id not in ENV_CONFIGS:
-        raise ValueError(f"unknown env {env_id!r}; allowed: {', '.join(ENV_CONFIGS)}")
-    return ENV_CONFIGS[env_id]().validate()
 
 
 def hyperparameters(cfg: TrainPolicyConfig) -> dict[str, Any]:

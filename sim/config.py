@@ -333,3 +333,14 @@ def merge_config(**overrides: object) -> EnvConfig:
     )
     base.update(overrides)
     return EnvConfig(**base)  # type: ignore[arg-type]
+
+
+ENV_CONFIGS = {"drivestack/Highway-v0": highway_config, "drivestack/Merge-v0": merge_config}
+"""Registered environment ids and their default configs (the gymnasium registration uses the same ids)."""
+
+
+def env_config(env_id: str) -> EnvConfig:
+    """The validated default EnvConfig of a registered environment id (ValueError listing the ids otherwise)."""
+    if env_id not in ENV_CONFIGS:
+        raise ValueError(f"unknown env id {env_id!r}; allowed: {', '.join(ENV_CONFIGS)}")
+    return ENV_CONFIGS[env_id]().validate()

@@ -6,8 +6,8 @@ users feel at home:
 
 kinematics, shape (K, F), rows = the ego then the K-1 nearest vehicles by distance (absent rows 0):
   presence  1 if the row holds a vehicle
-  x, y      ego row: 0 and the ego's lateral position on the road (offset from the rightmost lane
-            centre); other rows: position relative to the ego [m]
+  x, y      ego row: 0 and the ego's lateral position on the road (offset from the rightmost through
+            lane's centre: negative on the merge on-ramp); other rows: position relative to the ego [m]
   vx, vy    ego row: its velocity in the road frame; other rows: velocity relative to the ego [m/s]
   cos_h, sin_h  heading relative to the road
 normalised by x_range, y_range and v_range and clipped to [-1, 1].
@@ -64,7 +64,7 @@ def encode_kinematics(ego_y: torch.Tensor, ego_vx: torch.Tensor, ego_vy: torch.T
     seen = torch.isfinite(nearest_dist).float()
 
     def rows(ego: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
-        picked = others.gather(1, nearest) * seen if k > 0 else others[:, :0]
+        picked = torch.where(seen > 0, others.gather(1, nearest), 0.0) if k > 0 else others[:, :0]  # no NaN leaks
         out = torch.cat([ego[:, None], picked], dim=1)
         return torch.nn.functional.pad(out, (0, K - 1 - k))
 

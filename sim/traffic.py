@@ -169,6 +169,11 @@ def mobil_targets(veh: VehicleState, road: RoadNetwork, index: LaneIndex, acc_so
     gap_lead = torch.where(has_lead, _gap(veh, road, me, lead), FAR)
     gap_foll = torch.where(has_foll, _gap(veh, road, foll, me), FAR)
     ok &= (gap_lead > 0.0) & (gap_foll > 0.0)
+    # Keys round s to 1 cm, so a car alongside (a few mm behind) can come out as the "leader" with a gap of
+    # almost a ring length: check with the signed ring distance that neither neighbour overlaps us.
+    for other, present in ((lead, has_lead), (foll, has_foll)):
+        reach = 0.5 * (veh.length + _gather(veh.length, other))
+        ok &= ~present | (road.delta_s(_gather(veh.s, other), veh.s).abs() >= reach)
 
     v, v0 = veh.speed, veh.desired_speed
     a_new = idm_acceleration(v, v0, gap_lead, v - _gather(veh.speed, lead), p)

@@ -282,3 +282,13 @@ def test_mobil_never_enters_the_ramp(merge_road: RoadNetwork, make_vehicles) -> 
                         desired_speed=[20.0, 30.0, 8.0, 30.0], lane=[2, 1, 1, 2])
     eager = TrafficConfig(mobil_keep_right=1.0)
     assert _mobil(veh, merge_road, -1, eager)[1] == 1
+
+
+def test_mobil_never_changes_onto_a_car_alongside_at_the_same_centimetre(highway_road: RoadNetwork,
+                                                                          make_vehicles) -> None:
+    # The lane keys round s to 1 cm: a car in the target lane 3 mm behind shares vehicle 1's key and used to be
+    # taken for its leader, with a gap of almost a ring length.
+    # A genuine follower further back in the target lane (s=50) makes the rest of the check pass.
+    veh = make_vehicles(s=[800.0, 100.005, 120.0, 100.002, 50.0], speed=[20.0, 25.0, 10.0, 25.0, 25.0],
+                        desired_speed=[20.0, 30.0, 10.0, 30.0, 30.0], lane=[3, 0, 0, 1, 1])
+    assert _mobil(veh, highway_road, +1)[1] == 0
