@@ -72,6 +72,13 @@ def _measure(model: PPO, seconds: float) -> dict[str, float]:
     return {"env_steps_per_s": sps, "env_steps": float(steps), "seconds": elapsed}
 
 
+def _make_highway_fast():  # module level: SubprocVecEnv workers unpickle it in fresh processes
+    import gymnasium as gym
+    import highway_env  # noqa: F401  (registers highway-fast-v0 in the worker)
+
+    return gym.make("highway-fast-v0")
+
+
 def measure_highway_env(cfg: BenchTrainConfig) -> dict[str, float] | None:
     """SB3 PPO on highway-fast-v0 with highway-env's own script settings, or None without highway-env."""
     try:
@@ -82,7 +89,7 @@ def measure_highway_env(cfg: BenchTrainConfig) -> dict[str, float] | None:
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
     n_cpu, batch_size = cfg.reference_workers, 64
-    env = make_vec_env("highway-fast-v0", n_envs=n_cpu, vec_env_cls=SubprocVecEnv, seed=cfg.seed)
+    env = make_vec_env(_make_highway_fast, n_envs=n_cpu, vec_env_cls=SubprocVecEnv, seed=cfg.seed)
     try:
         model = PPO("MlpPolicy", env, policy_kwargs=dict(net_arch=dict(pi=[256, 256], vf=[256, 256])),
                     n_steps=batch_size * 12 // n_cpu, batch_size=batch_size, n_epochs=10, learning_rate=5e-4,

@@ -67,3 +67,13 @@ def test_bench_control_writes_table_plot_and_json(tmp_path: Path) -> None:
     assert (tmp_path / "control.png").stat().st_size > 10_000 and (tmp_path / "control.md").exists()
     proc = _run("bench", "control", "--controllers", "mpc")
     assert proc.returncode == 2
+
+
+def test_bench_train_measures_both_sides(tmp_path: Path) -> None:
+    out = tmp_path / "train.json"
+    proc = _run("bench", "train", "--seconds", "2", "--reference-workers", "2", "--num-envs", "16", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(out.read_text())
+    assert result["highway_env"]["env_steps_per_s"] > 0 and result["drivestack"]["env_steps_per_s"] > 0
+    assert result["ratio_vs_highway_env"] == result["drivestack"]["env_steps_per_s"] / result["highway_env"][
+        "env_steps_per_s"]
