@@ -44,7 +44,7 @@ class BatchedDrivingEnv:
         autoreset: reset finished environments inside `step` (True for training; the single-env
             gymnasium wrapper sets False).
         compile: fuse the simulation step with `torch.compile` (inductor): several times faster at large
-            B, after a one-time compilation of about a minute on CPU (needs a C++ compiler; CUDA uses
+            B, after a one-time compilation of 20-35 s on a 2-core CPU (needs a C++ compiler; CUDA uses
             Triton). Results agree with eager mode to float rounding, and are deterministic.
     """
 
