@@ -71,7 +71,7 @@ def test_bench_control_writes_table_plot_and_json(tmp_path: Path) -> None:
 
 def test_bench_train_measures_both_sides(tmp_path: Path) -> None:
     out = tmp_path / "train.json"
-    proc = _run("bench", "train", "--seconds", "2", "--reference-workers", "2", "--num-envs", "16", "--out", str(out))
+    proc = _run("bench", "train", "--seconds", "2", "--reference-workers", "2", "--num-envs", "32", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert result["highway_env"]["env_steps_per_s"] > 0 and result["drivestack"]["env_steps_per_s"] > 0
