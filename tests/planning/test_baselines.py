@@ -18,14 +18,6 @@ from sim.config import RoadConfig, highway_config, merge_config
 SPEEDS = torch.tensor([20.0, 25.0, 30.0])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # small batches: one thread is fastest, and it avoids oversubscribing a busy 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 SCENARIOS = {
     "highway": highway_config(),

@@ -26,14 +26,6 @@ DQN_HYPER = dict(learning_rate=1e-3, buffer_size=1000, learning_starts=0, batch_
 NUM_ENVS = 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one thread is fastest, and it avoids oversubscribing a busy 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _train(algo: str, hyper: dict, steps: int = 128, seed: int = 0):
     env = SB3DrivingVecEnv(num_envs=NUM_ENVS, config=SMALL, seed=seed)

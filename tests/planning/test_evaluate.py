@@ -9,22 +9,12 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
 import tyro
 
 from drivestack.eval_cli import EvalPolicyConfig, resolve_policy, run_eval
 from planning.baselines import IdlePolicy, RandomPolicy
 from planning.evaluate import EvalResult, evaluate
 from sim.config import ActionConfig, RoadConfig, Scenario, TrafficConfig, env_config, highway_config
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # small batches: one thread is fastest, and it avoids oversubscribing a busy 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _result(**arrays: list) -> EvalResult:

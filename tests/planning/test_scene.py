@@ -17,14 +17,6 @@ from sim.observation import kinematics
 ALL_FEATURES = ("presence", "x", "y", "vx", "vy", "cos_h", "sin_h")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # small batches: one thread is fastest, and it avoids oversubscribing a busy 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 CONFIGS = {
     "highway": (highway_config(), ObservationConfig()),

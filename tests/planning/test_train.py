@@ -23,14 +23,6 @@ TINY_PPO = ["--num-envs", "8", "--n-steps", "32", "--batch-size", "128", "--n-ep
             "--no-progress"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one thread is fastest, and it avoids oversubscribing a busy 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def ppo_run(tmp_path_factory) -> Path:
