@@ -10,8 +10,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from control.config import ControllerConfig
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Scenario(str, Enum):
@@ -39,6 +43,12 @@ class ActionType(str, Enum):
 
 
 EGO_CLEARANCE = 30.0  # [m] at the start, traffic in the ego's lane is at least this far from it (centres)
+TRUCK_MIN_LENGTH = 6.0  # [m] a vehicle at least this long is a truck; cars are shorter
+
+
+def is_truck(length: torch.Tensor) -> torch.Tensor:
+    """Whether vehicles of body length `length` [m] (any shape) are trucks: bool, same shape."""
+    return length >= TRUCK_MIN_LENGTH
 
 
 def _require(ok: bool, name: str, allowed: str, value: object) -> None:
@@ -108,6 +118,10 @@ class VehicleConfig:
     """[m] body length, drawn uniformly per vehicle (the ego takes the midpoint)."""
     width_range: tuple[float, float] = (1.75, 2.0)
     """[m] body width, drawn uniformly per vehicle."""
+    truck_length_range: tuple[float, float] = (8.0, 12.0)
+    """[m] body length of trucks (traffic.truck_fraction of the traffic), drawn uniformly per truck."""
+    truck_width_range: tuple[float, float] = (2.4, 2.6)
+    """[m] body width of trucks, drawn uniformly per truck."""
     wheelbase_ratio: float = 0.6
     """[-] wheelbase as a fraction of body length (centre of gravity at mid-wheelbase)."""
     max_steer: float = math.pi / 6
@@ -123,8 +137,17 @@ class VehicleConfig:
 
     def validate(self) -> None:
         for name, (lo, hi) in (("vehicle.length_range", self.length_range),
-                               ("vehicle.width_range", self.width_range)):
+                               ("vehicle.width_range", self.width_range),
+                               ("vehicle.truck_length_range", self.truck_length_range),
+                               ("vehicle.truck_width_range", self.truck_width_range)):
             _require(0.5 <= lo <= hi <= 20.0, name, "0.5 <= low <= high <= 20 m", (lo, hi))
+        # Cars and trucks are told apart by length alone (is_truck), so the two ranges must not meet.
+        _require(self.length_range[1] < TRUCK_MIN_LENGTH, "vehicle.length_range",
+                 f"cars shorter than TRUCK_MIN_LENGTH = {TRUCK_MIN_LENGTH} m (high < {TRUCK_MIN_LENGTH})",
+                 self.length_range)
+        _require(self.truck_length_range[0] >= TRUCK_MIN_LENGTH, "vehicle.truck_length_range",
+                 f"trucks at least TRUCK_MIN_LENGTH = {TRUCK_MIN_LENGTH} m long (low >= {TRUCK_MIN_LENGTH})",
+                 self.truck_length_range)
         _require(0.2 <= self.wheelbase_ratio <= 1.0, "vehicle.wheelbase_ratio", "0.2..1.0", self.wheelbase_ratio)
         _require(0.0 < self.max_steer < math.pi / 2, "vehicle.max_steer", "0..pi/2 rad", self.max_steer)
         _require(self.max_steer_rate > 0.0, "vehicle.max_steer_rate", "> 0 rad/s", self.max_steer_rate)
@@ -141,6 +164,10 @@ class TrafficConfig:
     """Vehicles per environment, the ego included."""
     desired_speed_range: tuple[float, float] = (20.0, 30.0)
     """[m/s] desired (free-road) speed of each traffic vehicle, drawn uniformly."""
+    truck_fraction: float = 0.0
+    """[-] probability that a traffic vehicle is a truck (never the ego); 0 keeps the traffic cars only."""
+    truck_desired_speed_range: tuple[float, float] = (20.0, 26.0)
+    """[m/s] desired (free-road) speed of each truck, drawn uniformly."""
     idm_accel: float = 3.0
     """[m/s^2] IDM maximum (comfortable) acceleration a."""
     idm_decel: float = 5.0
@@ -166,6 +193,9 @@ class TrafficConfig:
         _require(1 <= self.num_vehicles <= 1024, "traffic.num_vehicles", "1..1024", self.num_vehicles)
         lo, hi = self.desired_speed_range
         _require(0.0 < lo <= hi, "traffic.desired_speed_range", "0 < low <= high m/s", (lo, hi))
+        lo, hi = self.truck_desired_speed_range
+        _require(0.0 < lo <= hi, "traffic.truck_desired_speed_range", "0 < low <= high m/s", (lo, hi))
+        _require(0.0 <= self.truck_fraction <= 1.0, "traffic.truck_fraction", "0..1", self.truck_fraction)
         for name in ("idm_accel", "idm_decel", "idm_min_gap", "idm_time_headway", "idm_delta",
                      "mobil_max_braking", "lane_change_interval"):
             value = getattr(self, name)
@@ -286,6 +316,12 @@ class EnvConfig:
     def max_policy_steps(self) -> int:
         return int(round(self.duration * self.policy_frequency))
 
+    @property
+    def max_body_length(self) -> float:
+        """[m] longest body a vehicle can have: the truck range's high end when trucks are drawn."""
+        trucks = self.traffic.truck_fraction > 0.0
+        return self.vehicle.truck_length_range[1] if trucks else self.vehicle.length_range[1]
+
     def validate(self) -> EnvConfig:
         self.road.validate()
         self.vehicle.validate()
@@ -308,7 +344,7 @@ class EnvConfig:
         # Room on the ring: traffic is dealt round-robin over the through lanes, so the fullest lane holds
         # ceil((N - 1) / lanes) vehicles, each needing a body length plus the jam gap; on the highway one
         # lane also keeps the ego's clearance free.
-        slot = self.vehicle.length_range[1] + self.traffic.idm_min_gap
+        slot = self.max_body_length + self.traffic.idm_min_gap
         lanes = self.road.num_lanes
         free = self.road.length - (2.0 * EGO_CLEARANCE if self.road.scenario == Scenario.HIGHWAY else 0.0)
         capacity = lanes * int(free // slot)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -52,17 +53,36 @@ def _view_reach(vx: torch.Tensor, vy: torch.Tensor) -> float:
     return 1.5 * (max(abs(float(vx[0])), abs(float(vx[-1]))) + abs(float(vy[0]))) + 25.0
 
 
-def _road_layer(road: RoadNetwork, gx: torch.Tensor, gy: torch.Tensor, s_guess: torch.Tensor,
-                px_size: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Asphalt and marking masks [E, P] of global points (gx, gy) [E, P]."""
+class RoadSurface(NamedTuple):
+    """What lies at global ground points, shaped like the points (shared by the top-down and camera views)."""
+
+    on_road: torch.Tensor  # bool: on a lane that exists there
+    marking: torch.Tensor  # bool: on a painted lane marking (dashed between lanes, solid edges)
+    s: torch.Tensor  # [m] unwrapped arc length of the point's projection on the reference line
+    d: torch.Tensor  # [m] lateral offset from the reference line, positive to the left
+    outside: torch.Tensor  # [m] distance beyond the nearest existing lane edge (0 on the road)
+
+
+def road_layer(road: RoadNetwork, gx: torch.Tensor, gy: torch.Tensor, s_guess: torch.Tensor,
+               px_size: float | torch.Tensor, marking_width: float = MARKING_WIDTH, iterations: int = 2,
+               ) -> RoadSurface:
+    """Asphalt, markings and road coordinates of global points (gx, gy) [m] (any shape, e.g. [E, P]).
+
+    s_guess: a nearby arc length per point (Newton start); px_size [m]: the size of one pixel there
+    (a float or a tensor shaped like the points), so markings are drawn at least 1.5 px wide.
+    """
     # Two Newton steps from the tangent-line guess are within 0.1 mm of converged at gentle curvature.
-    s, d = road.project(gx, gy, s_guess, iterations=2)  # (E, P) unwrapped s, lateral offset d
+    s, d = road.project(gx, gy, s_guess, iterations=iterations)  # (E, P) unwrapped s, lateral offset d
     off, exists = road.all_lane_offsets(s)  # (E, P, NL)
     hw = 0.5 * road.lane_width
     rel = d.unsqueeze(-1) - off  # (E, P, NL) lateral position within each lane
     on_road = (exists & (rel.abs() <= hw)).any(dim=-1)
+    outside = torch.where(exists, (rel.abs() - hw).clamp_min(0.0), torch.full_like(rel, math.inf)).amin(dim=-1)
 
-    half_line = max(0.5 * MARKING_WIDTH, 0.75 * px_size)
+    if isinstance(px_size, torch.Tensor):
+        half_line = (0.75 * px_size).clamp_min(0.5 * marking_width).unsqueeze(-1)
+    else:
+        half_line = max(0.5 * marking_width, 0.75 * px_size)
     near_left = exists & ((rel - hw).abs() <= half_line)  # on the left edge of lane i
     near_right = exists & ((rel + hw).abs() <= half_line)
     NL = road.num_lanes
@@ -80,7 +100,7 @@ def _road_layer(road: RoadNetwork, gx: torch.Tensor, gy: torch.Tensor, s_guess: 
     dash_on = torch.remainder(road.wrap(s), STRIPE_PERIOD) < STRIPE_LENGTH  # (E, P)
     solid = ((near_left & ~allowed_left) | (near_right & ~adj_right)).any(dim=-1)
     dashed = (near_left & adj_left & allowed_left).any(dim=-1) & dash_on
-    return on_road, solid | dashed
+    return RoadSurface(on_road, solid | dashed, s, d, outside)
 
 
 def _vehicle_layer(road: RoadNetwork, state: WorldState, env: torch.Tensor, s_ego: torch.Tensor,
@@ -188,7 +208,8 @@ def render_topdown_batch(road: RoadNetwork, state: WorldState, env_indices: Sequ
     gy = (y0.view(E, 1, 1) + sn * vxx + c * vyy).reshape(E, -1)
     s_guess = (s_ego.view(E, 1, 1) + vxx).expand(E, height, width).reshape(E, -1)
 
-    on_road, marking = _road_layer(road, gx, gy, s_guess, px_size)
+    surface = road_layer(road, gx, gy, s_guess, px_size)
+    on_road, marking = surface.on_road, surface.marking
     fill, covered, outline = _vehicle_layer(road, state, env, s_ego, x0, y0, h0, vx, vy, px_size)
 
     def rgb(color: tuple[int, int, int]) -> torch.Tensor:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from sim.config import EGO_CLEARANCE, EnvConfig, Scenario
+from sim.config import EGO_CLEARANCE, TRUCK_MIN_LENGTH, EnvConfig, Scenario, is_truck
 from sim.road import RoadNetwork
 from sim.state import VehicleState, WorldState
 
 MERGE_EGO_START = 20.0  # [m] the merge ego starts this far along the on-ramp
+
+__all__ = ["EGO_CLEARANCE", "MERGE_EGO_START", "TRUCK_MIN_LENGTH", "initial_state", "is_truck"]
 
 
 def _uniform(lo: float, hi: float, shape: tuple[int, ...], gen: torch.Generator, device) -> torch.Tensor:
@@ -20,8 +22,10 @@ def initial_state(config: EnvConfig, road: RoadNetwork, num_envs: int, generator
     """Sample the initial state of `num_envs` environments.
 
     Traffic is spread over the through lanes in balanced numbers, evenly spaced around the ring with
-    jitter (never closer than a body length plus the IDM jam gap), at its desired speed. The ego starts
-    in a random through lane (highway) or on the on-ramp (merge), with a clear gap ahead and behind.
+    jitter (never closer than the longest possible body plus the IDM jam gap), at its desired speed. The
+    ego starts in a random through lane (highway) or on the on-ramp (merge), with a clear gap ahead and
+    behind. With `traffic.truck_fraction > 0` each traffic vehicle is a truck with that probability (truck
+    sizes and desired speeds); with 0 no extra random numbers are drawn, so states stay as without trucks.
     """
     dev = road.device
     B, N = num_envs, config.traffic.num_vehicles
@@ -57,10 +61,18 @@ def initial_state(config: EnvConfig, road: RoadNetwork, num_envs: int, generator
     start = torch.where(ego_here, ego_s[:, None] + EGO_CLEARANCE,
                         ego_s[:, None] + _uniform(0.0, L, (B, nl), g, dev).gather(1, lane_slot))
     slot = arc / n_in_lane
-    min_spacing = veh_cfg.length_range[1] + traffic.idm_min_gap
+    min_spacing = config.max_body_length + traffic.idm_min_gap
     jitter = (0.5 * (1.0 - min_spacing / slot)).clamp(0.0, 0.3)
     s = start + (rank + 0.5 + jitter * (2.0 * torch.rand((B, M), generator=g, device=dev) - 1.0)) * slot
     desired = _uniform(*traffic.desired_speed_range, (B, M), g, dev)
+    if traffic.truck_fraction > 0.0:  # drawn after everything else: the car-only draws above stay as they were
+        truck = torch.rand((B, M), generator=g, device=dev) < traffic.truck_fraction
+        truck_length = _uniform(*veh_cfg.truck_length_range, (B, M), g, dev)
+        truck_width = _uniform(*veh_cfg.truck_width_range, (B, M), g, dev)
+        truck_desired = _uniform(*traffic.truck_desired_speed_range, (B, M), g, dev)
+        length[:, 1:] = torch.where(truck, truck_length, length[:, 1:])
+        width[:, 1:] = torch.where(truck, truck_width, width[:, 1:])
+        desired = torch.where(truck, truck_desired, desired)
 
     s_all = road.wrap(torch.cat([ego_s[:, None], s], dim=1))
     lane_all = torch.cat([ego_lane[:, None], lane], dim=1)

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from sim.collision import boxes_overlap
-from sim.config import EnvConfig, RoadConfig, Scenario, TrafficConfig, merge_config
+from sim.config import TRUCK_MIN_LENGTH, EnvConfig, RoadConfig, Scenario, TrafficConfig, VehicleConfig, merge_config
 from sim.road import RoadNetwork, build_road
-from sim.scenario import EGO_CLEARANCE, MERGE_EGO_START, initial_state
+from sim.scenario import EGO_CLEARANCE, MERGE_EGO_START, initial_state, is_truck
 from sim.state import WorldState
 
 B = 64
@@ -145,3 +145,59 @@ def test_environments_differ_within_a_batch() -> None:
 def test_one_vehicle_past_capacity_is_refused() -> None:
     with pytest.raises(ValueError, match=r"traffic\.num_vehicles.*1\.\.27"):
         EnvConfig(road=RoadConfig(num_lanes=2, length=200.0), traffic=TrafficConfig(num_vehicles=28)).validate()
+
+
+def test_trucks_in_traffic() -> None:
+    base = EnvConfig(road=RoadConfig(length=2000.0))
+    config = EnvConfig(road=base.road, traffic=TrafficConfig(truck_fraction=0.3)).validate()
+    road = build_road(config.road)
+    world = initial_state(config, road, 32, torch.Generator().manual_seed(1))
+    v = world.vehicles
+    truck = is_truck(v.length)
+    assert not truck[:, 0].any()  # never the ego
+    share = truck[:, 1:].float().mean().item()
+    assert 0.25 < share < 0.35, share  # 32 x 49 draws at p = 0.3
+    lo, hi = config.vehicle.truck_length_range
+    assert torch.all((v.length[truck] >= lo) & (v.length[truck] <= hi)) and lo >= TRUCK_MIN_LENGTH
+    lo, hi = config.vehicle.truck_width_range
+    assert torch.all((v.width[truck] >= lo) & (v.width[truck] <= hi))
+    lo, hi = config.traffic.truck_desired_speed_range
+    assert torch.all((v.desired_speed[truck] >= lo) & (v.desired_speed[truck] <= hi))
+    assert torch.all(v.length[~truck] <= config.vehicle.length_range[1])
+    # spacing uses the longest possible body: same-lane centres at least a truck length plus the jam gap apart
+    ds = road.delta_s(v.s[:, None, :], v.s[:, :, None]).abs()
+    same = (v.lane[:, None, :] == v.lane[:, :, None]) & ~torch.eye(v.s.shape[1], dtype=torch.bool)
+    assert ds[same].min().item() >= config.vehicle.truck_length_range[1] + config.traffic.idm_min_gap - 1e-3
+    # the capacity check counts truck slots
+    with pytest.raises(ValueError, match=r"traffic\.num_vehicles"):
+        EnvConfig(road=RoadConfig(num_lanes=2, length=200.0),
+                  traffic=TrafficConfig(num_vehicles=27, truck_fraction=0.1)).validate()
+    with pytest.raises(ValueError, match=r"vehicle\.length_range"):
+        EnvConfig(vehicle=VehicleConfig(length_range=(4.0, 7.0))).validate()
+    with pytest.raises(ValueError, match=r"vehicle\.truck_length_range"):
+        EnvConfig(vehicle=VehicleConfig(truck_length_range=(5.0, 9.0))).validate()
+    with pytest.raises(ValueError, match=r"traffic\.truck_fraction"):
+        EnvConfig(traffic=TrafficConfig(truck_fraction=1.5)).validate()
+
+
+# Sums over the initial state (seed 9, 4 envs) and the generator's next two draws, recorded with the code
+# before trucks existed: truck_fraction = 0 must keep every draw and every state bit-identical.
+PINNED = {
+    "highway": ([100471.42840576172, 940.7908563613892, 375.4064041376114, 4990.122882843018, 4993.485366821289, 294],
+                [0.2774495482444763, 0.8598719835281372]),
+    "merge": ([30523.4130859375, 379.6959595680237, 149.45211946964264, 1984.916524887085, 1981.4986019134521, 112],
+              [0.16213321685791016, 0.8842163681983948]),
+}
+
+
+@pytest.mark.parametrize("name", list(PINNED))
+def test_no_trucks_draws_exactly_as_before(name: str) -> None:
+    config = CONFIGS[name]
+    assert config.traffic.truck_fraction == 0.0
+    road = build_road(config.road)
+    gen = torch.Generator().manual_seed(9)
+    v = initial_state(config, road, 4, gen).vehicles
+    sums = [float(v.s.double().sum()), float(v.length.double().sum()), float(v.width.double().sum()),
+            float(v.desired_speed.double().sum()), float(v.speed.double().sum()), int(v.lane.sum())]
+    assert sums == PINNED[name][0]
+    assert torch.rand(2, generator=gen).tolist() == PINNED[name][1]
