@@ -1,0 +1,306 @@
+"""`drivestack data make`: simulate scenes and write them as a nuScenes v1.0 dataset.
+
+The result loads with `NuScenes(version="v1.0-trainval", dataroot=DIR)` with no warning and is scored by
+the devkit's `DetectionEval` / `TrackingEval` on `eval_set="val"` (the synthetic scenes carry names from
+the official val list; see `sim.nuscenes_schema`). Layout:
+
+    DIR/v1.0-trainval/*.json (13 tables) + splits.json     DIR/maps/<map token>.png (road mask, 0.1 m/px)
+    DIR/samples/CAM_FRONT/<logfile>__CAM_FRONT__<us>.jpg   DIR/samples/LIDAR_TOP/<logfile>__LIDAR_TOP__<us>.pcd.bin
+
+Annotations: every vehicle within 80 m of the ego at a keyframe. `num_lidar_pts` is the number of lidar
+points on the box when at least one exported camera sees the vehicle (at least 1), and 0 otherwise, with
+`num_radar_pts` = 0: the official eval drops boxes with no points, so it scores exactly the vehicles the
+exported cameras see. Visibility tokens bin the cameras' visible fraction the nuScenes way.
+
+Writes are atomic: everything goes to a temporary sibling of DIR, renamed onto DIR when complete, so an
+interrupted export never leaves a dataset that looks complete; a non-empty DIR is replaced only with
+`overwrite`, and only once the new dataset is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from sim.nuscenes_rollout import calibration, env_config, simulate
+from sim.nuscenes_schema import (
+    KEYFRAME_INTERVAL,
+    START_TIME,
+    VEHICLE,
+    DatasetInfo,
+    build_tables,
+    global_offset,
+    make_token,
+    scene_names,
+    sensor_filename,
+    write_map_mask,
+)
+from sim.road import build_road
+
+CAMERA_CHANNELS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
+FORMAT_VERSION = 1  # bump when the written dataset changes: cached default datasets are regenerated
+# The embedded default dataset: 8 scenes x 20 s (320 keyframes; 6 train, 2 val) of CAM_FRONT at 512 x 288, the
+# detector's input size, and a 32 x 512 lidar. Rendering dominates the export time (~0.4 CPU-s per 800 x 450
+# image, ~0.2 at 512 x 288, ~0.05 per 32 x 1024 lidar scan) and the lidar files its size.
+DEFAULT_DATASET: dict[str, object] = {"scenes": 8, "seconds": 20.0, "width": 512, "height": 288, "lidar_azimuths": 512}
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Simulate scenes and write them as a nuScenes-format dataset."""
+
+    out: Path
+    """Output directory (the dataroot); refused when it holds anything, unless --overwrite."""
+    scenes: int = 10
+    """Number of scenes (one log each)."""
+    seconds: float = 20.0
+    """[s] length of each scene; keyframes every 0.5 s."""
+    seed: int = 0
+    """Random seed: the same command writes the same dataset (tokens included)."""
+    version: str = "v1.0-trainval"
+    """Table folder name; must end in "trainval": the devkit's predefined train/val splits select the scenes."""
+    val_fraction: float = 0.2
+    """Fraction of the scenes in the val split (at least one val scene; the rest train)."""
+    channels: tuple[str, ...] = ("CAM_FRONT",)
+    """Exported cameras (any of the six nuScenes cameras); LIDAR_TOP is always written."""
+    width: int = 800
+    """[px] image width (nuScenes: 1600; intrinsics are scaled to it)."""
+    height: int = 450
+    """[px] image height (nuScenes: 900)."""
+    jpeg_quality: int = 90
+    """JPEG quality 1..100."""
+    lidar_beams: int = 32
+    """LIDAR_TOP beams, -30 to +10 degrees elevation (nuScenes' HDL-32E: 32)."""
+    lidar_azimuths: int = 1024
+    """LIDAR_TOP firings per turn."""
+    lanes: int = 4
+    """Number of highway lanes."""
+    vehicles_per_km: float = 15.0
+    """[vehicles/km] traffic density per lane."""
+    road_length: float | None = None
+    """[m] ring length; unset: the shortest (>= 1000 m) on which no ego reaches the ring seam within a scene."""
+    curvature: float = 0.001
+    """[1/m] peak curvature of the gently curved highway (0: straight)."""
+    truck_fraction: float = 0.15
+    """[-] fraction of the traffic that are trucks (category vehicle.truck)."""
+    batch_scenes: int = 16
+    """Scenes simulated and rendered together (bounds memory)."""
+    overwrite: bool = False
+    """Replace a non-empty output directory (only once the new dataset is complete)."""
+    device: str = "cpu"
+    """torch device of the simulation and rendering."""
+
+    def validate(self) -> DatasetConfig:
+        checks = [
+            (self.scenes >= 1, "scenes", ">= 1", self.scenes),
+            (self.seconds >= 1.0, "seconds", ">= 1 s (two keyframes or more)", self.seconds),
+            (self.version.endswith("trainval"), "version", 'a name ending in "trainval", e.g. v1.0-trainval',
+             self.version),
+            (0.0 <= self.val_fraction <= 1.0, "val_fraction", "0..1", self.val_fraction),
+            (len(self.channels) >= 1 and len(set(self.channels)) == len(self.channels)
+             and set(self.channels) <= set(CAMERA_CHANNELS), "channels",
+             f"distinct names from {', '.join(CAMERA_CHANNELS)}", self.channels),
+            (16 <= self.width <= 4096 and 16 <= self.height <= 4096, "width/height", "16..4096 px",
+             (self.width, self.height)),
+            (1 <= self.jpeg_quality <= 100, "jpeg_quality", "1..100", self.jpeg_quality),
+            (1 <= self.lidar_beams <= 128 and 8 <= self.lidar_azimuths <= 8192, "lidar_beams/lidar_azimuths",
+             "1..128 beams, 8..8192 azimuths", (self.lidar_beams, self.lidar_azimuths)),
+            (self.vehicles_per_km > 0.0, "vehicles_per_km", "> 0", self.vehicles_per_km),
+            (self.batch_scenes >= 1, "batch_scenes", ">= 1", self.batch_scenes),
+        ]
+        for ok, name, allowed, value in checks:
+            if not ok:
+                raise ValueError(f"invalid dataset config: {name}={value!r}; allowed: {allowed}")
+        return self
+
+    @property
+    def num_keyframes(self) -> int:
+        return int(round(self.seconds / KEYFRAME_INTERVAL))
+
+    @property
+    def num_val(self) -> int:
+        return min(self.scenes, max(1, int(round(self.val_fraction * self.scenes))))
+
+
+@dataclass
+class ExportSummary:
+    path: str
+    scenes: int
+    keyframes: int
+    images: int
+    annotations: int
+    bytes: int
+    seconds: float
+    keyframes_per_s: float
+    ego_crashes: int
+
+
+class _Writer:
+    """Encodes and writes sensor files in worker threads (cv2 and file I/O release the GIL), at most one batch
+    keyframe behind the renderer."""
+
+    def __init__(self, root: Path, logfiles: list[str], timestamps: np.ndarray, quality: int):
+        self.root, self.logfiles, self.timestamps, self.quality = root, logfiles, timestamps, quality
+        self.pool = ThreadPoolExecutor(max_workers=2)
+        self.pending: list[Future] = []
+        self.done: list[Future] = []
+
+    def __call__(self, scene: int, keyframe: int, channel: str, data: np.ndarray) -> None:
+        camera = channel != "LIDAR_TOP"
+        path = self.root / sensor_filename(self.logfiles[scene], channel, int(self.timestamps[scene, keyframe]), camera)
+        self.pending.append(self.pool.submit(self._write, path, data, camera))
+
+    def _write(self, path: Path, data: np.ndarray, camera: bool) -> None:
+        if camera:
+            ok, buf = cv2.imencode(".jpg", data[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, self.quality])  # RGB -> BGR
+            if not ok:
+                raise OSError(f"JPEG encoding failed for {path}")
+            path.write_bytes(buf.tobytes())
+        else:
+            np.ascontiguousarray(data, dtype=np.float32).tofile(path)
+
+    def keyframe_done(self) -> None:
+        """Wait for the previous keyframe's files (re-raising a worker's error); this one's keep encoding."""
+        for fut in self.done:
+            fut.result()
+        self.done, self.pending = self.pending, []
+
+    def finish(self) -> None:
+        self.keyframe_done()
+        self.keyframe_done()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file, not a directory; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"--out {out} is not empty; pass --overwrite to replace it, or choose another --out")
+
+
+def _commit(tmp: Path, out: Path, overwrite: bool) -> None:
+    """Move the finished dataset onto `out`; a non-empty `out` is moved aside first and deleted last."""
+    _check_out(out, overwrite)
+    old = None
+    if out.is_dir():
+        if any(out.iterdir()):
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            out.rename(old / out.name)
+        else:
+            out.rmdir()
+    tmp.rename(out)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def _size(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def export_dataset(cfg: DatasetConfig, progress: bool = True) -> ExportSummary:
+    """Simulate `cfg.scenes` scenes and write them as a nuScenes dataset at `cfg.out` (atomically).
+
+    Returns the summary also printed as the final line (scenes, keyframes, images, size, time, keyframes/s).
+    """
+    cfg.validate()
+    start = time.perf_counter()
+    out = Path(cfg.out)
+    _check_out(out, cfg.overwrite)
+    env = env_config(cfg)
+    num_train = cfg.scenes - cfg.num_val
+    train_names, val_names = scene_names(num_train, cfg.num_val)
+    road = build_road(env.road, torch.device(cfg.device))
+    offset = global_offset(road)
+    B, K = cfg.scenes, cfg.num_keyframes
+
+    # One log per scene: scenes start a whole minute apart (longer scenes: further apart), seed-dependent day.
+    spacing = 60 * (1 + int(cfg.seconds) // 60)
+    starts = [START_TIME + 86_400 * (cfg.seed % 3650) + spacing * b for b in range(B)]
+    stamps = [datetime.fromtimestamp(t, tz=timezone.utc) for t in starts]
+    logfiles = [f"{VEHICLE}-{d:%Y-%m-%d-%H-%M-%S}+0000" for d in stamps]
+    timestamps = (np.array(starts, dtype=np.int64)[:, None] * 1_000_000
+                  + np.arange(K, dtype=np.int64)[None, :] * int(KEYFRAME_INTERVAL * 1e6))  # (B, K) [us]
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    writer = _Writer(tmp, logfiles, timestamps, cfg.jpeg_quality)
+    try:
+        for channel in (*cfg.channels, "LIDAR_TOP"):
+            (tmp / "samples" / channel).mkdir(parents=True)
+        (tmp / "maps").mkdir()
+        (tmp / cfg.version).mkdir()
+        map_token = make_token(cfg.seed, "map", "drivestack-highway")
+        write_map_mask(tmp / "maps" / f"{map_token}.png", road, offset)
+
+        def keyframes_done(n: int) -> None:
+            writer.keyframe_done()
+            bar.update(n)
+
+        with tqdm(total=B * K, desc="nuScenes export", unit="keyframe", disable=not progress) as bar:
+            rec, descriptions, crashes = simulate(cfg, env, road, offset, timestamps, writer, keyframes_done)
+        writer.finish()
+        info = DatasetInfo(seed=cfg.seed, cameras=tuple(cfg.channels), width=cfg.width, height=cfg.height,
+                           calibration=calibration(cfg.channels, cfg.width, cfg.height), logfiles=logfiles,
+                           dates=[f"{d:%Y-%m-%d}" for d in stamps], names=train_names + val_names,
+                           descriptions=descriptions, map_token=map_token)
+        tables = build_tables(rec, info)
+        for name, records in tables.items():
+            (tmp / cfg.version / f"{name}.json").write_text(json.dumps(records, indent=0))
+        (tmp / cfg.version / "splits.json").write_text(json.dumps({"train": train_names, "val": val_names}, indent=1))
+        size = _size(tmp)
+        _commit(tmp, out, cfg.overwrite)
+    except BaseException:
+        writer.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    writer.close()
+
+    elapsed = time.perf_counter() - start
+    images = B * K * len(cfg.channels)
+    summary = ExportSummary(path=str(out), scenes=B, keyframes=B * K, images=images,
+                            annotations=len(tables["sample_annotation"]), bytes=size, seconds=elapsed,
+                            keyframes_per_s=B * K / elapsed, ego_crashes=crashes)
+    print(f"wrote {B} scenes, {B * K} keyframes, {images} images, {summary.annotations} annotations "
+          f"({size / 1e6:.1f} MB) to {out} in {elapsed:.1f} s ({summary.keyframes_per_s:.1f} keyframes/s)")
+    return summary
+
+
+def cache_root() -> Path:
+    """`$DRIVESTACK_CACHE`, or ~/.cache/drivestack."""
+    return Path(os.environ.get("DRIVESTACK_CACHE") or Path.home() / ".cache" / "drivestack")
+
+
+def default_dataset(cache_dir: Path | None = None, progress: bool = True, **overrides: object) -> Path:
+    """The embedded default dataset (DEFAULT_DATASET, fields overridable), generated into the cache on first use
+    and reused after: `<cache>/datasets/nuscenes-synthetic-<hash of the config>`. Returns the dataroot."""
+    params = {**DEFAULT_DATASET, **overrides}
+    for key in ("out", "overwrite"):
+        params.pop(key, None)
+    probe = DatasetConfig(out=Path("."), **params).validate()  # type: ignore[arg-type]
+    key = {k: v for k, v in asdict(probe).items() if k not in ("out", "overwrite", "device")}
+    digest = hashlib.md5(json.dumps({"format": FORMAT_VERSION, **key}, sort_keys=True, default=str).encode())
+    root = Path(cache_dir or cache_root()) / "datasets" / f"nuscenes-synthetic-{digest.hexdigest()[:12]}"
+    marker = root / probe.version / "scene.json"
+    if marker.is_file():
+        return root
+    try:
+        export_dataset(DatasetConfig(out=root, **params), progress=progress)  # type: ignore[arg-type]
+    except FileExistsError:
+        if not marker.is_file():  # another process finished first, or something else sits there
+            raise
+    return root
