@@ -23,10 +23,14 @@ COMMANDS: dict[tuple[str, str], tuple[str, str, str, str]] = {
                            "control_bench", "BenchControlConfig", "run_bench"),
     ("bench", "train"): ("SB3 PPO training throughput, drivestack vs highway-env highway-fast-v0",
                          "train_bench", "BenchTrainConfig", "run_bench"),
+    ("bench", "render"): ("camera rendering and lidar throughput (images/s per resolution), example images",
+                          "render_bench", "BenchRenderConfig", "run_bench"),
     ("train", "policy"): ("train a PPO or DQN driving policy on the batched simulator (TensorBoard, checkpoints)",
                           "train_cli", "TrainPolicyConfig", "run_train"),
     ("eval", "policy"): ("evaluate policies (run dirs, checkpoints, rule, random): table, JSON, plot, MP4",
                          "eval_cli", "EvalPolicyConfig", "run_eval"),
+    ("data", "make"): ("simulate scenes and write a nuScenes-format dataset (tables, JPEGs, lidar, map, splits)",
+                       "data_cli", "DatasetConfig", "run_make"),
 }
 
 
