@@ -23,6 +23,8 @@ COMMANDS: dict[tuple[str, str], tuple[str, str, str, str]] = {
                            "control_bench", "BenchControlConfig", "run_bench"),
     ("bench", "train"): ("SB3 PPO training throughput, drivestack vs highway-env highway-fast-v0",
                          "train_bench", "BenchTrainConfig", "run_bench"),
+    ("bench", "tracking"): ("nuScenes tracking metrics (AMOTA, ...) and frames/s: Kalman tracker vs nearest neighbour",
+                            "tracking_bench", "BenchTrackingConfig", "run_bench"),
     ("bench", "render"): ("camera rendering and lidar throughput (images/s per resolution), example images",
                           "render_bench", "BenchRenderConfig", "run_bench"),
     ("train", "policy"): ("train a PPO or DQN driving policy on the batched simulator (TensorBoard, checkpoints)",

@@ -1,4 +1,17 @@
 """3D multi-object tracking (Kalman filter, association, track lifecycle) and nuScenes tracking eval.
 
-Not built yet: see the open tracking issue.
+    from tracking import Tracker, TrackerConfig, FrameDetections
+    tracker = Tracker(TrackerConfig())
+    tracks = tracker.step(FrameDetections.from_boxes(token, t, centres, sizes, yaws, scores, labels))
+
+Modules: `kalman` (batched constant-velocity filter, stored per axis), `association` (gated cost matrices,
+Hungarian / greedy), `tracker` (lifecycle, output scores), `baseline` (naive nearest-neighbour tracker),
+`data_classes` (frames as arrays), `nuscenes_io` (submissions in and out), `oracle` (corrupted ground-truth
+detections), `evaluate` (nuscenes-devkit TrackingEval). Imports numpy and scipy; nuscenes-devkit only in the
+data and eval modules.
 """
+
+from tracking.data_classes import TRACKING_NAMES, FrameDetections, FrameTracks
+from tracking.tracker import Tracker, TrackerConfig, track_scene
+
+__all__ = ["TRACKING_NAMES", "FrameDetections", "FrameTracks", "Tracker", "TrackerConfig", "track_scene"]

@@ -1,0 +1,88 @@
+"""Cost matrices, gating and matching against brute force."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from tracking.association import (
+    Matcher,
+    center_distance,
+    gate,
+    greedy_match,
+    mahalanobis_distance,
+    match,
+    negative_log_likelihood,
+)
+
+
+def test_costs_equal_pairwise_loops() -> None:
+    rng = np.random.default_rng(0)
+    trk = rng.normal(1800.0, 30.0, (7, 2))  # global coordinates: the expansion must not lose precision
+    det = rng.normal(1800.0, 30.0, (5, 2))
+    var = rng.uniform(0.2, 9.0, (7, 2))
+    noise = np.array([0.25, 0.36])
+    for t in range(7):
+        for d in range(5):
+            diff = det[d] - trk[t]
+            d2 = float(np.sum(diff**2 / var[t]))
+            assert center_distance(trk, det)[t, d] == pytest.approx(np.hypot(*diff))
+            assert mahalanobis_distance(trk, var, det)[t, d] == pytest.approx(d2, abs=1e-8)
+            nll = d2 + np.log(var[t, 0] * var[t, 1] / (noise[0] * noise[1]))
+            assert negative_log_likelihood(trk, var, det, noise)[t, d] == pytest.approx(nll, abs=1e-8)
+
+
+def _best_by_brute_force(cost: np.ndarray, valid: np.ndarray, threshold: float) -> float:
+    """Largest total margin (threshold - cost) over all partial one-to-one matchings of valid pairs."""
+    t, d = cost.shape
+    best = 0.0
+    for k in range(1, min(t, d) + 1):
+        for rows in itertools.combinations(range(t), k):
+            for cols in itertools.permutations(range(d), k):
+                if all(valid[r, c] for r, c in zip(rows, cols)):
+                    best = max(best, sum(threshold - cost[r, c] for r, c in zip(rows, cols)))
+    return best
+
+
+def _sequential_greedy(cost: np.ndarray, valid: np.ndarray) -> set[tuple[int, int]]:
+    taken_r, taken_c, out = set(), set(), set()
+    for flat in np.argsort(np.where(valid, cost, np.inf), axis=None, kind="stable"):
+        r, c = np.unravel_index(flat, cost.shape)
+        if valid[r, c] and r not in taken_r and c not in taken_c:
+            out.add((int(r), int(c)))
+            taken_r.add(r)
+            taken_c.add(c)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_hungarian_is_optimal_and_greedy_is_greedy(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    t, d = rng.integers(1, 5, 2)
+    cost = rng.uniform(0.0, 3.0, (t, d))
+    labels_t, labels_d = rng.integers(0, 2, t), rng.integers(0, 2, d)
+    valid = gate(cost, labels_t, labels_d, 2.0)
+    rows, cols = match(cost, valid, 2.0, Matcher.HUNGARIAN)
+    assert len(set(rows.tolist())) == len(rows) and len(set(cols.tolist())) == len(cols)
+    assert valid[rows, cols].all()  # never a pair of two classes or beyond the gate
+    assert np.sum(2.0 - cost[rows, cols]) == pytest.approx(_best_by_brute_force(cost, valid, 2.0))
+    g_rows, g_cols = greedy_match(cost, valid)
+    assert set(zip(g_rows.tolist(), g_cols.tolist())) == _sequential_greedy(cost, valid)
+
+
+def test_hungarian_leaves_a_detection_rather_than_force_a_poor_pair() -> None:
+    # track 0 fits detection 0 well; pairing track 0-det 1 and track 1-det 0 would match more, but worse
+    cost = np.array([[0.1, 1.9], [1.9, 5.0]])
+    valid = gate(cost, np.zeros(2, int), np.zeros(2, int), 2.0)
+    rows, cols = match(cost, valid, 2.0)
+    assert list(zip(rows.tolist(), cols.tolist())) == [(0, 0)]
+
+
+def test_empty_and_one_to_one_cases() -> None:
+    rows, cols = match(np.zeros((0, 3)), np.zeros((0, 3), bool), 1.0)
+    assert len(rows) == len(cols) == 0
+    cost = np.array([[0.5, 9.0, 9.0], [9.0, 9.0, 0.2]])
+    rows, cols = match(cost, cost < 1.0, 1.0)  # every track has one candidate: the fast path
+    assert sorted(zip(rows.tolist(), cols.tolist())) == [(0, 0), (1, 2)]

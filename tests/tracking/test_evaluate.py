@@ -1,0 +1,75 @@
+"""The devkit metric pipeline on the hand-built scene: values that can be worked out by hand."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tracking.data_classes import FrameTracks
+from tracking.evaluate import classes_with_ground_truth, evaluate_submission, restricted_config
+from tracking.nuscenes_io import load_nuscenes, split_scenes, tracks_to_submission
+from tracking.oracle import ground_truth_frames
+
+FIELDS = ("track_id", "translation", "size", "yaw", "velocity", "score", "label")
+
+
+@pytest.fixture(scope="module")
+def scene(tiny_nuscenes: Path):
+    nusc = load_nuscenes(tiny_nuscenes, "v1.0-trainval")
+    scenes = split_scenes(nusc, "tiny")
+    return nusc, scenes, ground_truth_frames(nusc, scenes[0])
+
+
+def test_perfect_tracks_score_one(scene, tmp_path: Path) -> None:
+    nusc, scenes, gt = scene
+    m = evaluate_submission(tracks_to_submission([gt]), nusc, "tiny", scenes, tmp_path)
+    assert m["amota"] == pytest.approx(1.0) and m["mota"] == pytest.approx(1.0)
+    assert m["ids"] == 0 and m["frag"] == 0 and m["recall"] == pytest.approx(1.0)
+    # the protocol is recorded: tracking_nips_2019 restricted to the classes with ground truth
+    assert m["eval_config"]["tracking_names"] == ["car", "pedestrian"]
+    assert m["eval_config"]["dist_th_tp"] == 2.0 and m["eval_config_base"] == "tracking_nips_2019"
+    assert json.loads((tmp_path / "metrics_summary.json").read_text())["eval_split"] == "tiny"
+
+
+def test_swapped_identities_count_two_switches(scene, tmp_path: Path) -> None:
+    nusc, scenes, gt = scene
+    swapped = copy.deepcopy(gt)
+    a, b = gt[0].track_id[:2]  # the two cars
+    for f in swapped[2:]:
+        ids = f.track_id.copy()
+        f.track_id[ids == a], f.track_id[ids == b] = b, a
+    m = evaluate_submission(tracks_to_submission([swapped]), nusc, "tiny", scenes, tmp_path)
+    assert m["ids"] == 2
+    # MOTA per class, then averaged: cars 1 - 2 / 12 (the moving car leaves the 50 m car range after 4 frames,
+    # so 4 + 8 car boxes are scored), pedestrian 1
+    assert m["mota"] == pytest.approx((1 - 2 / 12 + 1.0) / 2)
+    assert m["amota"] < 1.0
+
+
+def test_missing_class_scores_zero_and_extra_class_is_ignored(scene, tmp_path: Path) -> None:
+    nusc, scenes, gt = scene
+    cars_only = [FrameTracks(f.token, f.timestamp, *(getattr(f, k)[f.label == 2] for k in FIELDS)) for f in gt]
+    for f in cars_only:  # a truck that has no ground truth class in the split: not scored, no crash
+        f.track_id = np.append(f.track_id, 99)
+        f.translation = np.vstack([f.translation, [5.0, 5.0, 1.0]])
+        f.size, f.yaw = np.vstack([f.size, [2.5, 8.0, 3.0]]), np.append(f.yaw, 0.0)
+        f.velocity, f.score, f.label = np.vstack([f.velocity, [0.0, 0.0]]), np.append(f.score, 0.5), np.append(
+            f.label, 6)
+    m = evaluate_submission(tracks_to_submission([cars_only]), nusc, "tiny", scenes, tmp_path)
+    assert m["label_metrics"]["amota"] == {"car": pytest.approx(1.0), "pedestrian": pytest.approx(0.0)}
+    assert m["amota"] == pytest.approx(0.5)
+
+
+def test_config_restriction(scene) -> None:
+    nusc, scenes, _ = scene
+    cfg = restricted_config(["car"])
+    assert cfg.class_names == ["car"] and cfg.class_range == {"car": 50}
+    with pytest.raises(ValueError, match="not tracking classes"):
+        restricted_config(["barrier"])
+    from nuscenes.eval.common.config import config_factory
+
+    assert classes_with_ground_truth(nusc, scenes, config_factory("tracking_nips_2019")) == ["car", "pedestrian"]

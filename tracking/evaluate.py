@@ -1,0 +1,100 @@
+"""The official nuScenes tracking metrics (nuscenes-devkit `TrackingEval`) on a tracking submission.
+
+The protocol is a devkit config (default `tracking_nips_2019`: 2 m centre-distance matching, 40 recall
+thresholds, class ranges 40-50 m), restricted to the tracking classes that have ground truth in the
+evaluated scenes after the devkit's own filtering (range, boxes without lidar or radar points): a class
+without ground truth would score NaN or 0 and drag the mean. The restricted config is written into the
+result so that every number says which protocol made it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from nuscenes import NuScenes
+from nuscenes.eval.common.config import config_factory
+from nuscenes.eval.tracking.data_classes import TrackingConfig
+from nuscenes.eval.tracking.evaluate import TrackingEval
+from nuscenes.eval.tracking.utils import category_to_tracking_name
+
+from tracking.nuscenes_io import scene_samples, write_json_atomic
+
+# the headline metrics, in the order the devkit prints them
+SUMMARY_METRICS = ("amota", "amotp", "recall", "motar", "gt", "mota", "motp", "mt", "ml", "faf", "tp", "fp", "fn",
+                   "ids", "frag", "tid", "lgd")
+
+
+def classes_with_ground_truth(nusc: NuScenes, scenes: list[dict[str, Any]], base: TrackingConfig) -> list[str]:
+    """Tracking classes with at least one ground-truth box that survives the devkit's filters in `scenes`."""
+    present = set()
+    for scene in scenes:
+        for sample in scene_samples(nusc, scene):
+            channel = "LIDAR_TOP" if "LIDAR_TOP" in sample["data"] else next(iter(sample["data"]))
+            ego = nusc.get("ego_pose", nusc.get("sample_data", sample["data"][channel])["ego_pose_token"])
+            for token in sample["anns"]:
+                ann = nusc.get("sample_annotation", token)
+                name = category_to_tracking_name(ann["category_name"])
+                if name is None or name not in base.class_range or name in present:
+                    continue
+                dist = np.hypot(ann["translation"][0] - ego["translation"][0],
+                                ann["translation"][1] - ego["translation"][1])
+                if dist < base.class_range[name] and ann["num_lidar_pts"] + ann["num_radar_pts"] > 0:
+                    present.add(name)
+    return sorted(present)
+
+
+def restricted_config(classes: list[str], base_name: str = "tracking_nips_2019") -> TrackingConfig:
+    """The devkit config `base_name` restricted to `classes` (its other settings unchanged)."""
+    base = config_factory(base_name).serialize()
+    unknown = sorted(set(classes) - set(base["tracking_names"]))
+    if unknown or not classes:
+        raise ValueError(f"classes {unknown or classes} are not tracking classes of {base_name}")
+    for key in ("pretty_tracking_names", "tracking_colors", "class_range"):
+        base[key] = {k: v for k, v in base[key].items() if k in classes}
+    base["tracking_names"] = [n for n in base["tracking_names"] if n in classes]
+    return TrackingConfig.deserialize(base)
+
+
+def evaluate_submission(submission: dict[str, Any], nusc: NuScenes, split: str, scenes: list[dict[str, Any]],
+                        out_dir: Path, base_config: str = "tracking_nips_2019") -> dict[str, Any]:
+    """Score a tracking submission with the devkit on `split`; writes the devkit's metrics_summary.json and
+    metrics_details.json under `out_dir` and returns the summary plus the config used ("eval_config")."""
+    out_dir = Path(out_dir)
+    classes = classes_with_ground_truth(nusc, scenes, config_factory(base_config))
+    if not classes:
+        raise ValueError(f"split {split!r}: no ground-truth box of a tracking class within range; nothing to score")
+    config = restricted_config(classes, base_config)
+    # the devkit rejects boxes of classes outside its config: keep the scored classes only
+    results = {token: [b for b in boxes if b["tracking_name"] in classes]
+               for token, boxes in submission["results"].items()}
+    path = write_json_atomic(out_dir / "submission_scored.json", {"meta": submission["meta"], "results": results})
+    log = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):  # the devkit prints tables and bars
+            evaluator = TrackingEval(config, str(path), split, str(out_dir), nusc.version, nusc.dataroot,
+                                     verbose=False)
+            summary = evaluator.main(render_curves=False)
+    except AssertionError as err:  # the devkit reports bad input (e.g. a split of another version) by assert
+        raise ValueError(f"nuscenes-devkit TrackingEval refused split {split!r} of {nusc.dataroot}: {err}") from err
+    finally:
+        path.unlink(missing_ok=True)  # the submission itself is written next to the metrics by the caller
+    summary["eval_config"] = config.serialize()
+    summary["eval_config_base"] = base_config
+    summary["eval_split"] = split
+    write_json_atomic(out_dir / "metrics_summary.json", summary)
+    return summary
+
+
+def load_details(out_dir: Path) -> dict[str, Any]:
+    """The devkit's per-class metric curves (metrics_details.json) written by `evaluate_submission`."""
+    return json.loads((Path(out_dir) / "metrics_details.json").read_text())
+
+
+def summary_row(summary: dict[str, Any]) -> dict[str, float]:
+    """The headline metrics of a devkit summary as plain floats (NaN where missing)."""
+    return {k: float(summary.get(k, float("nan"))) for k in SUMMARY_METRICS}
