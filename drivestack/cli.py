@@ -33,6 +33,10 @@ COMMANDS: dict[tuple[str, str], tuple[str, str, str, str]] = {
                          "eval_cli", "EvalPolicyConfig", "run_eval"),
     ("data", "make"): ("simulate scenes and write a nuScenes-format dataset (tables, JPEGs, lidar, map, splits)",
                        "data_cli", "DatasetConfig", "run_make"),
+    ("train", "detector"): ("train the camera 3D detector from scratch on nuScenes-format data (TensorBoard, resume)",
+                            "detector_train_cli", "TrainDetectorConfig", "run_train"),
+    ("bench", "perception"): ("score the detector on a split (nuScenes mAP/NDS, 2D COCO AP) and time it",
+                              "perception_bench", "BenchPerceptionConfig", "run_bench"),
 }
 
 

@@ -1,0 +1,118 @@
+"""Batched training augmentation that keeps image and 3D geometry consistent.
+
+Each image of a batch gets its own horizontal flip, scaling about its principal point plus a small translation
+(one `grid_sample` for the whole batch) and photometric jitter. The ground truth moves with the pixels in the
+detector's image-space encoding (`perception.boxes`): a flip maps u -> W - u and alpha -> -alpha (the scene
+mirrored about the optical axis, principal point mirrored with it); a scaling by s maps uv -> s * uv + t and
+the focal length f -> s * f, so the depth target log(depth * REF_FOCAL / f) shifts by -log(s) while the metric
+depth stays true. Boxes whose centre leaves the image are dropped from the batch's targets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from perception.boxes import wrap_angle
+from perception.dataset import TargetBoxes
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation (every draw independent per image)."""
+
+    flip_prob: float = 0.5
+    """Probability of a horizontal flip."""
+    scale_min: float = 0.85
+    """Smallest image scale factor (< 1 zooms out and pads with black)."""
+    scale_max: float = 1.2
+    """Largest image scale factor (> 1 zooms in and crops)."""
+    shift: float = 0.03
+    """Random translation, as a fraction of the image size, on top of scaling about the principal point
+    (which keeps the horizon where the camera puts it: depth stays readable from the image row)."""
+    brightness: float = 0.3
+    """Brightness factor drawn from [1 - brightness, 1 + brightness]."""
+    contrast: float = 0.3
+    """Contrast factor drawn from [1 - contrast, 1 + contrast]."""
+    saturation: float = 0.3
+    """Saturation factor drawn from [1 - saturation, 1 + saturation]."""
+
+    def validate(self) -> AugmentConfig:
+        if not 0.0 <= self.flip_prob <= 1.0:
+            raise ValueError(f"flip_prob={self.flip_prob}; allowed: 0 to 1")
+        if not 0.0 < self.scale_min <= self.scale_max:
+            raise ValueError(f"scale_min={self.scale_min}, scale_max={self.scale_max}; need 0 < min <= max")
+        if not 0.0 <= self.shift < 0.5:
+            raise ValueError(f"shift={self.shift}; allowed: 0 <= shift < 0.5")
+        for name in ("brightness", "contrast", "saturation"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name}={getattr(self, name)}; allowed: 0 <= value < 1")
+        return self
+
+
+def _uniform(n: int, low: float, high: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    return low + (high - low) * torch.rand(n, generator=generator).to(device)
+
+
+def augment(images: torch.Tensor, targets: TargetBoxes, principal: torch.Tensor, cfg: AugmentConfig,
+            generator: torch.Generator) -> tuple[torch.Tensor, TargetBoxes]:
+    """Augment a batch.
+
+    Args:
+        images: (B, 3, H, W) uint8 network-input images.
+        targets: their ground truth (B, M), on the images' device.
+        principal: (B, 2) [px] principal points (cx, cy) of the images; scaling is about them.
+        cfg: augmentation ranges.
+        generator: CPU random generator (the draws are made on the CPU, so runs repeat on any device).
+
+    Returns:
+        (B, 3, H, W) float images in [0, 1] and the moved ground truth.
+    """
+    B, _, H, W = images.shape
+    device = images.device
+    x = images.float().div_(255.0)
+    flip = torch.rand(B, generator=generator).to(device) < cfg.flip_prob  # (B,)
+    scale = _uniform(B, cfg.scale_min, cfg.scale_max, generator, device)  # (B,)
+    cx = torch.where(flip, W - principal[:, 0], principal[:, 0])  # the flipped image's principal point
+    tx = cx * (1 - scale) + _uniform(B, -cfg.shift, cfg.shift, generator, device) * W  # u' = s u + tx
+    ty = principal[:, 1] * (1 - scale) + _uniform(B, -cfg.shift, cfg.shift, generator, device) * H
+
+    # --- pixels: output u' = s * u + t of the (flipped) input; sampling grid in normalised coordinates
+    if cfg.scale_min != 1.0 or cfg.scale_max != 1.0 or cfg.shift > 0 or bool(flip.any()):
+        sign = torch.where(flip, -1.0, 1.0)
+        theta = torch.zeros(B, 2, 3, device=device)
+        theta[:, 0, 0] = sign / scale
+        theta[:, 0, 2] = sign * (1.0 / scale - 1.0 - 2.0 * tx / (scale * W))
+        theta[:, 1, 1] = 1.0 / scale
+        theta[:, 1, 2] = 1.0 / scale - 1.0 - 2.0 * ty / (scale * H)
+        grid = F.affine_grid(theta, [B, 3, H, W], align_corners=False)
+        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    # --- photometric jitter (per image)
+    gray_w = torch.tensor([0.299, 0.587, 0.114], device=device).view(1, 3, 1, 1)
+    bright = _uniform(B, 1 - cfg.brightness, 1 + cfg.brightness, generator, device).view(B, 1, 1, 1)
+    contrast = _uniform(B, 1 - cfg.contrast, 1 + cfg.contrast, generator, device).view(B, 1, 1, 1)
+    sat = _uniform(B, 1 - cfg.saturation, 1 + cfg.saturation, generator, device).view(B, 1, 1, 1)
+    x = x * bright
+    gray = (x * gray_w).sum(dim=1, keepdim=True)  # (B, 1, H, W)
+    x = gray + (x - gray) * sat
+    x = (x - gray.mean(dim=(2, 3), keepdim=True)) * contrast + gray.mean(dim=(2, 3), keepdim=True)
+    x = x.clamp_(0.0, 1.0)
+
+    # --- ground truth follows the pixels
+    f2 = flip[:, None]
+    u = torch.where(f2, W - targets.uv[..., 0], targets.uv[..., 0])
+    x1 = torch.where(f2, W - targets.box2d[..., 2], targets.box2d[..., 0])
+    x2 = torch.where(f2, W - targets.box2d[..., 0], targets.box2d[..., 2])
+    alpha = torch.where(f2, wrap_angle(-targets.alpha), targets.alpha)
+    s2, tx2, ty2 = scale[:, None], tx[:, None], ty[:, None]
+    uv = torch.stack([s2 * u + tx2, s2 * targets.uv[..., 1] + ty2], dim=-1)
+    box2d = torch.stack([(s2 * x1 + tx2).clamp(0, W), (s2 * targets.box2d[..., 1] + ty2).clamp(0, H),
+                         (s2 * x2 + tx2).clamp(0, W), (s2 * targets.box2d[..., 3] + ty2).clamp(0, H)], dim=-1)
+    inside = (uv[..., 0] >= 0) & (uv[..., 0] < W) & (uv[..., 1] >= 0) & (uv[..., 1] < H)
+    labels = torch.where(inside, targets.labels, torch.full_like(targets.labels, -1))
+    moved = TargetBoxes(uv=uv, box2d=box2d, depth=targets.depth, size=targets.size, alpha=alpha, labels=labels,
+                        focal=targets.focal * scale)
+    return x, moved

@@ -1,0 +1,326 @@
+"""Read any nuScenes-format dataset (the real nuScenes or the simulator's) through nuscenes-devkit.
+
+`open_nuscenes` checks the layout before the devkit sees it, so a wrong path, a missing version folder or
+table, or a malformed table is one clear error naming the file; `split_sample_tokens` resolves a split name
+(a custom split in `<version>/splits.json`, an official nuScenes split, or "all"); `load_frames` turns each
+keyframe into a `CameraFrame`: the camera's image file, its intrinsic, the camera-to-ego and ego-to-global
+transforms, and every annotation with a detection name as a box in the ego frame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from nuscenes.eval.detection.utils import category_to_detection_name
+from nuscenes.nuscenes import NuScenes
+from nuscenes.utils.splits import create_splits_scenes
+
+from perception.boxes import encode_boxes, make_transform, matrix_yaw, quat_to_matrix
+from perception.config import CAMERA
+
+TABLES = ("attribute", "calibrated_sensor", "category", "ego_pose", "instance", "log", "map", "sample",
+          "sample_annotation", "sample_data", "scene", "sensor", "visibility")
+
+
+@dataclass
+class CameraFrame:
+    """One keyframe image of one camera, its geometry and its ground truth (numpy, float64)."""
+
+    sample_token: str
+    scene_name: str
+    image_path: Path
+    image_size: tuple[int, int]  # (W, H) [px]
+    intrinsic: np.ndarray  # (3, 3) [px]
+    cam2ego: np.ndarray  # (4, 4) camera frame (x right, y down, z forward) -> ego frame
+    ego2global: np.ndarray  # (4, 4) ego frame at the image's timestamp -> global frame
+    boxes: np.ndarray  # (M, 7) ego frame: x, y, z [m], w, l, h [m], yaw [rad]
+    names: list[str]  # M nuScenes detection names
+    attributes: list[str]  # M attribute names ("" when none)
+    num_pts: np.ndarray  # (M,) lidar + radar points in the box (the devkit drops boxes with 0)
+
+
+def find_version(dataroot: Path, version: str | None = None) -> str:
+    """The version folder of `dataroot` (e.g. v1.0-trainval): `version` checked, or the only one there."""
+    if not dataroot.exists():
+        raise FileNotFoundError(f"dataroot {dataroot} does not exist; point --dataroot at a nuScenes-format "
+                                "dataset (make one with `drivestack data make`)")
+    if not dataroot.is_dir():
+        raise NotADirectoryError(f"dataroot {dataroot} is not a directory")
+    if version is not None:
+        if not (dataroot / version).is_dir():
+            raise FileNotFoundError(f"version folder {dataroot / version} does not exist; "
+                                    f"folders there: {sorted(p.name for p in dataroot.iterdir() if p.is_dir())}")
+        return version
+    found = sorted(p.name for p in dataroot.iterdir() if (p / "sample.json").is_file())
+    if len(found) != 1:
+        what = "no version folder (one holding sample.json, e.g. v1.0-trainval)" if not found else \
+            f"several version folders {found}; choose one with --version"
+        raise FileNotFoundError(f"{dataroot} has {what}")
+    return found[0]
+
+
+def open_nuscenes(dataroot: Path | str, version: str | None = None) -> NuScenes:
+    """Load a nuScenes-format dataset with the devkit (quietly); clear errors for a wrong layout."""
+    dataroot = Path(dataroot)
+    version = find_version(dataroot, version)
+    for table in TABLES:
+        path = dataroot / version / f"{table}.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"table {path} is missing; a nuScenes version folder holds "
+                                    f"{', '.join(t + '.json' for t in TABLES)}")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the devkit prints a loading banner
+            return NuScenes(version=version, dataroot=str(dataroot), verbose=False)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"table {_bad_table(dataroot / version)} is not valid JSON ({err})") from None
+    except (KeyError, TypeError, IndexError) as err:
+        raise ValueError(f"a table in {dataroot / version} is malformed: the devkit could not read field {err} "
+                         "(compare with the nuScenes schema)") from None
+
+
+def _bad_table(folder: Path) -> Path:
+    for table in TABLES:  # only on the error path: find which table failed to parse
+        try:
+            json.loads((folder / f"{table}.json").read_text())
+        except json.JSONDecodeError:
+            return folder / f"{table}.json"
+    return folder
+
+
+def available_splits(nusc: NuScenes) -> list[str]:
+    """Split names usable on `nusc`: its custom splits, the official ones holding some of its scenes, 'all'."""
+    names = set(_custom_splits(nusc))
+    scenes = {s["name"] for s in nusc.scene}
+    names |= {name for name, members in create_splits_scenes().items() if scenes & set(members)}
+    return sorted(names) + ["all"]
+
+
+def _custom_splits(nusc: NuScenes) -> dict[str, list[str]]:
+    path = Path(nusc.dataroot) / nusc.version / "splits.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
+        raise ValueError(f"{path} must map split names to lists of scene names")
+    return data
+
+
+def split_scenes(nusc: NuScenes, split: str) -> list[str]:
+    """Scene names of `split`: a custom split of <version>/splits.json first, then an official nuScenes one."""
+    custom = _custom_splits(nusc)
+    if split == "all":
+        return [s["name"] for s in nusc.scene]
+    if split in custom:
+        return list(custom[split])
+    official = create_splits_scenes()
+    if split in official:
+        return list(official[split])
+    raise ValueError(f"unknown split {split!r} for {nusc.dataroot}; available: {', '.join(available_splits(nusc))}")
+
+
+def split_sample_tokens(nusc: NuScenes, split: str) -> list[str]:
+    """Keyframe sample tokens of `split`, scene by scene in time order; ValueError for an empty split."""
+    wanted = set(split_scenes(nusc, split))
+    tokens: list[str] = []
+    for scene in nusc.scene:
+        if scene["name"] not in wanted:
+            continue
+        token = scene["first_sample_token"]
+        while token:
+            tokens.append(token)
+            token = nusc.get("sample", token)["next"]
+    if not tokens:
+        raise ValueError(f"split {split!r} of {nusc.dataroot} has no samples (its scenes are not in this dataset); "
+                         f"available: {', '.join(available_splits(nusc))}")
+    return tokens
+
+
+def _pose(record: dict) -> np.ndarray:
+    rot = quat_to_matrix(torch.tensor(record["rotation"], dtype=torch.float64))
+    return make_transform(rot, torch.tensor(record["translation"], dtype=torch.float64)).numpy()
+
+
+def load_frame(nusc: NuScenes, sample_token: str, camera: str = CAMERA) -> CameraFrame:
+    """The `camera` keyframe of a sample with every annotation that has a detection name (ego frame)."""
+    sample = nusc.get("sample", sample_token)
+    if camera not in sample["data"]:
+        raise ValueError(f"sample {sample_token} has no {camera} image (channels: {sorted(sample['data'])})")
+    sd = nusc.get("sample_data", sample["data"][camera])
+    calib = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
+    if len(calib["camera_intrinsic"]) != 3:
+        raise ValueError(f"calibrated_sensor {calib['token']} of {camera} has no 3x3 camera_intrinsic")
+    ego2global = _pose(nusc.get("ego_pose", sd["ego_pose_token"]))
+    anns = [nusc.get("sample_annotation", t) for t in sample["anns"]]
+    names = [category_to_detection_name(a["category_name"]) for a in anns]
+    anns = [a for a, n in zip(anns, names) if n is not None]
+    names = [n for n in names if n is not None]
+    boxes = np.zeros((len(anns), 7))
+    if anns:
+        trans = torch.tensor([a["translation"] for a in anns], dtype=torch.float64)  # (M, 3) global
+        rot = quat_to_matrix(torch.tensor([a["rotation"] for a in anns], dtype=torch.float64))  # (M, 3, 3)
+        inv = torch.linalg.inv(torch.from_numpy(ego2global))
+        center = trans @ inv[:3, :3].T + inv[:3, 3]
+        yaw = matrix_yaw(inv[:3, :3] @ rot)
+        size = torch.tensor([a["size"] for a in anns], dtype=torch.float64)
+        boxes = torch.cat([center, size, yaw[:, None]], dim=1).numpy()
+    attr_names = {a["token"]: a["name"] for a in nusc.attribute}
+    width, height = int(sd.get("width") or 0), int(sd.get("height") or 0)
+    return CameraFrame(
+        sample_token=sample_token, scene_name=nusc.get("scene", sample["scene_token"])["name"],
+        image_path=Path(nusc.dataroot) / sd["filename"], image_size=(width, height),
+        intrinsic=np.asarray(calib["camera_intrinsic"], dtype=np.float64), cam2ego=_pose(calib),
+        ego2global=ego2global, boxes=boxes, names=names,
+        attributes=[attr_names[a["attribute_tokens"][0]] if a["attribute_tokens"] else "" for a in anns],
+        num_pts=np.array([a.get("num_lidar_pts", -1) + a.get("num_radar_pts", 0) for a in anns], dtype=np.int64))
+
+
+def load_frames(nusc: NuScenes, split: str, camera: str = CAMERA) -> list[CameraFrame]:
+    """Frames of every keyframe of `split`; FileNotFoundError naming a missing image file."""
+    frames = [load_frame(nusc, token, camera) for token in split_sample_tokens(nusc, split)]
+    missing = [f.image_path for f in frames if not f.image_path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"image file {missing[0]} is missing ({len(missing)} of {len(frames)} {camera} "
+                                f"images of split {split!r} are)")
+    for frame in frames:
+        if frame.image_size[0] <= 0 or frame.image_size[1] <= 0:  # a table without sizes: read the JPEG header
+            from PIL import Image
+
+            with Image.open(frame.image_path) as img:
+                frame.image_size = img.size
+    return frames
+
+
+def visible_mask(frame: CameraFrame) -> np.ndarray:
+    """(M,) bool: boxes whose centre lies in front of the camera and projects inside its image."""
+    if len(frame.boxes) == 0:
+        return np.zeros(0, dtype=bool)
+    enc = encode_boxes(torch.from_numpy(frame.boxes), torch.from_numpy(frame.intrinsic),
+                       torch.from_numpy(frame.cam2ego))
+    u, v = enc.uv[:, 0].numpy(), enc.uv[:, 1].numpy()
+    width, height = frame.image_size
+    return (enc.depth.numpy() > 0.5) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
+
+
+def classes_present(frames: list[CameraFrame], visible_only: bool = True) -> set[str]:
+    """Detection names with at least one (visible) box in `frames`."""
+    out: set[str] = set()
+    for frame in frames:
+        mask = visible_mask(frame) if visible_only else np.ones(len(frame.names), dtype=bool)
+        out |= {n for n, m in zip(frame.names, mask) if m}
+    return out
+
+
+def read_image(path: Path) -> torch.Tensor:
+    """An image file as uint8 RGB [3, H, W] (OpenCV's libjpeg-turbo); FileNotFoundError naming a missing file."""
+    import cv2
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"image file {path} is missing")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"image file {path} could not be decoded; is it a JPEG or PNG?")
+    return torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).contiguous()
+
+
+# --------------------------------------------------------------------------------------------- training cache
+
+
+@dataclass
+class TargetBoxes:
+    """Ground-truth boxes of a set of images in the image-space encoding, padded to M per image."""
+
+    uv: torch.Tensor  # (N, M, 2) [px] projected 3D centres in the network-input image
+    box2d: torch.Tensor  # (N, M, 4) [px] x1, y1, x2, y2 of the projected box, clipped to the image
+    depth: torch.Tensor  # (N, M) [m] camera z of the centre
+    size: torch.Tensor  # (N, M, 3) [m] w, l, h
+    alpha: torch.Tensor  # (N, M) [rad] allocentric yaw
+    labels: torch.Tensor  # (N, M) int64 class index; -1 for padding
+    focal: torch.Tensor  # (N,) [px] focal length (geometric mean of fx, fy) of the network-input image
+
+    def index(self, idx: torch.Tensor) -> TargetBoxes:
+        return TargetBoxes(*(t[idx] for t in (self.uv, self.box2d, self.depth, self.size, self.alpha, self.labels,
+                                              self.focal)))
+
+    def to(self, device: torch.device | str) -> TargetBoxes:
+        return TargetBoxes(*(t.to(device) for t in (self.uv, self.box2d, self.depth, self.size, self.alpha,
+                                                    self.labels, self.focal)))
+
+
+@dataclass
+class FrameCache:
+    """Frames decoded once into memory at the network input size, with their encoded ground truth."""
+
+    images: torch.Tensor  # (N, 3, H, W) uint8
+    intrinsic: torch.Tensor  # (N, 3, 3) [px] of the resized images
+    cam2ego: torch.Tensor  # (N, 4, 4)
+    targets: TargetBoxes  # (N, M)
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """uint8 images [..., 3, H, W] resized (antialiased bilinear) to (width, height), still uint8."""
+    width, height = size
+    if image.shape[-1] == width and image.shape[-2] == height:
+        return image
+    batch = image.reshape(-1, *image.shape[-3:]).float()
+    out = torch.nn.functional.interpolate(batch, size=(height, width), mode="bilinear", antialias=True,
+                                          align_corners=False)
+    return out.round_().clamp_(0, 255).to(torch.uint8).reshape(*image.shape[:-2], height, width)
+
+
+def encode_targets(frames: list[CameraFrame], classes: tuple[str, ...], input_size: tuple[int, int],
+                   max_distance: float) -> tuple[torch.Tensor, TargetBoxes]:
+    """Resized intrinsics (N, 3, 3) and the encoded boxes of `classes` that are in view, within `max_distance`
+    [m] (ego xy) and hit by some lidar / radar point (unknown counts, -1, pass), of each frame."""
+    from perception.boxes import boxes_to_image_boxes, focal, scale_intrinsic
+
+    width, height = input_size
+    per_frame, intrinsics = [], []
+    for frame in frames:
+        keep = visible_mask(frame) & (np.hypot(frame.boxes[:, 0], frame.boxes[:, 1]) <= max_distance)
+        keep &= np.array([n in classes for n in frame.names], dtype=bool)
+        keep &= frame.num_pts != 0  # no lidar / radar point: occluded (the eval ignores these boxes too)
+        sx, sy = width / frame.image_size[0], height / frame.image_size[1]
+        k_in = scale_intrinsic(torch.from_numpy(frame.intrinsic), sx, sy)
+        boxes, cam2ego = torch.from_numpy(frame.boxes[keep]), torch.from_numpy(frame.cam2ego)
+        enc = encode_boxes(boxes, k_in, cam2ego)
+        box2d = boxes_to_image_boxes(boxes, k_in, cam2ego, input_size)
+        labels = torch.tensor([classes.index(n) for n, k in zip(frame.names, keep) if k], dtype=torch.int64)
+        per_frame.append((enc, box2d, labels))
+        intrinsics.append(k_in)
+    n, m = len(frames), max([1] + [len(p[2]) for p in per_frame])
+    t = TargetBoxes(uv=torch.zeros(n, m, 2), box2d=torch.zeros(n, m, 4), depth=torch.ones(n, m),
+                    size=torch.ones(n, m, 3), alpha=torch.zeros(n, m), labels=torch.full((n, m), -1),
+                    focal=torch.zeros(n))
+    for i, (enc, box2d, labels) in enumerate(per_frame):
+        k = len(labels)
+        t.uv[i, :k], t.box2d[i, :k], t.depth[i, :k] = enc.uv.float(), box2d.float(), enc.depth.float()
+        t.size[i, :k], t.alpha[i, :k], t.labels[i, :k] = enc.size.float(), enc.alpha.float(), labels
+    k_all = torch.stack(intrinsics).float()
+    t.focal = focal(k_all)
+    return k_all, t
+
+
+def cache_frames(frames: list[CameraFrame], classes: tuple[str, ...], input_size: tuple[int, int],
+                 max_distance: float = 60.0, progress: bool = True) -> FrameCache:
+    """Decode and resize every frame's image once (uint8 in memory) and encode its ground truth."""
+    from tqdm import tqdm
+
+    images = torch.empty(len(frames), 3, input_size[1], input_size[0], dtype=torch.uint8)
+    for i, frame in enumerate(tqdm(frames, desc="decoding images", unit="img", disable=not progress,
+                                   dynamic_ncols=True)):
+        images[i] = resize_image(read_image(frame.image_path), input_size)
+    intrinsic, targets = encode_targets(frames, classes, input_size, max_distance)
+    cam2ego = torch.from_numpy(np.stack([f.cam2ego for f in frames])).float()
+    return FrameCache(images=images, intrinsic=intrinsic, cam2ego=cam2ego, targets=targets)

@@ -1,0 +1,277 @@
+"""Score detections with the official nuScenes metrics (nuscenes-devkit DetectionEval) and 2D COCO AP.
+
+`write_submission` writes the nuScenes detection submission JSON (global frame, one entry per sample of the
+split); `evaluate_detections` scores it under a versioned protocol (perception/configs/*.json) and returns one
+metric dict (mAP, NDS, per-class AP, TP errors, 2D COCO AP, the protocol and the resolved DetectionConfig).
+
+The scoring itself is the devkit's (`accumulate`, `calc_ap`, `calc_tp`, `DetectionMetrics`). What
+`CameraDetectionEval` changes is which boxes enter it, for a detector that sees one camera: the ground truth is
+restricted to boxes whose centre lies in that camera's image, and the distance to the ego is measured from the
+camera keyframe's ego pose (the devkit reads LIDAR_TOP's, which a camera-only dataset may not have).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from nuscenes.eval.common.config import config_factory
+from nuscenes.eval.common.data_classes import EvalBoxes
+from nuscenes.eval.common.loaders import filter_eval_boxes, load_gt_of_sample_tokens, load_prediction_of_sample_tokens
+from nuscenes.eval.detection.data_classes import DetectionBox, DetectionConfig
+from nuscenes.eval.detection.evaluate import DetectionEval
+from nuscenes.nuscenes import NuScenes
+
+from perception.ap2d import coco_ap
+from perception.boxes import boxes_to_image_boxes, yaw_to_quat
+from perception.config import sort_classes
+from perception.dataset import CameraFrame, visible_mask
+from perception.infer import Detections
+
+PROTOCOL_DIR = Path(__file__).parent / "configs"
+DEFAULT_PROTOCOL = "camera_front_v1"
+SUBMISSION_META = {"use_camera": True, "use_lidar": False, "use_radar": False, "use_map": False,
+                   "use_external": False}
+
+
+# --------------------------------------------------------------------------------------------------- protocol
+
+
+def load_protocol(protocol: str | Path = DEFAULT_PROTOCOL) -> dict[str, Any]:
+    """An evaluation protocol: a name under perception/configs/ or a path to a JSON file."""
+    path = Path(protocol) if str(protocol).endswith(".json") else PROTOCOL_DIR / f"{protocol}.json"
+    if not path.is_file():
+        names = sorted(p.stem for p in PROTOCOL_DIR.glob("*.json"))
+        raise FileNotFoundError(f"eval protocol {path} does not exist; available: {', '.join(names)}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"eval protocol {path} is not valid JSON ({err})") from None
+    for key in ("name", "base", "score_threshold", "max_boxes_per_sample"):
+        if key not in data:
+            raise ValueError(f"eval protocol {path} lacks field {key!r}")
+    return data
+
+
+def detection_config(classes: tuple[str, ...], protocol: dict[str, Any]) -> DetectionConfig:
+    """The protocol's base devkit config with class_range restricted to `classes`."""
+    base = config_factory(protocol["base"])
+    config = DetectionConfig(base.class_range, base.dist_fcn, base.dist_ths, base.dist_th_tp, base.min_recall,
+                             base.min_precision, int(protocol["max_boxes_per_sample"]), base.mean_ap_weight)
+    # DetectionConfig insists on all ten classes at construction; the metrics only iterate class_names.
+    config.class_range = {c: base.class_range[c] for c in classes}
+    config.class_names = config.class_range.keys()
+    return config
+
+
+def eval_gt_mask(frame: CameraFrame, class_range: dict[str, float]) -> np.ndarray:
+    """(M,) bool: the boxes of `frame` the protocol scores (in the image, in range, seen by some point)."""
+    if not frame.names:
+        return np.zeros(0, dtype=bool)
+    offset = frame.boxes[:, :3] @ frame.ego2global[:3, :3].T  # (M, 3) global-frame offset from the ego
+    dist = np.hypot(offset[:, 0], offset[:, 1])
+    limit = np.array([class_range.get(n, -1.0) for n in frame.names])
+    return visible_mask(frame) & (dist < limit) & (frame.num_pts != 0)
+
+
+def gt_counts(frames: list[CameraFrame], class_range: dict[str, float]) -> dict[str, int]:
+    """Scored ground-truth boxes per class over `frames`."""
+    counts: dict[str, int] = {}
+    for frame in frames:
+        for name, keep in zip(frame.names, eval_gt_mask(frame, class_range)):
+            counts[name] = counts.get(name, 0) + int(keep)
+    return {name: counts[name] for name in sort_classes([n for n, c in counts.items() if c > 0])}
+
+
+# ------------------------------------------------------------------------------------------------ submission
+
+
+def global_boxes(frames: list[CameraFrame], boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global centres (N, K, 3) and yaw-only quaternions (N, K, 4) of ego-frame boxes (N, K, 7)."""
+    ego2global = torch.from_numpy(np.stack([f.ego2global for f in frames])).to(boxes.dtype)  # (N, 4, 4)
+    rot, trans = ego2global[:, None, :3, :3], ego2global[:, None, :3, 3]
+    center = (rot @ boxes[..., :3, None])[..., 0] + trans
+    heading = torch.stack([torch.cos(boxes[..., 6]), torch.sin(boxes[..., 6]), torch.zeros_like(boxes[..., 6])], -1)
+    heading = (rot @ heading[..., None])[..., 0]
+    return center, yaw_to_quat(torch.atan2(heading[..., 1], heading[..., 0]))
+
+
+def submission(frames: list[CameraFrame], dets: Detections, attributes: dict[str, str],
+               score_threshold: float, max_boxes: int) -> dict[str, Any]:
+    """The nuScenes detection submission of `dets` (one entry per frame, boxes in the global frame)."""
+    center, quat = global_boxes(frames, dets.boxes.double())
+    keep = dets.scores >= score_threshold
+    results: dict[str, list[dict[str, Any]]] = {}
+    for i, frame in enumerate(frames):  # JSON rows: one dict per kept box
+        idx = torch.nonzero(keep[i]).flatten()[:max_boxes].tolist()
+        c, q, s = center[i].tolist(), quat[i].tolist(), dets.boxes[i, :, 3:6].tolist()
+        scores, labels = dets.scores[i].tolist(), dets.labels[i].tolist()
+        results[frame.sample_token] = [
+            {"sample_token": frame.sample_token, "translation": c[k], "size": s[k], "rotation": q[k],
+             "velocity": [0.0, 0.0], "detection_name": dets.classes[labels[k]], "detection_score": scores[k],
+             "attribute_name": attributes.get(dets.classes[labels[k]], "")} for k in idx]
+    return {"meta": dict(SUBMISSION_META), "results": results}
+
+
+def clean_json(value: Any) -> Any:
+    """`value` with NaN / inf floats as None (JSON has no NaN) and numpy scalars as Python ones."""
+    if isinstance(value, dict):
+        return {str(k): clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_json(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write `data` as JSON atomically (temporary sibling, then rename); creates parents."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(clean_json(data), indent=1))
+    tmp.replace(path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------- scoring
+
+
+class CameraDetectionEval(DetectionEval):
+    """nuScenes DetectionEval over given frames, with the ground truth restricted to the camera's view.
+
+    `DetectionEval.__init__` is not called: it selects samples by official split name and measures ego
+    distances from LIDAR_TOP. `evaluate` and `render` are the devkit's, unchanged.
+    """
+
+    def __init__(self, nusc: NuScenes, config: DetectionConfig, result_path: Path, frames: list[CameraFrame],
+                 output_dir: Path, verbose: bool = False) -> None:
+        self.nusc, self.cfg, self.verbose = nusc, config, verbose
+        self.result_path, self.eval_set = str(result_path), "custom"
+        self.output_dir, self.plot_dir = str(output_dir), os.path.join(str(output_dir), "plots")
+        tokens = [f.sample_token for f in frames]
+        with contextlib.redirect_stderr(io.StringIO()):  # the devkit's loaders draw progress bars
+            pred, self.meta = load_prediction_of_sample_tokens(self.result_path, config.max_boxes_per_sample,
+                                                               DetectionBox, tokens)
+            gt = load_gt_of_sample_tokens(nusc, tokens, DetectionBox)
+        classes = set(config.class_names)
+        for frame in frames:
+            token = frame.sample_token
+            boxes = gt.boxes[token]
+            assert len(boxes) == len(frame.names), "frame and devkit disagree on the sample's annotations"
+            keep = visible_mask(frame)
+            gt.boxes[token] = [b for b, k in zip(boxes, keep) if k and b.detection_name in classes]
+            pred.boxes[token] = [b for b in pred.boxes[token] if b.detection_name in classes]
+            ego = frame.ego2global[:3, 3]
+            for box in gt.boxes[token] + pred.boxes[token]:
+                box.ego_translation = tuple(float(v) for v in np.asarray(box.translation) - ego)
+        self.gt_boxes = _filter(nusc, gt, config)
+        self.pred_boxes = _filter(nusc, pred, config)
+        self.sample_tokens = self.gt_boxes.sample_tokens
+
+
+def _filter(nusc: NuScenes, boxes: EvalBoxes, config: DetectionConfig) -> EvalBoxes:
+    if not any(boxes.boxes.values()):  # the devkit's filter cannot tell the box type of an empty set
+        return boxes
+    with contextlib.redirect_stdout(io.StringIO()):
+        return filter_eval_boxes(nusc, boxes, config.class_range)
+
+
+def _image_boxes(frames: list[CameraFrame], boxes: torch.Tensor) -> torch.Tensor:
+    """2D boxes (N, K, 4) [px] of ego-frame boxes (N, K, 7) in each frame's image, clipped to it."""
+    intrinsic = torch.from_numpy(np.stack([f.intrinsic for f in frames])).float()
+    cam2ego = torch.from_numpy(np.stack([f.cam2ego for f in frames])).float()
+    out = boxes_to_image_boxes(boxes.float(), intrinsic, cam2ego, (math.inf, math.inf))
+    size = torch.tensor([f.image_size for f in frames], dtype=torch.float32)[:, None, :]  # (N, 1, 2)
+    return torch.minimum(out, size.repeat(1, 1, 2))
+
+
+def coco_2d(frames: list[CameraFrame], dets: Detections, classes: tuple[str, ...], class_range: dict[str, float],
+            score_threshold: float) -> dict[str, Any]:
+    """2D COCO AP of the projected detections against the projected scored ground truth."""
+    index = {c: i for i, c in enumerate(classes)}
+    det_labels = torch.tensor([index.get(c, -1) for c in dets.classes])[dets.labels]  # (N, K) eval-class index
+    det_valid = (dets.scores >= score_threshold) & (det_labels >= 0)
+    G = max([1] + [len(f.names) for f in frames])
+    gt = torch.zeros(len(frames), G, 7)
+    gt_labels = torch.full((len(frames), G), -1)
+    gt_valid = torch.zeros(len(frames), G, dtype=torch.bool)
+    for i, frame in enumerate(frames):  # padding the per-frame arrays
+        m = len(frame.names)
+        gt[i, :m] = torch.from_numpy(frame.boxes).float()
+        gt_labels[i, :m] = torch.tensor([index.get(n, -1) for n in frame.names], dtype=torch.long)
+        gt_valid[i, :m] = torch.from_numpy(eval_gt_mask(frame, class_range))
+    gt_valid &= gt_labels >= 0
+    return coco_ap(_image_boxes(frames, dets.boxes), dets.scores, det_labels, det_valid, _image_boxes(frames, gt),
+                   gt_labels, gt_valid, classes)
+
+
+def plot_pr_curves(md_list: Any, metrics: Any, config: DetectionConfig, path: Path) -> Path:
+    """Precision-recall curves per class (one line per centre-distance threshold) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(config.class_names)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for dist in config.dist_ths:
+            md = md_list[(name, dist)]
+            ap = metrics.get_label_ap(name, dist)
+            ax.plot(md.recall, md.precision, label=f"{dist:g} m: AP {ap:.2f}")
+        ax.set(title=f"{name}: AP {metrics.mean_dist_aps[name]:.3f}", xlabel="recall", ylabel="precision",
+               xlim=(0, 1), ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def evaluate_detections(nusc: NuScenes, frames: list[CameraFrame], dets: Detections, attributes: dict[str, str],
+                        out_dir: Path, protocol: str | Path | dict[str, Any] = DEFAULT_PROTOCOL,
+                        score_all_classes: bool = False, plots: bool = True) -> dict[str, Any]:
+    """Write the submission of `dets` (N frames, K boxes) under `out_dir` and score it.
+
+    Returns mAP, NDS, per-class AP and TP errors (nuScenes), 2D COCO AP, the ground-truth counts, the protocol
+    and the devkit DetectionConfig used. Classes scored: those with ground truth in `frames` that the detector
+    outputs (all with ground truth if `score_all_classes`).
+    """
+    protocol = protocol if isinstance(protocol, dict) else load_protocol(protocol)
+    counts = gt_counts(frames, config_factory(protocol["base"]).class_range)
+    classes = sort_classes([c for c in counts if score_all_classes or c in dets.classes])
+    if not classes:
+        raise ValueError(f"none of the detector's classes {list(dets.classes)} has ground truth in these "
+                         f"{len(frames)} samples (classes with ground truth: {list(counts) or 'none'})")
+    config = detection_config(classes, protocol)
+    threshold = float(protocol["score_threshold"])
+    path = write_json(out_dir / "submission.json",
+                      submission(frames, dets, attributes, threshold, config.max_boxes_per_sample))
+    metrics, md_list = CameraDetectionEval(nusc, config, path, frames, out_dir).evaluate()
+    summary = metrics.serialize()
+    result = {
+        "mAP": summary["mean_ap"], "NDS": summary["nd_score"], "AP": summary["mean_dist_aps"],
+        "tp_errors": summary["tp_errors"], "label_tp_errors": summary["label_tp_errors"],
+        "label_aps": summary["label_aps"],
+        "coco_2d": coco_2d(frames, dets, classes, config.class_range, threshold),
+        "classes": list(classes), "gt_counts": {c: counts[c] for c in classes},
+        "unscored_gt_classes": {c: n for c, n in counts.items() if c not in classes},
+        "num_samples": len(frames), "protocol": protocol, "detection_config": config.serialize(),
+        "submission": str(path),
+    }
+    if plots:
+        result["pr_curves"] = str(plot_pr_curves(md_list, metrics, config, out_dir / "pr_curves.png"))
+    return clean_json(result)  # as metrics.json holds it: string keys ("2.0"), None for NaN

@@ -1,0 +1,138 @@
+"""Batched inference: camera images in, 3D boxes in the ego frame out, on any device.
+
+`Detector` wraps a trained network: it resizes uint8 images to the network input (adjusting the intrinsic),
+normalises, runs the network (channels-last; float16 autocast on CUDA) and decodes the heat-map peaks into
+boxes, all as batched tensor code. `detect_frames` runs it over a list of nuScenes frames with JPEG decoding
+in DataLoader workers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+from perception.boxes import BoxEncoding, decode_boxes, focal, scale_intrinsic, target_to_depth
+from perception.checkpoint import load_checkpoint, model_from_checkpoint
+from perception.config import IMAGE_MEAN, IMAGE_STD, ModelConfig
+from perception.dataset import CameraFrame, read_image, resize_image
+from perception.loss import gather_cells
+from perception.model import CenterNet3D
+
+
+@dataclass
+class Detections:
+    """Detections of B images, K peaks each (sorted by score; filter with `scores >= threshold`)."""
+
+    boxes: torch.Tensor  # (B, K, 7) ego frame: x, y, z [m], w, l, h [m], yaw [rad]
+    scores: torch.Tensor  # (B, K) in [0, 1]
+    labels: torch.Tensor  # (B, K) int64 index into `classes`
+    classes: tuple[str, ...]
+
+    def to(self, device: torch.device | str) -> Detections:
+        return Detections(self.boxes.to(device), self.scores.to(device), self.labels.to(device), self.classes)
+
+
+def decode_outputs(heat_logits: torch.Tensor, regression: torch.Tensor, intrinsic: torch.Tensor,
+                   cam2ego: torch.Tensor, cfg: ModelConfig) -> Detections:
+    """Boxes of the top `cfg.max_detections` heat-map peaks (3x3 local maxima) of each image.
+
+    Args:
+        heat_logits: (B, C, Hf, Wf); regression: (B, 8, Hf, Wf) (see `CenterNet3D.forward`).
+        intrinsic: (B, 3, 3) [px] of the network-input image; cam2ego: (B, 4, 4).
+    """
+    heat = torch.sigmoid(heat_logits.float())
+    B, C, Hf, Wf = heat.shape
+    peaks = heat * (F.max_pool2d(heat, 3, stride=1, padding=1) == heat)  # non-maxima suppressed
+    k = min(cfg.max_detections, C * Hf * Wf)
+    scores, flat = peaks.reshape(B, -1).topk(k, dim=1)  # (B, K)
+    labels, cell = flat // (Hf * Wf), flat % (Hf * Wf)
+    reg = gather_cells(regression.float(), cell)  # (B, K, 8)
+    s = cfg.head_stride
+    uv = torch.stack([((cell % Wf).float() + reg[..., 0]) * s, ((cell // Wf).float() + reg[..., 1]) * s], dim=-1)
+    priors = torch.tensor(cfg.size_priors(), device=heat.device)[labels]  # (B, K, 3)
+    intrinsic, cam2ego = intrinsic.float(), cam2ego.float()
+    enc = BoxEncoding(uv=uv, depth=target_to_depth(reg[..., 2], focal(intrinsic)[:, None]),
+                      size=torch.exp(reg[..., 3:6].clamp(-3, 3)) * priors,
+                      alpha=torch.atan2(reg[..., 6], reg[..., 7]))
+    return Detections(boxes=decode_boxes(enc, intrinsic, cam2ego), scores=scores, labels=labels, classes=cfg.classes)
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """float images in [0, 1] (B, 3, H, W) -> network input (ImageNet mean / std), channels-last."""
+    mean = torch.tensor(IMAGE_MEAN, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGE_STD, device=images.device).view(1, 3, 1, 1)
+    return ((images - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+class Detector:
+    """A trained detector ready for inference on `device` (eval mode, channels-last, AMP on CUDA)."""
+
+    def __init__(self, model: CenterNet3D, attributes: dict[str, str] | None = None,
+                 device: str | torch.device = "cpu", amp: bool = True) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
+        self.cfg = model.cfg
+        self.attributes = dict(attributes or {})
+        self.amp = amp and self.device.type == "cuda"
+
+    @classmethod
+    def from_checkpoint(cls, path: Path | str, device: str | torch.device = "cpu", amp: bool = True) -> Detector:
+        data = load_checkpoint(path)
+        return cls(model_from_checkpoint(data), data["attributes"], device=device, amp=amp)
+
+    def preprocess(self, images: torch.Tensor, intrinsic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images (B, 3, H, W) + intrinsics (B, 3, 3) -> normalised network input and its intrinsics."""
+        height, width = images.shape[-2:]
+        size = self.cfg.input_size
+        x = images.float().div_(255.0)
+        if (width, height) != size:
+            x = F.interpolate(x, size=(size[1], size[0]), mode="bilinear", antialias=True, align_corners=False)
+        k_in = scale_intrinsic(intrinsic.float(), size[0] / width, size[1] / height)
+        return normalize(x), k_in
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor, intrinsic: torch.Tensor, cam2ego: torch.Tensor) -> Detections:
+        """Detect objects in uint8 images (B, 3, H, W) [any size] of cameras with intrinsics (B, 3, 3) [px]
+        and camera-to-ego transforms (B, 4, 4); returns boxes in the ego frame."""
+        images = images.to(self.device, non_blocking=True)
+        x, k_in = self.preprocess(images, intrinsic.to(self.device))
+        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
+            heat, reg = self.model(x)
+        return decode_outputs(heat, reg, k_in, cam2ego.to(self.device), self.cfg)
+
+
+class _FrameImages(Dataset):
+    """Frames' images decoded (and resized to the network input) in DataLoader workers."""
+
+    def __init__(self, frames: list[CameraFrame], size: tuple[int, int]) -> None:
+        self.frames, self.size = frames, size
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        frame = self.frames[i]
+        image = read_image(frame.image_path)
+        height, width = image.shape[-2:]
+        k_in = scale_intrinsic(torch.from_numpy(frame.intrinsic).float(), self.size[0] / width,
+                               self.size[1] / height)
+        return resize_image(image, self.size), k_in, torch.from_numpy(frame.cam2ego).float()
+
+
+def detect_frames(detector: Detector, frames: list[CameraFrame], batch_size: int = 16, num_workers: int = 0,
+                  progress: bool = True) -> Detections:
+    """Run `detector` over every frame; returns (N, K) detections on the CPU, in frame order."""
+    from tqdm import tqdm
+
+    loader = DataLoader(_FrameImages(frames, detector.cfg.input_size), batch_size=batch_size,
+                        num_workers=num_workers, pin_memory=detector.device.type == "cuda")
+    parts = []
+    for images, k_in, cam2ego in tqdm(loader, desc="detecting", unit="batch", disable=not progress,
+                                      dynamic_ncols=True):
+        parts.append(detector(images, k_in, cam2ego).to("cpu"))
+    return Detections(boxes=torch.cat([p.boxes for p in parts]), scores=torch.cat([p.scores for p in parts]),
+                      labels=torch.cat([p.labels for p in parts]), classes=detector.cfg.classes)

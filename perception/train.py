@@ -1,0 +1,338 @@
+"""Train the camera 3D detector from scratch on a nuScenes-format dataset.
+
+One run writes one directory:
+
+    config.json             the resolved training config and the model config
+    tb/                     TensorBoard: losses/{total,heatmap,offset,depth,size,rotation}, charts/{lr,images_per_s},
+                            val/{mAP,NDS,AP_<class>,mATE,mASE,mAOE,AP2d}
+    checkpoints/last.pt     after every epoch: weights, optimizer, epoch and step (what --resume continues from)
+    checkpoints/best.pt     the best validation NDS so far
+    val/                    the latest validation's submission.json, metrics.json and pr_curves.png
+    metrics.json            the final validation and the run's facts (images/s, minutes)
+
+CPU efficiency: images are decoded once and kept in memory at the network input size (uint8); augmentation
+is batched tensor code on the training device; the network runs channels-last. On CUDA the forward pass runs
+under float16 autocast with a gradient scaler. The learning rate warms up linearly, then follows a cosine;
+it is a pure function of the step, so a resumed run (even with another --epochs) continues it exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from perception.augment import AugmentConfig, augment
+from perception.checkpoint import check_compatible, load_checkpoint, model_from_checkpoint, save_checkpoint
+from perception.config import Backbone, ModelConfig, sort_classes
+from perception.dataset import CameraFrame, FrameCache, cache_frames, classes_present, load_frames, open_nuscenes
+from perception.evaluate import evaluate_detections, write_json
+from perception.infer import Detections, decode_outputs, normalize
+from perception.loss import build_targets, detection_loss
+from perception.model import CenterNet3D, count_parameters
+
+WARMUP_FRACTION = 0.05  # of all steps, linear learning-rate warm-up
+FINAL_LR_FRACTION = 0.02  # the cosine ends at this fraction of --lr
+
+
+@dataclass(frozen=True)
+class TrainDetectorConfig:
+    """Train the camera 3D detector (CenterNet-style, from scratch) on a nuScenes-format dataset."""
+
+    dataroot: Path | None = None
+    """nuScenes-format dataset (None: the embedded synthetic dataset, generated on first use)."""
+    version: str | None = None
+    """Table folder under dataroot (None: the only one there, e.g. v1.0-trainval)."""
+    train_split: str = "train"
+    """Split trained on: a name in <version>/splits.json, an official nuScenes split, or "all"."""
+    val_split: str | None = "val"
+    """Split validated on (None: no validation)."""
+    epochs: int = 30
+    """Passes over the training split; on --resume the total to reach."""
+    batch_size: int = 16
+    """Images per optimisation step."""
+    lr: float = 2e-3
+    """AdamW peak learning rate."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    device: str = "cpu"
+    """torch device ("cpu" or "cuda")."""
+    threads: int = 2
+    """torch CPU threads (0: torch's default)."""
+    seed: int = 0
+    """Random seed (initialisation, batch order, augmentation)."""
+    run_dir: Path | None = None
+    """Run directory (None: runs/detector/<dataset folder>-<seed>)."""
+    resume: bool = False
+    """Continue the run in run_dir from checkpoints/last.pt (weights, optimizer, epoch, step)."""
+    val_every: int = 5
+    """[epochs] between validations (0: only at the end)."""
+    log_every: int = 10
+    """[steps] between TensorBoard loss rows."""
+    max_minutes: float | None = None
+    """[min] wall-clock budget: training stops after the step that crosses it, then validates and saves."""
+    classes: tuple[str, ...] | None = None
+    """Detection names to detect (None: every one with a box in view in the training split)."""
+    input_width: int = 512
+    """[px] network input width (multiple of 32)."""
+    input_height: int = 288
+    """[px] network input height (multiple of 32)."""
+    backbone: Backbone = Backbone.SLIM
+    """Backbone: slim (CPU default) or resnet18 (torchvision's, weights=None)."""
+    widths: tuple[int, int, int, int] = (32, 64, 128, 256)
+    """Channels of the slim backbone's stages."""
+    blocks: tuple[int, int, int, int] = (1, 1, 1, 1)
+    """Residual blocks per slim stage."""
+    neck_channels: int = 64
+    """Channels of the neck and heads."""
+    head_stride: int = 8
+    """[px] heat-map stride (4 or 8)."""
+    max_distance: float = 60.0
+    """[m] boxes farther than this (ego xy) are not trained on (the eval range is 50 m for vehicles)."""
+    augment: bool = True
+    """Flip / scale / photometric augmentation (see perception.augment)."""
+    aug: AugmentConfig = AugmentConfig()
+    """Augmentation ranges."""
+    amp: bool = True
+    """float16 autocast on CUDA (ignored on the CPU)."""
+    progress: bool = True
+    """Show progress bars."""
+
+    def model_config(self, classes: tuple[str, ...]) -> ModelConfig:
+        return ModelConfig(classes=classes, input_width=self.input_width, input_height=self.input_height,
+                           backbone=Backbone(self.backbone), widths=tuple(self.widths),  # type: ignore[arg-type]
+                           blocks=tuple(self.blocks), neck_channels=self.neck_channels,  # type: ignore[arg-type]
+                           head_stride=self.head_stride).validate()
+
+
+def validate_config(cfg: TrainDetectorConfig) -> None:
+    for name, low in (("epochs", 1), ("batch_size", 1), ("threads", 0), ("val_every", 0), ("log_every", 1)):
+        if getattr(cfg, name) < low:
+            raise ValueError(f"{name}={getattr(cfg, name)}; allowed: >= {low}")
+    if not cfg.lr > 0 or cfg.weight_decay < 0 or not cfg.max_distance > 0:
+        raise ValueError(f"lr={cfg.lr}, weight_decay={cfg.weight_decay}, max_distance={cfg.max_distance}: "
+                         "need lr > 0, weight_decay >= 0, max_distance > 0")
+    if cfg.max_minutes is not None and not cfg.max_minutes > 0:
+        raise ValueError(f"max_minutes={cfg.max_minutes}; allowed: > 0 (or leave it out)")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={cfg.device} but CUDA is not available here; use --device cpu")
+    cfg.aug.validate()
+
+
+def learning_rate(step: int, total: int, peak: float) -> float:
+    """Linear warm-up over WARMUP_FRACTION of `total` steps, then a cosine down to FINAL_LR_FRACTION * peak."""
+    warm = max(1, int(WARMUP_FRACTION * total))
+    if step < warm:
+        return peak * (step + 1) / warm
+    t = min(1.0, (step - warm) / max(1, total - warm))
+    return peak * (FINAL_LR_FRACTION + (1 - FINAL_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def common_attributes(frames: list[CameraFrame], classes: tuple[str, ...]) -> dict[str, str]:
+    """Per class, its most common non-empty attribute in `frames` (what submissions report for it)."""
+    counts: dict[str, Counter[str]] = {c: Counter() for c in classes}
+    for frame in frames:
+        for name, attr in zip(frame.names, frame.attributes):
+            if name in counts and attr:
+                counts[name][attr] += 1
+    return {c: counts[c].most_common(1)[0][0] if counts[c] else "" for c in classes}
+
+
+@torch.inference_mode()
+def detect_cached(model: CenterNet3D, cache: FrameCache, batch_size: int, device: torch.device,
+                  amp: bool) -> Detections:
+    """Detections of every cached frame (images already at the network input size)."""
+    model.eval()
+    parts = []
+    for start in range(0, len(cache), batch_size):
+        sl = slice(start, start + batch_size)
+        x = normalize(cache.images[sl].to(device).float().div_(255.0))
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+            heat, reg = model(x)
+        parts.append(decode_outputs(heat, reg, cache.intrinsic[sl].to(device), cache.cam2ego[sl].to(device),
+                                    model.cfg).to("cpu"))
+    model.train()
+    return Detections(torch.cat([p.boxes for p in parts]), torch.cat([p.scores for p in parts]),
+                      torch.cat([p.labels for p in parts]), model.cfg.classes)
+
+
+def summary_line(metrics: dict[str, Any]) -> str:
+    aps = ", ".join(f"{c} {v:.3f}" for c, v in metrics["AP"].items())
+    return f"mAP {metrics['mAP']:.3f}, NDS {metrics['NDS']:.3f} (AP {aps}; 2D COCO AP {metrics['coco_2d']['AP']:.3f})"
+
+
+def _config_dict(cfg: TrainDetectorConfig) -> dict[str, Any]:
+    data = dataclasses.asdict(cfg)
+    data["backbone"] = Backbone(cfg.backbone).value
+    return json.loads(json.dumps(data, default=str))
+
+
+def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
+    """Train (or resume) a detector; returns the final validation metrics and the run's facts."""
+    validate_config(cfg)
+    if cfg.dataroot is None:
+        raise ValueError("dataroot is required here (the drivestack CLI fills in the embedded synthetic dataset)")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
+    amp = cfg.amp and device.type == "cuda"
+    run_dir = Path(cfg.run_dir or Path("runs/detector") / f"{Path(cfg.dataroot).name}-{cfg.seed}")
+    last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
+    if cfg.resume and not last_path.is_file():
+        raise FileNotFoundError(f"--resume: {last_path} does not exist; start the run without --resume")
+    if not cfg.resume and last_path.exists():
+        raise FileExistsError(f"{run_dir} already holds a run; continue it with --resume or choose another --run-dir")
+
+    # --- data: read the splits through the devkit, decode images once
+    nusc = open_nuscenes(cfg.dataroot, cfg.version)
+    train_frames = load_frames(nusc, cfg.train_split)
+    val_frames = load_frames(nusc, cfg.val_split) if cfg.val_split else []
+    present = classes_present(train_frames)
+    classes = sort_classes(cfg.classes) if cfg.classes else sort_classes(present)
+    if cfg.classes and len(classes) != len(set(cfg.classes)):
+        raise ValueError(f"classes={list(cfg.classes)}: each must be a nuScenes detection name")
+    if not classes:
+        raise ValueError(f"split {cfg.train_split!r} has no annotated box of a detection class in view of the camera")
+    model_cfg = cfg.model_config(classes)
+    state: dict[str, Any] = {}
+    if cfg.resume:
+        state = load_checkpoint(last_path)
+        check_compatible(ModelConfig.from_dict(state["model_config"]), model_cfg, str(last_path))
+    attributes = common_attributes(train_frames, classes)
+    train = cache_frames(train_frames, classes, model_cfg.input_size, cfg.max_distance, cfg.progress)
+    val = cache_frames(val_frames, classes, model_cfg.input_size, cfg.max_distance, cfg.progress) if val_frames \
+        else None
+    if device.type == "cuda":  # uint8 at the input size is small (~0.45 MB an image): keep it all on the GPU
+        train = FrameCache(train.images.to(device), train.intrinsic.to(device), train.cam2ego.to(device),
+                           train.targets.to(device))
+
+    # --- model and optimiser (restored on --resume)
+    torch.manual_seed(cfg.seed)
+    model = model_from_checkpoint(state) if state else CenterNet3D(model_cfg)
+    model = model.to(device).to(memory_format=torch.channels_last).train()
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]  # biases and norms
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    if state:
+        optimizer.load_state_dict(state["optimizer"])
+    epoch, step = int(state.get("epoch", 0)), int(state.get("step", 0))
+    best = state.get("best")
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    priors = torch.tensor(model_cfg.size_priors(), device=device)
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", {"train": _config_dict(cfg), "model": model_cfg.to_dict(),
+                                         "attributes": attributes, "num_train": len(train),
+                                         "num_val": len(val) if val else 0, "parameters": count_parameters(model)})
+    writer = SummaryWriter(str(run_dir / "tb"))
+    info = {"dataroot": str(cfg.dataroot), "train_split": cfg.train_split, "val_split": cfg.val_split}
+
+    def validate() -> dict[str, Any] | None:
+        nonlocal best
+        if val is None:
+            return None
+        dets = detect_cached(model, val, 2 * cfg.batch_size, device, amp)
+        metrics = evaluate_detections(nusc, val_frames, dets, attributes, run_dir / "val")
+        write_json(run_dir / "val" / "metrics.json", {"epoch": epoch, "step": step, **metrics})
+        tags = {"val/mAP": metrics["mAP"], "val/NDS": metrics["NDS"], "val/AP2d": metrics["coco_2d"]["AP"],
+                "val/mATE": metrics["tp_errors"]["trans_err"], "val/mASE": metrics["tp_errors"]["scale_err"],
+                "val/mAOE": metrics["tp_errors"]["orient_err"],
+                **{f"val/AP_{c}": v for c, v in metrics["AP"].items()}}
+        for tag, value in tags.items():
+            if value is not None:  # None: a metric the devkit leaves undefined (NaN)
+                writer.add_scalar(tag, value, step)
+        if best is None or metrics["NDS"] > best["NDS"]:
+            best = {"NDS": metrics["NDS"], "mAP": metrics["mAP"], "epoch": epoch, "step": step}
+            save_checkpoint(best_path, model, attributes, epoch=epoch, step=step, best=best,
+                            info={**info, "val": {k: metrics[k] for k in ("mAP", "NDS", "AP")}})
+        return metrics
+
+    # --- training loop
+    start, images_seen = time.perf_counter(), 0
+    metrics: dict[str, Any] | None = None
+    out_of_time = False
+    pbar = None
+    if cfg.progress:
+        from tqdm import tqdm
+
+        pbar = tqdm(total=total_steps, initial=min(step, total_steps), unit="step", dynamic_ncols=True,
+                    desc=f"detector {'/'.join(classes)}")
+    while epoch < cfg.epochs and not out_of_time:
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)  # per-epoch stream: resumable
+        order = torch.randperm(len(train), generator=gen)
+        for i in range(steps_per_epoch):
+            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            idx = idx.to(train.images.device)
+            images = train.images[idx].to(device, non_blocking=True)
+            targets = train.targets.index(idx).to(device)
+            if cfg.augment:
+                x, targets = augment(images, targets, train.intrinsic[idx, :2, 2].to(device), cfg.aug, gen)
+            else:
+                x = images.float().div_(255.0)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, total_steps, cfg.lr)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+                heat, reg = model(normalize(x))
+            dense = build_targets(targets, priors, model_cfg.output_size, model_cfg.head_stride)
+            loss, terms = detection_loss(heat, reg, dense)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            images_seen += len(idx)
+            if step % cfg.log_every == 0:  # note: .item() is a device sync, so only every log_every steps
+                if not math.isfinite(loss.item()):
+                    raise ValueError(f"the loss became {loss.item()} by step {step}; lower --lr")
+                writer.add_scalar("losses/total", loss.item(), step)
+                for name, value in terms.items():
+                    writer.add_scalar(f"losses/{name}", value.item(), step)
+                writer.add_scalar("charts/lr", optimizer.param_groups[0]["lr"], step)
+                writer.add_scalar("charts/images_per_s", images_seen / (time.perf_counter() - start), step)
+            if pbar is not None:
+                pbar.update(1)
+                if step % cfg.log_every == 0:
+                    pbar.set_postfix_str(f"epoch {epoch + 1}/{cfg.epochs}, loss {loss.item():.3f}", refresh=False)
+            if cfg.max_minutes is not None and time.perf_counter() - start > 60.0 * cfg.max_minutes:
+                out_of_time = True
+                break
+        epoch += 1 if not out_of_time else 0
+        if not out_of_time:
+            save_checkpoint(last_path, model, attributes, optimizer=optimizer.state_dict(), epoch=epoch, step=step,
+                            best=best, info=info)
+        if cfg.val_every and epoch % cfg.val_every == 0 and epoch < cfg.epochs and not out_of_time:
+            metrics = validate()
+            if pbar is not None and metrics is not None:
+                pbar.write(f"epoch {epoch}: {summary_line(metrics)}")
+    if pbar is not None:
+        pbar.close()
+    if out_of_time:  # the partial epoch's weights are kept; its epoch count is not advanced
+        save_checkpoint(last_path, model, attributes, optimizer=optimizer.state_dict(), epoch=epoch, step=step,
+                        best=best, info=info)
+    metrics = validate()
+    if not best_path.exists():  # no validation split: the last weights are the best we know
+        save_checkpoint(best_path, model, attributes, epoch=epoch, step=step, best=best, info=info)
+    writer.close()
+    minutes = (time.perf_counter() - start) / 60.0
+    result = {"run_dir": str(run_dir), "epoch": epoch, "step": step, "minutes": minutes,
+              "train_images_per_s": images_seen / max(60.0 * minutes, 1e-9), "best": best,
+              "final": {k: metrics[k] for k in ("mAP", "NDS", "AP", "tp_errors", "coco_2d")} if metrics else None}
+    write_json(run_dir / "metrics.json", result)
+    line = summary_line(metrics) if metrics else "no validation split"
+    print(f"trained {step} steps ({epoch} epochs, {minutes:.1f} min, {result['train_images_per_s']:.1f} images/s): "
+          f"{line}; checkpoints in {run_dir / 'checkpoints'}")
+    return result

@@ -1,0 +1,186 @@
+"""Box geometry: encode / decode round trips and augmentation that keeps image and 3D geometry consistent."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from perception.augment import AugmentConfig, augment
+from perception.boxes import (
+    BoxEncoding,
+    boxes_to_image_boxes,
+    decode_boxes,
+    depth_to_target,
+    encode_boxes,
+    make_transform,
+    matrix_yaw,
+    quat_to_matrix,
+    scale_intrinsic,
+    target_to_depth,
+    wrap_angle,
+    yaw_to_quat,
+)
+from perception.dataset import TargetBoxes
+
+# Real nuScenes CAM_FRONT calibration (scene-0523): slightly pitched and rolled.
+CAM_ROT = torch.tensor([0.5077241387638071, -0.4973392230703816, 0.49837167536166627, -0.4964832014373754],
+                       dtype=torch.float64)
+CAM_T = torch.tensor([1.72200568478, 0.00475453292289, 1.49491291905], dtype=torch.float64)
+K = torch.tensor([[1252.8131, 0.0, 826.5881], [0.0, 1252.8131, 469.9847], [0.0, 0.0, 1.0]], dtype=torch.float64)
+LEVEL_ROT = torch.tensor([0.5, -0.5, 0.5, -0.5], dtype=torch.float64)  # exactly level front camera
+
+
+def random_boxes(n: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = 5 + 45 * torch.rand(n, generator=g, dtype=torch.float64)
+    y = (torch.rand(n, generator=g, dtype=torch.float64) - 0.5) * 0.8 * x  # inside a ~80 deg wide view
+    z = 0.5 + torch.rand(n, generator=g, dtype=torch.float64)
+    size = 1 + 4 * torch.rand(n, 3, generator=g, dtype=torch.float64)
+    yaw = (torch.rand(n, generator=g, dtype=torch.float64) - 0.5) * 2 * math.pi
+    return torch.cat([torch.stack([x, y, z], 1), size, yaw[:, None]], 1)
+
+
+def test_quaternion_yaw_round_trip() -> None:
+    yaw = torch.linspace(-3.1, 3.1, 13, dtype=torch.float64)
+    assert torch.allclose(matrix_yaw(quat_to_matrix(yaw_to_quat(yaw))), yaw, atol=1e-12)
+    rot = quat_to_matrix(CAM_ROT)
+    assert torch.allclose(rot @ rot.T, torch.eye(3, dtype=torch.float64), atol=1e-12)
+
+
+def test_encode_decode_round_trip_any_camera() -> None:
+    boxes = random_boxes(200)
+    for rot_q in (CAM_ROT, LEVEL_ROT):
+        cam2ego = make_transform(quat_to_matrix(rot_q), CAM_T)
+        enc = encode_boxes(boxes, K, cam2ego)
+        assert (enc.depth > 0).all()
+        back = decode_boxes(enc, K, cam2ego)
+        assert torch.allclose(back[:, :6], boxes[:, :6], atol=1e-9)
+        assert torch.allclose(wrap_angle(back[:, 6] - boxes[:, 6]), torch.zeros(200, dtype=torch.float64), atol=1e-9)
+    # A side camera (yawed 55 deg left, like CAM_FRONT_LEFT) and batched leading dimensions.
+    left = make_transform(quat_to_matrix(yaw_to_quat(torch.tensor(0.96, dtype=torch.float64))) @ quat_to_matrix(
+        LEVEL_ROT), CAM_T)
+    rot_boxes = boxes.clone()
+    rot_boxes[:, :2] = boxes[:, :2] @ quat_to_matrix(yaw_to_quat(torch.tensor(0.96, dtype=torch.float64)))[:2, :2].T
+    batch = torch.stack([rot_boxes, rot_boxes])
+    enc = encode_boxes(batch, K.expand(2, 3, 3), left.expand(2, 4, 4))
+    back = decode_boxes(enc, K.expand(2, 3, 3), left.expand(2, 4, 4))
+    assert torch.allclose(back[..., :6], batch[..., :6], atol=1e-8)
+
+
+def test_alpha_is_yaw_relative_to_the_viewing_ray() -> None:
+    cam2ego = make_transform(quat_to_matrix(LEVEL_ROT), CAM_T)
+    # Two boxes on the same ray from the camera with the same yaw look the same: same alpha.
+    ray = torch.tensor([math.cos(0.3), math.sin(0.3), 0.0], dtype=torch.float64)
+    c1, c2 = CAM_T + 10 * ray, CAM_T + 30 * ray
+    boxes = torch.stack([torch.cat([c1, torch.tensor([2.0, 4.5, 1.6, 1.0], dtype=torch.float64)]),
+                         torch.cat([c2, torch.tensor([2.0, 4.5, 1.6, 1.0], dtype=torch.float64)])])
+    enc = encode_boxes(boxes, K, cam2ego)
+    assert torch.allclose(enc.alpha, torch.tensor([0.7, 0.7], dtype=torch.float64), atol=1e-9)
+    assert torch.allclose(enc.uv[0], enc.uv[1], atol=1e-6)
+
+
+def test_depth_target_round_trip_and_focal_normalisation() -> None:
+    depth = torch.tensor([1.0, 10.0, 55.0])
+    for f in (300.0, 1266.0):
+        assert torch.allclose(target_to_depth(depth_to_target(depth, torch.tensor(f)), torch.tensor(f)), depth)
+    # Doubling the focal length (zooming in 2x) makes the same object look like one at half the depth.
+    assert torch.allclose(depth_to_target(depth, torch.tensor(1000.0)), depth_to_target(depth / 2, torch.tensor(500.0)))
+
+
+def test_image_boxes_enclose_the_projected_centre() -> None:
+    boxes = random_boxes(50, seed=1)
+    cam2ego = make_transform(quat_to_matrix(CAM_ROT), CAM_T)
+    enc = encode_boxes(boxes, K, cam2ego)
+    b2d = boxes_to_image_boxes(boxes, K, cam2ego, (10_000, 10_000))
+    inside = (b2d[:, 0] <= enc.uv[:, 0]) & (enc.uv[:, 0] <= b2d[:, 2]) & (b2d[:, 1] <= enc.uv[:, 1]) & (
+        enc.uv[:, 1] <= b2d[:, 3])
+    assert inside.all()
+    assert ((b2d[:, 2] - b2d[:, 0]) > 0).all()
+
+
+def _targets(boxes: torch.Tensor, k: torch.Tensor, cam2ego: torch.Tensor, size: tuple[int, int]) -> TargetBoxes:
+    enc = encode_boxes(boxes, k, cam2ego)
+    n = boxes.shape[0]
+    return TargetBoxes(uv=enc.uv[None].float(), box2d=boxes_to_image_boxes(boxes, k, cam2ego, size)[None].float(),
+                       depth=enc.depth[None].float(), size=enc.size[None].float(), alpha=enc.alpha[None].float(),
+                       labels=torch.zeros(1, n, dtype=torch.long),
+                       focal=torch.sqrt(k[0, 0] * k[1, 1])[None].float())
+
+
+def test_augmentation_moves_ground_truth_with_the_pixels() -> None:
+    """Flip + scale: the augmented targets equal the encoding of the mirrored / rescaled camera, and a marker
+    drawn at each projected centre lands where the augmented targets say."""
+    W, H = 320, 180
+    k = scale_intrinsic(K, W / 1600, H / 900)
+    cam2ego = make_transform(quat_to_matrix(LEVEL_ROT), CAM_T)
+    boxes = torch.tensor([[20.0, 2.0, 0.8, 2.0, 4.5, 1.6, 0.4], [35.0, -4.0, 0.8, 2.0, 4.5, 1.6, -2.0]],
+                         dtype=torch.float64)
+    t = _targets(boxes, k, cam2ego, (W, H))
+    image = torch.zeros(1, 3, H, W, dtype=torch.uint8)
+    for u, v in t.uv[0].floor().long().tolist():  # a 3x3 marker centred on the pixel holding the centre
+        image[0, :, v - 1:v + 2, u - 1:u + 2] = 255
+    cfg = AugmentConfig(flip_prob=1.0, scale_min=1.1, scale_max=1.1, shift=0.05, brightness=0, contrast=0,
+                        saturation=0)
+    out, moved = augment(image, t, k[None, :2, 2].float(), cfg, torch.Generator().manual_seed(0))
+    # Mirror world: flip the camera-frame x of every box; the mirrored camera has cx' = W - cx.
+    k_flip = k.clone()
+    k_flip[0, 2] = W - k[0, 2]
+    mirror = torch.diag(torch.tensor([-1.0, 1, 1], dtype=torch.float64))
+    rot = quat_to_matrix(LEVEL_ROT)
+    centers = (boxes[:, :3] - CAM_T) @ rot  # camera frame
+    m_centers = centers @ mirror @ rot.T + CAM_T
+    m_yaw = -boxes[:, 6]  # a level front camera's mirror plane is the ego xz plane: yaw -> -yaw
+    m_boxes = torch.cat([m_centers, boxes[:, 3:6], m_yaw[:, None]], 1)
+    enc = encode_boxes(m_boxes, k_flip, cam2ego)
+    s = 1.1
+    assert torch.allclose(moved.alpha[0].double(), enc.alpha, atol=1e-5)
+    assert torch.allclose(moved.focal[0].double(), s * torch.sqrt(k[0, 0] * k[1, 1]), atol=1e-3)
+    shift = moved.uv[0].double() - s * enc.uv  # the same translation for every box
+    assert torch.allclose(shift, shift[:1].expand(2, 2), atol=1e-3)
+    # Pixels: the marker's centroid (pixel centres at +0.5) sits at the moved centre.
+    for u, v in moved.uv[0].tolist():
+        ui, vi = int(u), int(v)
+        patch = out[0, 0, vi - 5:vi + 6, ui - 5:ui + 6]
+        ys, xs = torch.meshgrid(torch.arange(11.0), torch.arange(11.0), indexing="ij")
+        cu = ui - 5 + 0.5 + float((patch * xs).sum() / patch.sum())
+        cv = vi - 5 + 0.5 + float((patch * ys).sum() / patch.sum())
+        assert abs(cu - u) < 0.8 and abs(cv - v) < 0.8, (cu, cv, u, v)
+
+
+def test_decode_of_encoded_boxes_through_the_network_head() -> None:
+    """Targets written into perfect output maps decode back to the ground-truth boxes."""
+    from perception.config import ModelConfig
+    from perception.infer import decode_outputs
+    from perception.loss import build_targets
+
+    cfg = ModelConfig(classes=("car", "truck"), input_width=320, input_height=192, head_stride=4, max_detections=10)
+    k = scale_intrinsic(K, 320 / 1600, 192 / 900)
+    cam2ego = make_transform(quat_to_matrix(CAM_ROT), CAM_T)
+    boxes = torch.tensor([[15.0, 2.0, 0.8, 2.0, 4.5, 1.6, 0.4], [30.0, -4.0, 1.2, 2.5, 7.0, 3.0, -2.0],
+                          [45.0, 5.0, 0.9, 1.9, 4.4, 1.5, 3.0]], dtype=torch.float64)
+    t = _targets(boxes, k, cam2ego, cfg.input_size)
+    t.labels[0] = torch.tensor([0, 1, 0])
+    dense = build_targets(t, torch.tensor(cfg.size_priors()), cfg.output_size, cfg.head_stride)
+    Wf, Hf = cfg.output_size
+    assert torch.equal(dense.heatmap.flatten(2).amax(2)[0], torch.ones(2))
+    logits = torch.where(dense.heatmap == 1, 10.0, -10.0)
+    reg = torch.zeros(1, 8, Hf * Wf)
+    reg[0, :, dense.index[0]] = dense.regression[0].T
+    dets = decode_outputs(logits, reg.view(1, 8, Hf, Wf), k[None].float(), cam2ego[None].float(), cfg)
+    got = dets.boxes[0, :3][dets.scores[0, :3].argsort()]
+    assert (dets.scores[0, :3] > 0.99).all() and (dets.scores[0, 3:] < 0.01).all()
+    order = torch.argsort(torch.cdist(got[:, :3].double(), boxes[:, :3]).argmin(1))
+    want = boxes[torch.cdist(got[:, :3].double(), boxes[:, :3]).argmin(1)]
+    assert torch.allclose(got[:, :6].double(), want[:, :6], atol=1e-3), order
+    assert torch.allclose(wrap_angle(got[:, 6].double() - want[:, 6]), torch.zeros(3, dtype=torch.float64), atol=1e-4)
+    label_of = {0: 0, 1: 1, 2: 0}
+    nearest = torch.cdist(dets.boxes[0, :3, :3].double(), boxes[:, :3]).argmin(1).tolist()
+    assert dets.labels[0, :3].tolist() == [label_of[i] for i in nearest]
+
+
+def test_box_encoding_dataclass_broadcasts() -> None:
+    enc = BoxEncoding(uv=torch.zeros(2, 3, 2), depth=torch.ones(2, 3), size=torch.ones(2, 3, 3),
+                      alpha=torch.zeros(2, 3))
+    cam2ego = make_transform(quat_to_matrix(LEVEL_ROT), CAM_T).float().expand(2, 4, 4)
+    assert decode_boxes(enc, K.float().expand(2, 3, 3), cam2ego).shape == (2, 3, 7)

@@ -1,0 +1,72 @@
+"""Checkpoints load without running code, rebuild the same network, and refuse what does not fit."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from perception.checkpoint import check_compatible, load_checkpoint, model_from_checkpoint, save_checkpoint
+from perception.config import ModelConfig
+from perception.infer import Detector
+from perception.model import CenterNet3D
+
+CFG = ModelConfig(classes=("car", "truck"), input_width=160, input_height=96, widths=(8, 16, 32, 64),
+                  neck_channels=16)
+
+
+class Payload:
+    """Unpickling this would run code: a safe loader must refuse it."""
+
+    def __reduce__(self):  # pragma: no cover - only reached by an unsafe loader
+        return (print, ("executed",))
+
+
+def test_round_trip_same_outputs(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = CenterNet3D(CFG).eval()
+    path = save_checkpoint(tmp_path / "ck.pt", model, {"car": "vehicle.moving"}, epoch=3, step=30)
+    assert not list(tmp_path.glob(".*.tmp"))  # the temporary file was renamed into place
+    data = load_checkpoint(path)
+    assert data["epoch"] == 3 and data["attributes"] == {"car": "vehicle.moving"}
+    again = model_from_checkpoint(data).eval()
+    assert again.cfg == CFG
+    x = torch.randn(1, 3, 96, 160)
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(model(x), again(x)))
+    # A run directory stands for its checkpoints/best.pt.
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    path.rename(tmp_path / "run" / "checkpoints" / "best.pt")
+    det = Detector.from_checkpoint(tmp_path / "run")
+    assert det.cfg == CFG and det.attributes == {"car": "vehicle.moving"}
+
+
+def test_refusals_name_the_file_or_field(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="checkpoint .*none.pt does not exist"):
+        load_checkpoint(tmp_path / "none.pt")
+    with pytest.raises(FileNotFoundError, match="holds no checkpoints/best.pt"):
+        load_checkpoint(tmp_path)
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "drivestack-detector/1", "x": Payload()}, evil)
+    with pytest.raises(ValueError, match="cannot be read safely"):
+        load_checkpoint(evil)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(pickle.dumps([1, 2], protocol=2) + b"garbage")
+    with pytest.raises(ValueError, match="junk.pt"):
+        load_checkpoint(junk)
+    other = tmp_path / "other.pt"
+    torch.save({"format": "something-else/2"}, other)
+    with pytest.raises(ValueError, match="format 'something-else/2', expected 'drivestack-detector/1'"):
+        load_checkpoint(other)
+
+    path = save_checkpoint(tmp_path / "ck.pt", CenterNet3D(CFG), {})
+    data = load_checkpoint(path)
+    data["model_config"]["classes"] = ["car"]  # the weights still have two heat-map channels
+    with pytest.raises(ValueError, match=r"weight heat_head.2.weight has shape \(2, 16, 1, 1\)"):
+        model_from_checkpoint(data)
+    with pytest.raises(ValueError, match=r"trained with classes=\['car', 'truck'\], but \['pedestrian'\] was asked"):
+        check_compatible(CFG, ModelConfig(**{**CFG.__dict__, "classes": ("pedestrian",)}), str(path))
+    with pytest.raises(ValueError, match="trained with input_width=160, but 320 was asked"):
+        check_compatible(CFG, ModelConfig(**{**CFG.__dict__, "input_width": 320}), str(path))
