@@ -80,19 +80,21 @@ class TrainDetectorConfig:
     """[min] wall-clock budget: training stops after the step that crosses it, then validates and saves."""
     classes: tuple[str, ...] | None = None
     """Detection names to detect (None: every one with a box in view in the training split)."""
-    input_width: int = 512
+    # The architecture options below mirror ModelConfig's (flat, so the CLI reads --input-width rather than
+    # --model.input-width); their defaults are ModelConfig's, so the two cannot drift apart.
+    input_width: int = ModelConfig.input_width
     """[px] network input width (multiple of 32)."""
-    input_height: int = 288
+    input_height: int = ModelConfig.input_height
     """[px] network input height (multiple of 32)."""
-    backbone: Backbone = Backbone.SLIM
+    backbone: Backbone = ModelConfig.backbone
     """Backbone: slim (CPU default) or resnet18 (torchvision's, weights=None)."""
-    widths: tuple[int, int, int, int] = (32, 64, 128, 256)
+    widths: tuple[int, int, int, int] = ModelConfig.widths
     """Channels of the slim backbone's stages."""
-    blocks: tuple[int, int, int, int] = (1, 1, 1, 1)
+    blocks: tuple[int, int, int, int] = ModelConfig.blocks
     """Residual blocks per slim stage."""
-    neck_channels: int = 64
+    neck_channels: int = ModelConfig.neck_channels
     """Channels of the neck and heads."""
-    head_stride: int = 8
+    head_stride: int = ModelConfig.head_stride
     """[px] heat-map stride (4 or 8)."""
     max_distance: float = 60.0
     """[m] boxes farther than this (ego xy) are not trained on (the eval range is 50 m for vehicles)."""
