@@ -2,7 +2,7 @@
 
 A checkpoint file holds
 
-    format          "drivestack-detector/1"
+    format          "drivestack-detector/2" (/2: nine regression channels, the ninth the depth uncertainty)
     model_config    `ModelConfig.to_dict()`: the architecture, classes and input size the weights belong to
     attributes      detection name -> the nuScenes attribute written into submissions (the training set's most
                     common one for that class: a single-frame detector does not estimate it)
@@ -25,7 +25,7 @@ import torch
 from perception.config import ModelConfig
 from perception.model import CenterNet3D
 
-FORMAT = "drivestack-detector/1"
+FORMAT = "drivestack-detector/2"
 HINT = "train one with `drivestack train detector`"
 
 

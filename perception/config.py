@@ -32,7 +32,12 @@ SIZE_PRIORS: dict[str, tuple[float, float, float]] = {
 REF_FOCAL = 500.0  # [px] depth is regressed as log(depth * REF_FOCAL / focal): the same network serves any camera
 IMAGE_MEAN = (0.485, 0.456, 0.406)  # [0-1] RGB normalisation of the network input
 IMAGE_STD = (0.229, 0.224, 0.225)
-NUM_REG = 8  # regression channels per cell: offset (2), log depth (1), log size ratio (3), sin/cos alpha (2)
+NUM_REG = 9  # regression channels per cell: offset (2), log depth (1), log size ratio (3), sin/cos alpha (2),
+#              log depth uncertainty (1)
+# [m] the centre distances at which nuScenes' DetectionEval matches a prediction to the ground truth. The detector
+# ranks its boxes by heat-map confidence times the probability, under its own depth uncertainty, that the centre
+# lies within these distances (averaged over them, as the AP is).
+MATCH_DISTANCES = (0.5, 1.0, 2.0, 4.0)
 
 
 class Backbone(str, Enum):

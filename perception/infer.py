@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from perception.boxes import BoxEncoding, decode_boxes, focal, scale_intrinsic, target_to_depth
 from perception.checkpoint import load_checkpoint, model_from_checkpoint
-from perception.config import IMAGE_MEAN, IMAGE_STD, ModelConfig
+from perception.config import IMAGE_MEAN, IMAGE_STD, MATCH_DISTANCES, ModelConfig
 from perception.dataset import CameraFrame, read_image, resize_image
 from perception.loss import gather_cells
 from perception.model import CenterNet3D
@@ -36,13 +36,27 @@ class Detections:
         return Detections(self.boxes.to(device), self.scores.to(device), self.labels.to(device), self.classes)
 
 
+def localization_confidence(depth: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
+    """Probability that a centre at `depth` [m] with Laplace log-depth scale exp(`log_scale`) lies within each of
+    nuScenes' match distances of the truth, averaged over them (elementwise, in [0, 1]).
+
+    The depth error dominates a monocular centre's error, and a relative log-depth error b is about b * depth
+    metres, so P(|error| < t) = 1 - exp(-t / (b * depth)).
+    """
+    sigma = (torch.exp(log_scale) * depth).clamp(min=1e-6)  # [m]
+    t = torch.tensor(MATCH_DISTANCES, device=depth.device, dtype=depth.dtype)
+    return (1 - torch.exp(-t / sigma[..., None])).mean(dim=-1)
+
+
 def decode_outputs(heat_logits: torch.Tensor, regression: torch.Tensor, intrinsic: torch.Tensor,
-                   cam2ego: torch.Tensor, cfg: ModelConfig) -> Detections:
+                   cam2ego: torch.Tensor, cfg: ModelConfig, depth_confidence: bool = True) -> Detections:
     """Boxes of the top `cfg.max_detections` heat-map peaks (3x3 local maxima) of each image.
 
     Args:
-        heat_logits: (B, C, Hf, Wf); regression: (B, 8, Hf, Wf) (see `CenterNet3D.forward`).
+        heat_logits: (B, C, Hf, Wf); regression: (B, 9, Hf, Wf) (see `CenterNet3D.forward`).
         intrinsic: (B, 3, 3) [px] of the network-input image; cam2ego: (B, 4, 4).
+        depth_confidence: score = heat-map peak x `localization_confidence` (boxes whose depth the network is
+            sure of rank first); False: the heat-map peak alone.
     """
     heat = torch.sigmoid(heat_logits.float())
     B, C, Hf, Wf = heat.shape
@@ -50,15 +64,21 @@ def decode_outputs(heat_logits: torch.Tensor, regression: torch.Tensor, intrinsi
     k = min(cfg.max_detections, C * Hf * Wf)
     scores, flat = peaks.reshape(B, -1).topk(k, dim=1)  # (B, K)
     labels, cell = flat // (Hf * Wf), flat % (Hf * Wf)
-    reg = gather_cells(regression.float(), cell)  # (B, K, 8)
+    reg = gather_cells(regression.float(), cell)  # (B, K, 9)
     s = cfg.head_stride
     uv = torch.stack([((cell % Wf).float() + reg[..., 0]) * s, ((cell // Wf).float() + reg[..., 1]) * s], dim=-1)
     priors = torch.tensor(cfg.size_priors(), device=heat.device)[labels]  # (B, K, 3)
     intrinsic, cam2ego = intrinsic.float(), cam2ego.float()
-    enc = BoxEncoding(uv=uv, depth=target_to_depth(reg[..., 2], focal(intrinsic)[:, None]),
-                      size=torch.exp(reg[..., 3:6].clamp(-3, 3)) * priors,
+    depth = target_to_depth(reg[..., 2], focal(intrinsic)[:, None])
+    enc = BoxEncoding(uv=uv, depth=depth, size=torch.exp(reg[..., 3:6].clamp(-3, 3)) * priors,
                       alpha=torch.atan2(reg[..., 6], reg[..., 7]))
-    return Detections(boxes=decode_boxes(enc, intrinsic, cam2ego), scores=scores, labels=labels, classes=cfg.classes)
+    boxes = decode_boxes(enc, intrinsic, cam2ego)
+    if depth_confidence:
+        scores = scores * localization_confidence(depth, reg[..., 8])
+        scores, order = scores.sort(dim=1, descending=True)
+        boxes = boxes.gather(1, order[..., None].expand_as(boxes))
+        labels = labels.gather(1, order)
+    return Detections(boxes=boxes, scores=scores, labels=labels, classes=cfg.classes)
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
@@ -72,17 +92,20 @@ class Detector:
     """A trained detector ready for inference on `device` (eval mode, channels-last, AMP on CUDA)."""
 
     def __init__(self, model: CenterNet3D, attributes: dict[str, str] | None = None,
-                 device: str | torch.device = "cpu", amp: bool = True) -> None:
+                 device: str | torch.device = "cpu", amp: bool = True, depth_confidence: bool = True) -> None:
         self.device = torch.device(device)
+        self.depth_confidence = depth_confidence
         self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.cfg = model.cfg
         self.attributes = dict(attributes or {})
         self.amp = amp and self.device.type == "cuda"
 
     @classmethod
-    def from_checkpoint(cls, path: Path | str, device: str | torch.device = "cpu", amp: bool = True) -> Detector:
+    def from_checkpoint(cls, path: Path | str, device: str | torch.device = "cpu", amp: bool = True,
+                        depth_confidence: bool = True) -> Detector:
         data = load_checkpoint(path)
-        return cls(model_from_checkpoint(data), data["attributes"], device=device, amp=amp)
+        return cls(model_from_checkpoint(data), data["attributes"], device=device, amp=amp,
+                   depth_confidence=depth_confidence)
 
     def preprocess(self, images: torch.Tensor, intrinsic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 images (B, 3, H, W) + intrinsics (B, 3, 3) -> normalised network input and its intrinsics."""
@@ -102,7 +125,7 @@ class Detector:
         x, k_in = self.preprocess(images, intrinsic.to(self.device))
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
             heat, reg = self.model(x)
-        return decode_outputs(heat, reg, k_in, cam2ego.to(self.device), self.cfg)
+        return decode_outputs(heat, reg, k_in, cam2ego.to(self.device), self.cfg, self.depth_confidence)
 
 
 class _FrameImages(Dataset):

@@ -4,6 +4,9 @@ Targets: each object paints a Gaussian on its class's heat-map channel around th
 centre (radius from its 2D box, CenterNet's rule: the radius within which a shifted box still overlaps the
 true one at IoU 0.7); the regression targets sit at that cell. Losses: CenterNet's penalty-reduced focal
 loss on the heat-map, L1 on the regressions at the object cells, each normalised by the number of objects.
+Depth is trained by the negative log-likelihood of a Laplace distribution whose scale the network predicts
+(MonoFlex / GUP-Net style): |error| / b + log b. It learns how sure it is of each depth, which inference turns
+into a localisation-aware score, and it lets hopeless depths (heavily occluded, far) pull less on the features.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from perception.dataset import TargetBoxes
 # Loss weights: depth carries the most error in monocular 3D (nuScenes matches on centre distance), so it
 # counts double; the rest as CenterNet.
 LOSS_WEIGHTS = {"heatmap": 1.0, "offset": 1.0, "depth": 2.0, "size": 1.0, "rotation": 1.0}
+MIN_LOG_DEPTH_SCALE = -5.0  # floor of the predicted log Laplace scale: a relative depth error of 0.7 %
 MIN_OVERLAP = 0.7  # IoU a box shifted by the Gaussian radius still has with the true one
 
 
@@ -30,6 +34,7 @@ class DenseTargets:
     index: torch.Tensor  # (B, M) int64 flat cell index of each object's centre
     mask: torch.Tensor  # (B, M) bool; False for padding
     regression: torch.Tensor  # (B, M, 8) offset (2), log depth (1), log size ratio (3), sin/cos alpha (2)
+    # (the network's ninth regression channel, the depth uncertainty, has no target: it is learned by likelihood)
 
 
 def gaussian_radius(height: torch.Tensor, width: torch.Tensor, min_overlap: float = MIN_OVERLAP) -> torch.Tensor:
@@ -106,17 +111,24 @@ def gather_cells(maps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 def detection_loss(heat_logits: torch.Tensor, regression: torch.Tensor,
                    targets: DenseTargets) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Weighted total loss and its named (unweighted) terms."""
-    pred = gather_cells(regression.float(), targets.index)  # (B, M, 8)
+    """Weighted total loss and its named (unweighted) terms.
+
+    Terms: the weighted ones (`LOSS_WEIGHTS`; "depth" is the Laplace negative log-likelihood) and, for the logs,
+    "depth_l1", the mean absolute log-depth error.
+    """
+    pred = gather_cells(regression.float(), targets.index)  # (B, M, 9)
     m = targets.mask[..., None].float()
     count = targets.mask.sum().clamp(min=1).float()
-    err = (pred - targets.regression).abs() * m  # (B, M, 8)
+    err = (pred[..., :8] - targets.regression).abs() * m  # (B, M, 8)
+    log_scale = pred[..., 8].clamp(min=MIN_LOG_DEPTH_SCALE)
+    depth_nll = (err[..., 2] * torch.exp(-log_scale) + log_scale) * m[..., 0]
     terms = {
         "heatmap": focal_loss(heat_logits, targets.heatmap),
         "offset": err[..., 0:2].sum() / count,
-        "depth": err[..., 2].sum() / count,
+        "depth": depth_nll.sum() / count,
         "size": err[..., 3:6].sum() / count,
         "rotation": err[..., 6:8].sum() / count,
     }
-    total = sum(LOSS_WEIGHTS[k] * v for k, v in terms.items())
+    total = sum(LOSS_WEIGHTS[k] * terms[k] for k in LOSS_WEIGHTS)
+    terms["depth_l1"] = err[..., 2].sum() / count
     return total, terms  # type: ignore[return-value]

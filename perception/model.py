@@ -9,7 +9,7 @@ simple scenes this project renders.
 
     image (B, 3, H, W) -> backbone: stem (stride 4) + 4 residual stages (strides 4, 8, 16, 32)
                        -> neck: top-down sum of 1x1 laterals (a small FPN) down to the head stride (4 or 8)
-                       -> heads: heat-map (B, C, H/s, W/s) logits, regression (B, 8, H/s, W/s)
+                       -> heads: heat-map (B, C, H/s, W/s) logits, regression (B, 9, H/s, W/s)
 
 The backbone is torchvision's ResNet `BasicBlock` in the ResNet-18 layout at a configurable width ("slim",
 the CPU default: 32-256 channels, 1 block per stage), or torchvision's resnet18 trunk itself. Everything is
@@ -30,6 +30,7 @@ from perception.config import NUM_REG, Backbone, ModelConfig
 
 HEAT_PRIOR = 0.1  # initial heat-map probability everywhere (CenterNet's focal-loss bias initialisation)
 INITIAL_DEPTH = 30.0  # [m at REF_FOCAL] initial depth prediction
+INITIAL_DEPTH_UNCERTAINTY = 0.2  # initial Laplace scale of the log-depth error (a relative depth error of 20 %)
 
 
 def _stage(cin: int, cout: int, blocks: int, stride: int) -> nn.Sequential:
@@ -106,12 +107,14 @@ class CenterNet3D(nn.Module):
         nn.init.zeros_(self.reg_head[-1].bias)
         with torch.no_grad():  # start depth at a typical object distance instead of 1 m: a faster start
             self.reg_head[-1].bias[2] = math.log(INITIAL_DEPTH)
+            self.reg_head[-1].bias[8] = math.log(INITIAL_DEPTH_UNCERTAINTY)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised images (B, 3, H, W) -> heat-map logits (B, C, H/s, W/s) and regression (B, 8, H/s, W/s).
+        """Normalised images (B, 3, H, W) -> heat-map logits (B, C, H/s, W/s) and regression (B, 9, H/s, W/s).
 
         Regression channels: 0-1 sub-cell offset of the projected centre [cells], 2 log depth (focal-normalised,
-        see `perception.boxes.depth_to_target`), 3-5 log(size / class prior), 6-7 sin and cos of alpha.
+        see `perception.boxes.depth_to_target`), 3-5 log(size / class prior), 6-7 sin and cos of alpha, 8 log of
+        the Laplace scale of the log-depth error (the network's own depth uncertainty, trained by likelihood).
         """
         feats = self.backbone(x)[self.first_level:]
         p = self.laterals[-1](feats[-1])

@@ -165,9 +165,10 @@ def test_decode_of_encoded_boxes_through_the_network_head() -> None:
     Wf, Hf = cfg.output_size
     assert torch.equal(dense.heatmap.flatten(2).amax(2)[0], torch.ones(2))
     logits = torch.where(dense.heatmap == 1, 10.0, -10.0)
-    reg = torch.zeros(1, 8, Hf * Wf)
-    reg[0, :, dense.index[0]] = dense.regression[0].T
-    dets = decode_outputs(logits, reg.view(1, 8, Hf, Wf), k[None].float(), cam2ego[None].float(), cfg)
+    reg = torch.zeros(1, 9, Hf * Wf)
+    reg[0, :8, dense.index[0]] = dense.regression[0].T
+    reg[0, 8] = -12.0  # a certain depth: the localisation confidence is 1 and the score the heat-map's
+    dets = decode_outputs(logits, reg.view(1, 9, Hf, Wf), k[None].float(), cam2ego[None].float(), cfg)
     got = dets.boxes[0, :3][dets.scores[0, :3].argsort()]
     assert (dets.scores[0, :3] > 0.99).all() and (dets.scores[0, 3:] < 0.01).all()
     order = torch.argsort(torch.cdist(got[:, :3].double(), boxes[:, :3]).argmin(1))
@@ -184,3 +185,29 @@ def test_box_encoding_dataclass_broadcasts() -> None:
                       alpha=torch.zeros(2, 3))
     cam2ego = make_transform(quat_to_matrix(LEVEL_ROT), CAM_T).float().expand(2, 4, 4)
     assert decode_boxes(enc, K.float().expand(2, 3, 3), cam2ego).shape == (2, 3, 7)
+
+
+def test_depth_uncertainty_ranks_sure_boxes_first() -> None:
+    """Two equal heat-map peaks: the one whose depth the network is sure of scores higher; without the
+    confidence both score the peak."""
+    from perception.config import ModelConfig
+    from perception.infer import decode_outputs, localization_confidence
+
+    cfg = ModelConfig(classes=("car",), input_width=128, input_height=64, max_detections=2)
+    Wf, Hf = cfg.output_size
+    logits = torch.full((1, 1, Hf, Wf), -10.0)
+    logits[0, 0, 3, 4] = logits[0, 0, 4, 12] = 2.0
+    reg = torch.zeros(1, 9, Hf, Wf)
+    reg[0, 2] = 3.4  # ~30 m
+    reg[0, 7] = 1.0
+    reg[0, 8, 3, 4], reg[0, 8, 4, 12] = -1.0, -4.0  # 37 % vs 2 % relative depth error
+    k = torch.tensor([[[100.0, 0, 64], [0, 100.0, 32], [0, 0, 1]]])
+    cam2ego = torch.eye(4)[None]
+    dets = decode_outputs(logits, reg, k, cam2ego, cfg)
+    peak = torch.sigmoid(torch.tensor(2.0))
+    assert dets.scores[0, 0] > dets.scores[0, 1] and dets.scores[0, 0] < peak
+    assert dets.boxes[0, 0, 0] > 0 > dets.boxes[0, 1, 0]  # the sure box is the one right of the principal point
+    plain = decode_outputs(logits, reg, k, cam2ego, cfg, depth_confidence=False)
+    assert torch.allclose(plain.scores[0], peak.expand(2))
+    conf = localization_confidence(torch.tensor([10.0, 10.0, 40.0]), torch.log(torch.tensor([0.01, 0.1, 0.1])))
+    assert conf[0] > 0.99 and conf[0] > conf[1] > conf[2] > 0

@@ -58,8 +58,12 @@ def test_refusals_name_the_file_or_field(tmp_path: Path) -> None:
         load_checkpoint(junk)
     other = tmp_path / "other.pt"
     torch.save({"format": "something-else/2"}, other)
-    with pytest.raises(ValueError, match="format 'something-else/2', expected 'drivestack-detector/1'"):
+    with pytest.raises(ValueError, match="format 'something-else/2', expected 'drivestack-detector/2'"):
         load_checkpoint(other)
+    older = tmp_path / "older.pt"  # format 1 had no depth-uncertainty channel: refused by name, not by shape
+    torch.save({"format": "drivestack-detector/1"}, older)
+    with pytest.raises(ValueError, match="older.pt has format 'drivestack-detector/1'"):
+        load_checkpoint(older)
 
     path = save_checkpoint(tmp_path / "ck.pt", CenterNet3D(CFG), {})
     data = load_checkpoint(path)

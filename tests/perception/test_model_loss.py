@@ -23,7 +23,7 @@ def test_output_shapes(stride: int, backbone: Backbone) -> None:
     model = CenterNet3D(cfg).eval()
     with torch.no_grad():
         heat, reg = model(torch.randn(2, 3, 96, 160))
-    assert heat.shape == (2, 3, 96 // stride, 160 // stride) and reg.shape == (2, 8, 96 // stride, 160 // stride)
+    assert heat.shape == (2, 3, 96 // stride, 160 // stride) and reg.shape == (2, 9, 96 // stride, 160 // stride)
     assert torch.allclose(torch.sigmoid(heat).mean(), torch.tensor(0.1), atol=0.05)  # the focal-loss prior
 
 
@@ -81,3 +81,22 @@ def test_loss_decreases_on_a_tiny_set(tiny_root: Path) -> None:
         losses.append(loss.item())
     assert all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
+
+
+def test_depth_likelihood_is_least_where_the_predicted_scale_is_the_error() -> None:
+    """The depth term is the Laplace NLL |e| / b + log b: minimal at b = |e|; the other terms ignore b."""
+    from perception.loss import DenseTargets, detection_loss
+
+    target = torch.zeros(1, 1, 8)
+    target[0, 0, 2] = 3.0
+    dense = DenseTargets(heatmap=torch.zeros(1, 1, 2, 2), index=torch.tensor([[1]]), mask=torch.tensor([[True]]),
+                         regression=target)
+    reg = torch.zeros(1, 9, 2, 2)
+    reg[0, 2, 0, 1] = 3.2  # a log-depth error of 0.2 at the object cell
+    nll = []
+    for scale in (0.05, 0.1, 0.2, 0.4, 0.8):
+        reg[0, 8, 0, 1] = torch.log(torch.tensor(scale))
+        _, terms = detection_loss(torch.zeros(1, 1, 2, 2), reg, dense)
+        nll.append(terms["depth"].item())
+        assert abs(terms["depth_l1"].item() - 0.2) < 1e-6
+    assert min(range(5), key=nll.__getitem__) == 2, nll
