@@ -3,8 +3,8 @@
 One run writes one directory:
 
     config.json             the resolved training config and the model config
-    tb/                     TensorBoard: losses/{total,heatmap,offset,depth,depth_l1,size,rotation}, charts/{lr,images_per_s},
-                            val/{mAP,NDS,AP_<class>,mATE,mASE,mAOE,AP2d}
+    tb/                     TensorBoard: losses/{total,heatmap,offset,depth,depth_l1,size,rotation},
+                            charts/{lr,images_per_s}, val/{mAP,NDS,AP_<class>,mATE,mASE,mAOE,AP2d}
     checkpoints/last.pt     after every epoch: weights, optimizer, epoch and step (what --resume continues from)
     checkpoints/best.pt     the best validation NDS so far
     val/                    the latest validation's submission.json, metrics.json and pr_curves.png
