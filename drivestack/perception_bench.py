@@ -68,6 +68,12 @@ class BenchPerceptionConfig:
     """Timed batches per setting."""
     threads: int = 2
     """torch CPU threads (the CPU timings use this many)."""
+    depth_confidence: bool = True
+    """Rank boxes by heat-map peak x the network's depth confidence (False: the peak alone, for ablation)."""
+    velocity: str = "tracker"
+    """Velocities submitted: tracker (each detection takes the velocity of the drivestack tracker's track it
+    updates, tracking each scene in time order; see drivestack.detection_velocity) or zero (the single-frame
+    detector alone: mAVE is then the ground truth's speed)."""
     plots: bool = True
     """Write pr_curves.png."""
     progress: bool = True
@@ -130,6 +136,8 @@ def run_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
     for name in ("batch_size", "speed_batch", "speed_iters", "threads"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name}={getattr(cfg, name)}; allowed: >= 1")
+    if cfg.velocity not in ("tracker", "zero"):
+        raise ValueError(f"velocity={cfg.velocity!r}; allowed: tracker or zero")
     if cfg.num_workers < 0:
         raise ValueError(f"num_workers={cfg.num_workers}; allowed: >= 0")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
@@ -144,8 +152,15 @@ def run_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
     frames = load_frames(nusc, cfg.split)
     out = Path(cfg.out or Path("runs/bench") / f"perception-{Path(cfg.dataroot).name}-{cfg.split}")
 
-    detector = Detector(model_from_checkpoint(state), state["attributes"], device=device)
+    detector = Detector(model_from_checkpoint(state), state["attributes"], device=device,
+                        depth_confidence=cfg.depth_confidence)
     dets = detect_frames(detector, frames, cfg.batch_size, cfg.num_workers, cfg.progress)
+    if cfg.velocity == "tracker":
+        from drivestack.detection_velocity import tracker_velocities
+        from perception.evaluate import load_protocol
+
+        protocol = load_protocol(cfg.protocol)
+        dets = tracker_velocities(nusc, frames, dets, float(protocol["score_threshold"]))
     metrics = evaluate_detections(nusc, frames, dets, detector.attributes, out, cfg.protocol,
                                   score_all_classes=cfg.score_all_classes, plots=cfg.plots)
     if cfg.speed:
@@ -160,6 +175,7 @@ def run_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
         cam2ego = torch.stack([torch.from_numpy(f.cam2ego).float() for f in sample])
         metrics["speed"] = speed_table(cpu, images, intrinsic, cam2ego, cfg, state)
     metrics.update(checkpoint=state["path"], dataroot=str(cfg.dataroot), split=cfg.split, device=device,
+                   velocity=cfg.velocity, depth_confidence=cfg.depth_confidence,
                    model_config=have.to_dict(), host={"cpu_threads": cfg.threads, "machine": platform.machine(),
                                                       "torch": torch.__version__})
     write_json(out / "metrics.json", metrics)

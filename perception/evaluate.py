@@ -105,17 +105,20 @@ def global_boxes(frames: list[CameraFrame], boxes: torch.Tensor) -> tuple[torch.
 
 def submission(frames: list[CameraFrame], dets: Detections, attributes: dict[str, str],
                score_threshold: float, max_boxes: int) -> dict[str, Any]:
-    """The nuScenes detection submission of `dets` (one entry per frame, boxes in the global frame)."""
+    """The nuScenes detection submission of `dets` (one entry per frame, boxes in the global frame; velocities
+    as `dets.velocity` gives them, else zero)."""
     center, quat = global_boxes(frames, dets.boxes.double())
     keep = dets.scores >= score_threshold
+    velocity = torch.zeros(*dets.scores.shape, 2) if dets.velocity is None else dets.velocity
     results: dict[str, list[dict[str, Any]]] = {}
     for i, frame in enumerate(frames):  # JSON rows: one dict per kept box
         idx = torch.nonzero(keep[i]).flatten()[:max_boxes].tolist()
         c, q, s = center[i].tolist(), quat[i].tolist(), dets.boxes[i, :, 3:6].tolist()
         scores, labels = dets.scores[i].tolist(), dets.labels[i].tolist()
+        v = velocity[i].tolist()
         results[frame.sample_token] = [
             {"sample_token": frame.sample_token, "translation": c[k], "size": s[k], "rotation": q[k],
-             "velocity": [0.0, 0.0], "detection_name": dets.classes[labels[k]], "detection_score": scores[k],
+             "velocity": v[k], "detection_name": dets.classes[labels[k]], "detection_score": scores[k],
              "attribute_name": attributes.get(dets.classes[labels[k]], "")} for k in idx]
     return {"meta": dict(SUBMISSION_META), "results": results}
 

@@ -31,9 +31,12 @@ class Detections:
     scores: torch.Tensor  # (B, K) in [0, 1]
     labels: torch.Tensor  # (B, K) int64 index into `classes`
     classes: tuple[str, ...]
+    velocity: torch.Tensor | None = None  # (B, K, 2) [m/s] global vx, vy; None: not estimated (submitted as 0)
 
     def to(self, device: torch.device | str) -> Detections:
-        return Detections(self.boxes.to(device), self.scores.to(device), self.labels.to(device), self.classes)
+        velocity = None if self.velocity is None else self.velocity.to(device)
+        return Detections(self.boxes.to(device), self.scores.to(device), self.labels.to(device), self.classes,
+                          velocity)
 
 
 def localization_confidence(depth: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:

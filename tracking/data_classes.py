@@ -145,6 +145,9 @@ class FrameTracks:
     velocity: np.ndarray  # [N, 2] (vx, vy) [m/s]
     score: np.ndarray  # [N] tracking score in [0, 1]
     label: np.ndarray  # [N] int, index into TRACKING_NAMES
+    detection_index: np.ndarray | None = None
+    """[N] int: the row of this frame's detections each track was updated with (a newborn track: the detection
+    it was born from), -1 for a coasting track; None where the producer does not record it."""
 
     def __len__(self) -> int:
         return len(self.track_id)

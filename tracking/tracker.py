@@ -123,8 +123,8 @@ class TrackerConfig:
 MEAN = slice(0, kalman.MEAN_FLAT)  # 14: Kalman mean [2, 7] (values x y z yaw w l h, then rates), row-major
 COV = slice(kalman.MEAN_FLAT, kalman.FLAT)  # 21: covariance blocks [3, 7] (P_pp, P_pv, P_vv per axis)
 STATE = slice(0, kalman.FLAT)  # mean and covariance together (what the transition acts on)
-ID, LABEL, HITS, MISSES, SCORE = range(kalman.FLAT, kalman.FLAT + 5)  # id and label are exact in float64
-WIDTH = kalman.FLAT + 5
+ID, LABEL, HITS, MISSES, SCORE, DET = range(kalman.FLAT, kalman.FLAT + 6)  # ids, labels exact in float64
+WIDTH = kalman.FLAT + 6  # DET: the row of the current frame's detections the track took (-1: none)
 VAR_XY = slice(kalman.MEAN_FLAT, kalman.MEAN_FLAT + 2)  # P_pp of x and y
 RATE_XY = slice(kalman.NUM_AXES, kalman.NUM_AXES + 2)  # vx, vy in the mean
 VAR_RATE_XY = slice(kalman.MEAN_FLAT + 2 * kalman.NUM_AXES, kalman.MEAN_FLAT + 2 * kalman.NUM_AXES + 2)  # P_vv x y
@@ -180,6 +180,7 @@ class Tracker:
             a, b = self._transition_for(frame.timestamp - self._time)
             table = np.concatenate([table[:, STATE] @ a.T + b, table[:, ID:]], axis=1)  # predict all tracks
             table[:, MISSES] += 1
+            table[:, DET] = -1
         self._time, self._token = frame.timestamp, frame.token
 
         # associate (per class, through the class mask in `gate`), then update the matched tracks
@@ -194,6 +195,7 @@ class Tracker:
             matched[:, HITS] += 1
             matched[:, MISSES] = 0
             matched[:, SCORE] = frame.score[cols]
+            matched[:, DET] = cols
             table[rows] = matched
 
         # lifecycle: delete the lost, start tentative tracks at unmatched detections
@@ -249,6 +251,7 @@ class Tracker:
         rows[:, ID] = np.arange(self._next_id, self._next_id + num_new)
         rows[:, LABEL] = frame.label[new]
         rows[:, SCORE] = frame.score[new]
+        rows[:, DET] = np.flatnonzero(new)
         self._next_id += num_new
         if self.config.use_detection_velocity:
             v = frame.velocity[new]
@@ -267,7 +270,7 @@ class Tracker:
             table, score = table[show], score[show]
         return FrameTracks(frame.token, frame.timestamp, table[:, ID].astype(np.int64), table[:, :3],
                            table[:, 4:7], wrap_angle(table[:, 3]), table[:, RATE_XY], score,
-                           table[:, LABEL].astype(np.int64))
+                           table[:, LABEL].astype(np.int64), table[:, DET].astype(np.int64))
 
     def state_dict(self) -> dict[str, Any]:
         """A snapshot of the live tracks (for inspection and tests): ids, labels, hits, misses, dense state."""

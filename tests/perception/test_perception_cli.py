@@ -76,6 +76,7 @@ def test_bench_writes_metrics_summary_and_plots(run_dir: Path, tiny_root: Path, 
     assert (out / "summary.md").read_text().count("|") > 20 and (out / "pr_curves.png").is_file()
     sub = json.loads((out / "submission.json").read_text())
     assert len(sub["results"]) == 4
+    assert metrics["velocity"] == "tracker" and metrics["depth_confidence"] is True
 
 
 def test_bench_runs_on_the_real_scene(run_dir: Path, real_root: Path, tmp_path: Path) -> None:
@@ -95,6 +96,7 @@ def test_bad_input_gets_one_line(run_dir: Path, tiny_root: Path, tmp_path: Path,
     assert f"dataroot {tmp_path / 'nowhere'} does not exist" in _error(
         capsys, ["train", "detector", "--dataroot", str(tmp_path / "nowhere"), *TINY])
     assert "split 'empty'" in _error(capsys, [*bench, "--split", "empty"])
+    assert "velocity='fast'; allowed: tracker or zero" in _error(capsys, [*bench, "--velocity", "fast"])
     assert "unknown split 'test2'" in _error(capsys, [*bench, "--split", "test2"])
     assert "trained with classes=['car', 'truck'], but ['pedestrian'] was asked" in _error(
         capsys, [*bench, "--classes", "pedestrian"])

@@ -104,6 +104,21 @@ def test_births_and_deaths() -> None:
     assert live["state"][0, :2] == pytest.approx(b, abs=1e-6) and live["hits"][0] == 5
 
 
+def test_each_output_track_names_the_detection_it_took() -> None:
+    """detection_index maps a track to the row of its frame's detections (births included), -1 when coasting."""
+    tracker = Tracker(TrackerConfig(min_hits=1, coast_frames=2))
+    a, b = np.array([0.0, 0.0]), np.array([40.0, 3.0])
+    frames = [_frame(0, [tuple(a), tuple(b)]), _frame(1, [tuple(b + [5, 0]), tuple(a + [5, 0])]),
+              _frame(2, [tuple(b + [10, 0])])]
+    out = track_scene(tracker, frames)
+    for f, det in zip(out, frames):
+        took = f.detection_index >= 0
+        assert np.allclose(f.translation[took, :2], det.translation[f.detection_index[took], :2], atol=0.5)
+    assert sorted(out[0].detection_index.tolist()) == [0, 1]
+    assert out[1].detection_index[out[1].track_id == out[0].track_id[0]].tolist() == [1]  # a: row 1 in frame 1
+    assert sorted(out[2].detection_index.tolist()) == [-1, 0]  # a coasts, b took row 0
+
+
 def test_tentative_tracks_are_not_coasted_and_die_by_their_own_limit() -> None:
     tracker = Tracker(TrackerConfig(min_hits=3, max_misses_tentative=0))
     out = track_scene(tracker, [_frame(0, [(0.0, 0.0)]), _frame(1, []), _frame(2, [])])
