@@ -56,22 +56,24 @@ def _uniform(n: int, low: float, high: float, generator: torch.Generator, device
     return low + (high - low) * torch.rand(n, generator=generator).to(device)
 
 
-def augment(images: torch.Tensor, targets: TargetBoxes, principal: torch.Tensor, cfg: AugmentConfig,
-            generator: torch.Generator) -> tuple[torch.Tensor, TargetBoxes]:
+def augment(images: torch.Tensor, targets: TargetBoxes, intrinsic: torch.Tensor, cfg: AugmentConfig,
+            generator: torch.Generator) -> tuple[torch.Tensor, TargetBoxes, torch.Tensor]:
     """Augment a batch.
 
     Args:
         images: (B, 3, H, W) uint8 network-input images.
         targets: their ground truth (B, M), on the images' device.
-        principal: (B, 2) [px] principal points (cx, cy) of the images; scaling is about them.
+        intrinsic: (B, 3, 3) [px] intrinsics of the images; scaling is about their principal points.
         cfg: augmentation ranges.
         generator: CPU random generator (the draws are made on the CPU, so runs repeat on any device).
 
     Returns:
-        (B, 3, H, W) float images in [0, 1] and the moved ground truth.
+        (B, 3, H, W) float images in [0, 1], the moved ground truth and the intrinsics (B, 3, 3) of the augmented
+        images (focal x s, principal point flipped, scaled and shifted with the pixels).
     """
     B, _, H, W = images.shape
     device = images.device
+    principal = intrinsic[:, :2, 2]
     x = images.float().div_(255.0)
     flip = torch.rand(B, generator=generator).to(device) < cfg.flip_prob  # (B,)
     scale = _uniform(B, cfg.scale_min, cfg.scale_max, generator, device)  # (B,)
@@ -115,4 +117,7 @@ def augment(images: torch.Tensor, targets: TargetBoxes, principal: torch.Tensor,
     labels = torch.where(inside, targets.labels, torch.full_like(targets.labels, -1))
     moved = TargetBoxes(uv=uv, box2d=box2d, depth=targets.depth, size=targets.size, alpha=alpha, labels=labels,
                         focal=targets.focal * scale)
-    return x, moved
+    k = intrinsic.clone()
+    k[:, 0, 0], k[:, 1, 1] = intrinsic[:, 0, 0] * scale, intrinsic[:, 1, 1] * scale
+    k[:, 0, 2], k[:, 1, 2] = scale * cx + tx, scale * principal[:, 1] + ty
+    return x, moved, k

@@ -67,6 +67,11 @@ class ModelConfig:
     """[px] output stride of the heat-map (4 or 8): 8 costs a quarter of the head compute of 4."""
     max_detections: int = 100
     """Heat-map peaks kept per image (before the score threshold)."""
+    ray_features: bool = True
+    """Give the heads each cell's viewing-ray direction ((u - cx) / fx, (v - cy) / fy, from the intrinsic) as two
+    extra channels (CoordConv with the camera's geometry). A fully convolutional network cannot otherwise tell
+    how far below the horizon an object stands, the flat-ground depth cue that separates a small near car from
+    a large far one."""
 
     def validate(self) -> ModelConfig:
         unknown = [c for c in self.classes if c not in DETECTION_NAMES]

@@ -127,7 +127,7 @@ class Detector:
         images = images.to(self.device, non_blocking=True)
         x, k_in = self.preprocess(images, intrinsic.to(self.device))
         with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
-            heat, reg = self.model(x)
+            heat, reg = self.model(x, k_in)
         return decode_outputs(heat, reg, k_in, cam2ego.to(self.device), self.cfg, self.depth_confidence)
 
 

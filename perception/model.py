@@ -30,6 +30,7 @@ from perception.config import NUM_REG, Backbone, ModelConfig
 
 HEAT_PRIOR = 0.1  # initial heat-map probability everywhere (CenterNet's focal-loss bias initialisation)
 INITIAL_DEPTH = 30.0  # [m at REF_FOCAL] initial depth prediction
+RAY_CHANNELS = 2  # (u - cx) / fx and (v - cy) / fy of each heat-map cell's centre
 INITIAL_DEPTH_UNCERTAINTY = 0.2  # initial Laplace scale of the log-depth error (a relative depth error of 20 %)
 
 
@@ -100,8 +101,9 @@ class CenterNet3D(nn.Module):
         c = cfg.neck_channels
         self.laterals = nn.ModuleList(nn.Conv2d(ch, c, 1) for ch in chans)
         self.smooth = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
-        self.heat_head = _head(c, len(cfg.classes))
-        self.reg_head = _head(c, NUM_REG)
+        head_in = c + (RAY_CHANNELS if cfg.ray_features else 0)
+        self.heat_head = _head(head_in, len(cfg.classes))
+        self.reg_head = _head(head_in, NUM_REG)
         nn.init.constant_(self.heat_head[-1].bias, -torch.log(torch.tensor((1 - HEAT_PRIOR) / HEAT_PRIOR)).item())
         nn.init.normal_(self.reg_head[-1].weight, std=1e-3)
         nn.init.zeros_(self.reg_head[-1].bias)
@@ -109,8 +111,11 @@ class CenterNet3D(nn.Module):
             self.reg_head[-1].bias[2] = math.log(INITIAL_DEPTH)
             self.reg_head[-1].bias[8] = math.log(INITIAL_DEPTH_UNCERTAINTY)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, intrinsic: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised images (B, 3, H, W) -> heat-map logits (B, C, H/s, W/s) and regression (B, 9, H/s, W/s).
+
+        `intrinsic` (B, 3, 3) [px] of the network-input images: needed when `cfg.ray_features` (the heads see each
+        cell's viewing ray).
 
         Regression channels: 0-1 sub-cell offset of the projected centre [cells], 2 log depth (focal-normalised,
         see `perception.boxes.depth_to_target`), 3-5 log(size / class prior), 6-7 sin and cos of alpha, 8 log of
@@ -121,7 +126,24 @@ class CenterNet3D(nn.Module):
         for lateral, feat in zip(reversed(self.laterals[:-1]), reversed(feats[:-1])):
             p = F.interpolate(p, size=feat.shape[-2:], mode="nearest") + lateral(feat)
         p = self.smooth(p)
+        if self.cfg.ray_features:
+            if intrinsic is None:
+                raise ValueError("this detector reads the camera geometry (ray_features): pass the network-input "
+                                 "intrinsic (B, 3, 3) to forward")
+            p = torch.cat([p, ray_maps(intrinsic, p.shape[-2:], self.cfg.head_stride).to(p.dtype)], dim=1)
         return self.heat_head(p), self.reg_head(p)
+
+
+def ray_maps(intrinsic: torch.Tensor, size: tuple[int, int] | torch.Size, stride: int) -> torch.Tensor:
+    """Viewing-ray directions (B, 2, Hf, Wf): (u - cx) / fx and (v - cy) / fy at the centre of each heat-map cell
+    (pixel u of cell j is (j + 0.5) * stride, the convention of `perception.loss.build_targets`)."""
+    Hf, Wf = size
+    k = intrinsic.float()
+    u = (torch.arange(Wf, device=k.device, dtype=torch.float32) + 0.5) * stride
+    v = (torch.arange(Hf, device=k.device, dtype=torch.float32) + 0.5) * stride
+    rx = (u.view(1, 1, Wf) - k[:, 0, 2, None, None]) / k[:, 0, 0, None, None]  # (B, 1, Wf)
+    ry = (v.view(1, Hf, 1) - k[:, 1, 2, None, None]) / k[:, 1, 1, None, None]  # (B, Hf, 1)
+    return torch.stack([rx.expand(-1, Hf, Wf), ry.expand(-1, Hf, Wf)], dim=1)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -156,8 +156,9 @@ def detect_cached(model: CenterNet3D, cache: FrameCache, batch_size: int, device
     for start in range(0, len(cache), batch_size):
         sl = slice(start, start + batch_size)
         x = normalize(cache.images[sl].to(device).float().div_(255.0))
+        k_in = cache.intrinsic[sl].to(device)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-            heat, reg = model(x)
+            heat, reg = model(x, k_in)
         parts.append(decode_outputs(heat, reg, cache.intrinsic[sl].to(device), cache.cam2ego[sl].to(device),
                                     model.cfg).to("cpu"))
     model.train()
@@ -280,13 +281,13 @@ def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
             images = train.images[idx].to(device, non_blocking=True)
             targets = train.targets.index(idx).to(device)
             if cfg.augment:
-                x, targets = augment(images, targets, train.intrinsic[idx, :2, 2].to(device), cfg.aug, gen)
+                x, targets, k_in = augment(images, targets, train.intrinsic[idx].to(device), cfg.aug, gen)
             else:
-                x = images.float().div_(255.0)
+                x, k_in = images.float().div_(255.0), train.intrinsic[idx].to(device)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, total_steps, cfg.lr)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
-                heat, reg = model(normalize(x))
+                heat, reg = model(normalize(x), k_in)
             dense = build_targets(targets, priors, model_cfg.output_size, model_cfg.head_stride)
             loss, terms = detection_loss(heat, reg, dense)
             optimizer.zero_grad(set_to_none=True)

@@ -15,6 +15,7 @@ from perception.boxes import (
     encode_boxes,
     make_transform,
     matrix_yaw,
+    project,
     quat_to_matrix,
     scale_intrinsic,
     target_to_depth,
@@ -122,7 +123,7 @@ def test_augmentation_moves_ground_truth_with_the_pixels() -> None:
         image[0, :, v - 1:v + 2, u - 1:u + 2] = 255
     cfg = AugmentConfig(flip_prob=1.0, scale_min=1.1, scale_max=1.1, shift=0.05, brightness=0, contrast=0,
                         saturation=0)
-    out, moved = augment(image, t, k[None, :2, 2].float(), cfg, torch.Generator().manual_seed(0))
+    out, moved, k_aug = augment(image, t, k[None].float(), cfg, torch.Generator().manual_seed(0))
     # Mirror world: flip the camera-frame x of every box; the mirrored camera has cx' = W - cx.
     k_flip = k.clone()
     k_flip[0, 2] = W - k[0, 2]
@@ -138,6 +139,9 @@ def test_augmentation_moves_ground_truth_with_the_pixels() -> None:
     assert torch.allclose(moved.focal[0].double(), s * torch.sqrt(k[0, 0] * k[1, 1]), atol=1e-3)
     shift = moved.uv[0].double() - s * enc.uv  # the same translation for every box
     assert torch.allclose(shift, shift[:1].expand(2, 2), atol=1e-3)
+    # The returned intrinsic is the augmented image's camera: it projects the mirrored centres onto the moved ones.
+    m_cam = (m_centers - CAM_T) @ rot
+    assert torch.allclose(project(m_cam, k_aug[0].double()), moved.uv[0].double(), atol=1e-3)
     # Pixels: the marker's centroid (pixel centres at +0.5) sits at the moved centre.
     for u, v in moved.uv[0].tolist():
         ui, vi = int(u), int(v)

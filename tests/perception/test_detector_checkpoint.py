@@ -35,7 +35,8 @@ def test_round_trip_same_outputs(tmp_path: Path) -> None:
     assert again.cfg == CFG
     x = torch.randn(1, 3, 96, 160)
     with torch.no_grad():
-        assert all(torch.equal(a, b) for a, b in zip(model(x), again(x)))
+        k = torch.tensor([[[120.0, 0, 80], [0, 120, 48], [0, 0, 1]]])
+        assert all(torch.equal(a, b) for a, b in zip(model(x, k), again(x, k)))
     # A run directory stands for its checkpoints/best.pt.
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     path.rename(tmp_path / "run" / "checkpoints" / "best.pt")
@@ -68,7 +69,7 @@ def test_refusals_name_the_file_or_field(tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path / "ck.pt", CenterNet3D(CFG), {})
     data = load_checkpoint(path)
     data["model_config"]["classes"] = ["car"]  # the weights still have two heat-map channels
-    with pytest.raises(ValueError, match=r"weight heat_head.2.weight has shape \(2, 16, 1, 1\)"):
+    with pytest.raises(ValueError, match=r"weight heat_head.2.weight has shape \(2, 18, 1, 1\)"):
         model_from_checkpoint(data)
     with pytest.raises(ValueError, match=r"trained with classes=\['car', 'truck'\], but \['pedestrian'\] was asked"):
         check_compatible(CFG, ModelConfig(**{**CFG.__dict__, "classes": ("pedestrian",)}), str(path))

@@ -22,9 +22,12 @@ def test_output_shapes(stride: int, backbone: Backbone) -> None:
     cfg = ModelConfig(classes=("car", "truck", "pedestrian"), head_stride=stride, backbone=backbone, **TINY)
     model = CenterNet3D(cfg).eval()
     with torch.no_grad():
-        heat, reg = model(torch.randn(2, 3, 96, 160))
+        k = torch.tensor([[100.0, 0, 80], [0, 100, 48], [0, 0, 1]]).expand(2, 3, 3)
+        heat, reg = model(torch.randn(2, 3, 96, 160), k)
     assert heat.shape == (2, 3, 96 // stride, 160 // stride) and reg.shape == (2, 9, 96 // stride, 160 // stride)
     assert torch.allclose(torch.sigmoid(heat).mean(), torch.tensor(0.1), atol=0.05)  # the focal-loss prior
+    with pytest.raises(ValueError, match="pass the network-input intrinsic"):
+        model(torch.randn(2, 3, 96, 160))
 
 
 def test_config_validation_names_the_field() -> None:
@@ -72,8 +75,8 @@ def test_loss_decreases_on_a_tiny_set(tiny_root: Path) -> None:
     gen = torch.Generator().manual_seed(0)
     losses = []
     for _ in range(25):
-        x, t = augment(cache.images, cache.targets, cache.intrinsic[:, :2, 2], AugmentConfig(), gen)
-        heat, reg = model(normalize(x))
+        x, t, k_in = augment(cache.images, cache.targets, cache.intrinsic, AugmentConfig(), gen)
+        heat, reg = model(normalize(x), k_in)
         loss, terms = detection_loss(heat, reg, build_targets(t, priors, cfg.output_size, cfg.head_stride))
         opt.zero_grad()
         loss.backward()
@@ -100,3 +103,18 @@ def test_depth_likelihood_is_least_where_the_predicted_scale_is_the_error() -> N
         nll.append(terms["depth"].item())
         assert abs(terms["depth_l1"].item() - 0.2) < 1e-6
     assert min(range(5), key=nll.__getitem__) == 2, nll
+
+
+def test_ray_maps_are_the_cell_centres_viewing_rays() -> None:
+    """Cell (i, j) of the ray maps holds ((u - cx) / fx, (v - cy) / fy) at its centre pixel; the principal point's
+    cell reads about zero, and a doubled focal length halves the rays."""
+    from perception.model import ray_maps
+
+    k = torch.tensor([[[200.0, 0, 64], [0, 100, 32], [0, 0, 1]]])
+    k2 = k.clone()
+    k2[:, 0, 0], k2[:, 1, 1] = 400.0, 200.0
+    rays = ray_maps(torch.cat([k, k2]), (8, 16), 8)
+    assert rays.shape == (2, 2, 8, 16)
+    assert torch.allclose(rays[0, :, 3, 7], torch.tensor([(60 - 64) / 200, (28 - 32) / 100]))
+    assert torch.allclose(rays[0, :, 7, 15], torch.tensor([(124 - 64) / 200, (60 - 32) / 100]))
+    assert torch.allclose(rays[1], rays[0] / 2)

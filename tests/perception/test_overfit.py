@@ -31,7 +31,7 @@ def test_overfits_a_handful_of_images(tiny_root: Path, tmp_path: Path) -> None:
     for step in range(STEPS):
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, STEPS, 5e-3)
-        heat, reg = model(x)
+        heat, reg = model(x, cache.intrinsic)
         loss, terms = detection_loss(heat, reg, dense)
         opt.zero_grad()
         loss.backward()
