@@ -114,6 +114,8 @@ def summary_markdown(metrics: dict[str, Any]) -> str:
     lines = ["| metric | value |", "|---|---|"]
     lines += [f"| mAP | {metrics['mAP']:.4f} |", f"| NDS | {metrics['NDS']:.4f} |"]
     lines += [f"| AP {c} | {v:.4f} |" for c, v in metrics["AP"].items()]
+    lines += [f"| AP {c} at {' / '.join(by_dist)} m | {' / '.join(f'{v:.3f}' for v in by_dist.values())} |"
+              for c, by_dist in metrics.get("label_aps", {}).items()]
     names = {"trans_err": "mATE [m]", "scale_err": "mASE", "orient_err": "mAOE [rad]", "vel_err": "mAVE [m/s]",
              "attr_err": "mAAE"}
     lines += [f"| {names[k]} | {v:.4f} |" for k, v in metrics["tp_errors"].items()]
