@@ -110,6 +110,10 @@ def speed_table(detector_cpu: Detector, images: torch.Tensor, intrinsic: torch.T
     return rows
 
 
+def _num(value: float | None, fmt: str = ".2f") -> str:
+    return "-" if value is None or value != value else format(value, fmt)
+
+
 def summary_markdown(metrics: dict[str, Any]) -> str:
     lines = ["| metric | value |", "|---|---|"]
     lines += [f"| mAP | {metrics['mAP']:.4f} |", f"| NDS | {metrics['NDS']:.4f} |"]
@@ -125,6 +129,12 @@ def summary_markdown(metrics: dict[str, Any]) -> str:
     for row in metrics.get("speed", []):
         lines.append(f"| speed {row['device']} batch {row['batch_size']} | {row['images_per_s']:.1f} images/s, "
                      f"{row['latency_ms']:.2f} ms per batch (p90 {row['latency_ms_p90']:.2f}) |")
+    if metrics.get("centre_errors"):  # a second table: the centre error by camera distance
+        lines += ["", "| camera distance m | matched / scored | radial bias m | radial std m | lateral std m | "
+                  "within 0.5 m | within 1 m |", "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['distance']} | {r['matched']} / {r['scored']} | {_num(r['radial_bias'], '+.2f')} | "
+                  f"{_num(r['radial_std'])} | {_num(r['lateral_std'])} | {_num(r['within_0.5'])} | "
+                  f"{_num(r['within_1'])} |" for r in metrics["centre_errors"]]
     return "\n".join(lines) + "\n"
 
 

@@ -13,11 +13,11 @@ anchors, no 2D NMS, no second stage: one forward pass, a 3x3 max-pool and a top-
 batched on a GPU. Depth is regressed as log(depth * 500 px / focal), so a network trained on one camera runs on
 another (the simulator's 800 x 450 and nuScenes' 1600 x 900 images both resize to the same 512 x 288 input),
 and image scaling augmentation stays geometrically exact. The heads are also given each cell's viewing ray
-(from the intrinsic), so they can read how far below the horizon an object stands. The network also predicts the Laplace scale of its
-log-depth error (trained by likelihood); the score of a box is its heat-map peak times the probability that its
-centre is within nuScenes' match distances under that scale. Velocities are not estimated here (one frame
-shows no motion): `drivestack.detection_velocity` takes them from the tracker. Everything is built with
-weights=None.
+(from the intrinsic), so they can read how far below the horizon an object stands. The network also predicts
+the Laplace scale of its log-depth error (trained by likelihood); the score of a box is its heat-map peak times
+the probability that its centre is within nuScenes' match distances under that scale. Velocities are not
+estimated here (one frame shows no motion): `drivestack.detection_velocity` takes them from the tracker.
+Everything is built with weights=None.
 
 Public API:
     Detector.from_checkpoint(path, device)(images, intrinsic, cam2ego) -> Detections  (perception.infer)

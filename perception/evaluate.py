@@ -197,12 +197,18 @@ def _image_boxes(frames: list[CameraFrame], boxes: torch.Tensor) -> torch.Tensor
     return torch.minimum(out, size.repeat(1, 1, 2))
 
 
-def coco_2d(frames: list[CameraFrame], dets: Detections, classes: tuple[str, ...], class_range: dict[str, float],
-            score_threshold: float) -> dict[str, Any]:
-    """2D COCO AP of the projected detections against the projected scored ground truth."""
+def _eval_detections(dets: Detections, classes: tuple[str, ...],
+                     score_threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-class index (N, K) of each detection (-1: not scored) and whether it is submitted (N, K)."""
     index = {c: i for i, c in enumerate(classes)}
-    det_labels = torch.tensor([index.get(c, -1) for c in dets.classes])[dets.labels]  # (N, K) eval-class index
-    det_valid = (dets.scores >= score_threshold) & (det_labels >= 0)
+    det_labels = torch.tensor([index.get(c, -1) for c in dets.classes])[dets.labels]
+    return det_labels, (dets.scores >= score_threshold) & (det_labels >= 0)
+
+
+def _padded_gt(frames: list[CameraFrame], classes: tuple[str, ...],
+               class_range: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Ground truth padded to (N, G): ego-frame boxes (N, G, 7), eval-class index, scored mask."""
+    index = {c: i for i, c in enumerate(classes)}
     G = max([1] + [len(f.names) for f in frames])
     gt = torch.zeros(len(frames), G, 7)
     gt_labels = torch.full((len(frames), G), -1)
@@ -212,7 +218,58 @@ def coco_2d(frames: list[CameraFrame], dets: Detections, classes: tuple[str, ...
         gt[i, :m] = torch.from_numpy(frame.boxes).float()
         gt_labels[i, :m] = torch.tensor([index.get(n, -1) for n in frame.names], dtype=torch.long)
         gt_valid[i, :m] = torch.from_numpy(eval_gt_mask(frame, class_range))
-    gt_valid &= gt_labels >= 0
+    return gt, gt_labels, gt_valid & (gt_labels >= 0)
+
+
+DISTANCE_BINS = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0)  # [m] camera-distance bins of the centre-error table
+
+
+def centre_errors(frames: list[CameraFrame], dets: Detections, classes: tuple[str, ...],
+                  class_range: dict[str, float], score_threshold: float, max_distance: float = 4.0
+                  ) -> list[dict[str, Any]]:
+    """Centre error of each scored ground-truth box's nearest same-class detection (within `max_distance` m,
+    ego xy), split along the camera's viewing ray (radial; + is too far) and across it (lateral), per bin of
+    the box's distance from the camera, classes pooled. A diagnostic beside the devkit's metrics (which match
+    greedily by score): it shows whether depth or bearing is off, and whether by a bias or by spread.
+    """
+    det_labels, det_valid = _eval_detections(dets, classes, score_threshold)
+    gt, gt_labels, gt_valid = _padded_gt(frames, classes, class_range)
+    pred = dets.boxes.float()
+    dist = torch.cdist(gt[..., :2], pred[..., :2])  # (N, G, K)
+    same = (gt_labels[..., None] == det_labels[:, None, :]) & det_valid[:, None, :]
+    best, k = torch.where(same, dist, torch.inf).min(dim=-1)  # (N, G)
+    found = gt_valid & (best <= max_distance)
+    near = pred.gather(1, k[..., None].expand(-1, -1, 7))  # (N, G, 7) the nearest detection's box
+    camera = torch.from_numpy(np.stack([f.cam2ego[:2, 3] for f in frames])).float()[:, None, :]  # (N, 1, 2)
+    ray = gt[..., :2] - camera
+    range_ = ray.norm(dim=-1).clamp(min=1e-6)
+    unit = ray / range_[..., None]
+    err = near[..., :2] - gt[..., :2]
+    radial = (err * unit).sum(-1)
+    lateral = err[..., 1] * unit[..., 0] - err[..., 0] * unit[..., 1]
+    rows = []
+    edges = (*DISTANCE_BINS, math.inf)
+    for lo, hi in zip(edges[:-1], edges[1:]):  # a handful of bins
+        in_bin = gt_valid & (range_ >= lo) & (range_ < hi)
+        m = found & in_bin
+        if not in_bin.any():
+            continue
+        r, lat, n = radial[m], lateral[m], int(m.sum())
+        total = torch.hypot(r, lat)
+        rows.append({"distance": f"{lo:g}-{hi:g}" if hi < math.inf else f">{lo:g}", "scored": int(in_bin.sum()),
+                     "matched": n, "radial_bias": float(r.mean()) if n else math.nan,
+                     "radial_std": float(r.std(unbiased=False)) if n else math.nan,
+                     "lateral_std": float(lat.std(unbiased=False)) if n else math.nan,
+                     "within_0.5": float((total < 0.5).float().mean()) if n else math.nan,
+                     "within_1": float((total < 1.0).float().mean()) if n else math.nan})
+    return rows
+
+
+def coco_2d(frames: list[CameraFrame], dets: Detections, classes: tuple[str, ...], class_range: dict[str, float],
+            score_threshold: float) -> dict[str, Any]:
+    """2D COCO AP of the projected detections against the projected scored ground truth."""
+    det_labels, det_valid = _eval_detections(dets, classes, score_threshold)
+    gt, gt_labels, gt_valid = _padded_gt(frames, classes, class_range)
     return coco_ap(_image_boxes(frames, dets.boxes), dets.scores, det_labels, det_valid, _image_boxes(frames, gt),
                    gt_labels, gt_valid, classes)
 
@@ -270,6 +327,7 @@ def evaluate_detections(nusc: NuScenes, frames: list[CameraFrame], dets: Detecti
         "tp_errors": summary["tp_errors"], "label_tp_errors": summary["label_tp_errors"],
         "label_aps": summary["label_aps"],
         "coco_2d": coco_2d(frames, dets, classes, config.class_range, threshold),
+        "centre_errors": centre_errors(frames, dets, classes, config.class_range, threshold),
         "classes": list(classes), "gt_counts": {c: counts[c] for c in classes},
         "unscored_gt_classes": {c: n for c, n in counts.items() if c not in classes},
         "num_samples": len(frames), "protocol": protocol, "detection_config": config.serialize(),

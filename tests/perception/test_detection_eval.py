@@ -164,3 +164,25 @@ def test_coco_ap_matches_pycocotools() -> None:
     precision = ev.eval["precision"][:, :, :, 0, -1]  # (T, R, C)
     for c, name in enumerate(("car", "truck")):
         assert ours["per_class"][name]["AP"] == pytest.approx(float(precision[:, :, c].mean()), abs=1e-6)
+
+
+def test_centre_errors_split_a_depth_error_from_a_bearing_error(tiny_root: Path) -> None:
+    """Detections pushed 0.7 m farther along each camera ray: radial bias +0.7, no lateral error, all within 1 m,
+    none within 0.5 m; unmatched (too far off) boxes count as scored but not matched."""
+    from perception.evaluate import centre_errors
+
+    frames = load_frames(open_nuscenes(tiny_root), "all")
+    classes = ("car", "truck")
+    dets = perfect_detections(frames, classes)
+    camera = torch.from_numpy(np.stack([f.cam2ego[:2, 3] for f in frames])).float()[:, None, :]
+    ray = dets.boxes[..., :2] - camera
+    dets.boxes[..., :2] += 0.7 * ray / ray.norm(dim=-1, keepdim=True)
+    rows = centre_errors(frames, dets, classes, CLASS_RANGE, score_threshold=0.5)
+    assert rows and sum(r["scored"] for r in rows) == sum(int(eval_gt_mask(f, CLASS_RANGE).sum()) for f in frames)
+    for r in rows:
+        assert r["matched"] == r["scored"]
+        assert r["radial_bias"] == pytest.approx(0.7, abs=1e-4) and r["radial_std"] < 1e-4
+        assert r["lateral_std"] < 1e-4 and r["within_1"] == 1.0 and r["within_0.5"] == 0.0
+    dets.boxes[..., 1] += 50.0  # beyond the 4 m search radius of every box: nothing matches
+    far = centre_errors(frames, dets, classes, CLASS_RANGE, score_threshold=0.5)
+    assert all(r["matched"] == 0 and r["radial_bias"] != r["radial_bias"] for r in far)  # NaN when none
