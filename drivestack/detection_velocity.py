@@ -25,7 +25,8 @@ from tracking.data_classes import NAME_TO_LABEL, FrameDetections
 from tracking.tracker import Tracker, TrackerConfig
 
 # The tracker's measurement noise for camera detections: the monocular centre is off by about a metre (the
-# detector's mATE on synthetic val is 0.7-1.0 m, mostly along the viewing ray), twice the lidar-like default.
+# detector's mATE on synthetic val is 0.6-1.0 m over training, mostly along the viewing ray), twice the
+# lidar-like default.
 CAMERA_TRACKER = TrackerConfig(pos_std=1.0)
 
 
