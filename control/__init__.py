@@ -11,8 +11,8 @@ traffic and the ego under meta-actions drive with the same controllers.
 - `command`: the `Command` output and the finiteness check every controller runs when `validate=True`.
 """
 
-from control.command import Command, check_finite
-from control.config import (
+from drivestack.control.command import Command, check_finite
+from drivestack.control.config import (
     ControllerConfig,
     LaneKeepingGains,
     LateralController,
@@ -21,7 +21,7 @@ from control.config import (
     PurePursuitGains,
     StanleyGains,
 )
-from control.lateral import (
+from drivestack.control.lateral import (
     LQRTable,
     lane_keeping_steer,
     limit_steer,
@@ -31,8 +31,8 @@ from control.lateral import (
     rear_axle_heading_error,
     stanley_steer,
 )
-from control.longitudinal import SpeedGains, pid_speed_control, speed_control, throttle_brake
-from control.maneuver import lane_change_length, lane_change_offset, quintic
+from drivestack.control.longitudinal import SpeedGains, pid_speed_control, speed_control, throttle_brake
+from drivestack.control.maneuver import lane_change_length, lane_change_offset, quintic
 
 __all__ = [
     "Command",

@@ -27,8 +27,8 @@ import math
 
 import torch
 
-from control.command import check_finite
-from control.config import LaneKeepingGains, LQRWeights, PurePursuitGains, StanleyGains
+from drivestack.control.command import check_finite
+from drivestack.control.config import LaneKeepingGains, LQRWeights, PurePursuitGains, StanleyGains
 
 MIN_SPEED = 1.0  # [m/s] speeds below this are treated as this in divisions (no blow-up at standstill)
 MIN_TARGET_DISTANCE_SQ = 1e-4  # [m^2] pure pursuit: floor of the squared distance to the target point

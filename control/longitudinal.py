@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from control.command import check_finite
-from control.config import PIDGains
+from drivestack.control.command import check_finite
+from drivestack.control.config import PIDGains
 
 
 @dataclass(frozen=True)

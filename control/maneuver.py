@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from control.command import check_finite
+from drivestack.control.command import check_finite
 
 MIN_LENGTH = 1e-3  # [m] shorter lane-change paths are treated as this long (a step, without dividing by 0)
 

@@ -16,7 +16,7 @@ and image scaling augmentation stays geometrically exact. The heads are also giv
 (from the intrinsic), so they can read how far below the horizon an object stands. The network also predicts
 the Laplace scale of its log-depth error (trained by likelihood); the score of a box is its heat-map peak times
 the probability that its centre is within nuScenes' match distances under that scale. Velocities are not
-estimated here (one frame shows no motion): `drivestack.detection_velocity` takes them from the tracker.
+estimated here (one frame shows no motion): `drivestack.pipeline.detection_velocity` takes them from the tracker.
 Everything is built with weights=None.
 
 Public API:
@@ -33,10 +33,10 @@ from __future__ import annotations
 from typing import Any
 
 _EXPORTS = {
-    "Detector": "perception.infer", "Detections": "perception.infer", "detect_frames": "perception.infer",
-    "ModelConfig": "perception.config", "CameraFrame": "perception.dataset", "open_nuscenes": "perception.dataset",
-    "load_frames": "perception.dataset", "evaluate_detections": "perception.evaluate",
-    "TrainDetectorConfig": "perception.train", "run_train": "perception.train",
+    "Detector": "drivestack.perception.infer", "Detections": "drivestack.perception.infer", "detect_frames": "drivestack.perception.infer",
+    "ModelConfig": "drivestack.perception.config", "CameraFrame": "drivestack.perception.dataset", "open_nuscenes": "drivestack.perception.dataset",
+    "load_frames": "drivestack.perception.dataset", "evaluate_detections": "drivestack.perception.evaluate",
+    "TrainDetectorConfig": "drivestack.perception.train", "run_train": "drivestack.perception.train",
 }
 
 __all__ = sorted(_EXPORTS)

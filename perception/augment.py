@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from perception.boxes import wrap_angle
-from perception.dataset import TargetBoxes
+from drivestack.perception.boxes import wrap_angle
+from drivestack.perception.dataset import TargetBoxes
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from perception.config import REF_FOCAL
+from drivestack.perception.config import REF_FOCAL
 
 MIN_DEPTH = 0.1  # [m] corners nearer the camera plane than this are clamped to it before projecting
 

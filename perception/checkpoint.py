@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from perception.config import ModelConfig
-from perception.model import CenterNet3D
+from drivestack.perception.config import ModelConfig
+from drivestack.perception.model import CenterNet3D
 
 FORMAT = "drivestack-detector/2"
 HINT = "train one with `drivestack train detector`"

@@ -1,7 +1,7 @@
 """Detector configuration: the architecture a checkpoint is rebuilt from, and the constants of the box encoding.
 
 `ModelConfig` is everything needed to rebuild a trained network (it is stored in every checkpoint); the
-training and benchmark options live next to their code (`perception.train`, `drivestack.perception_bench`).
+training and benchmark options live next to their code (`perception.train`, `drivestack.bench.perception`).
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ from nuscenes.eval.detection.utils import category_to_detection_name
 from nuscenes.nuscenes import NuScenes
 from nuscenes.utils.splits import create_splits_scenes
 
-from perception.boxes import encode_boxes, make_transform, matrix_yaw, quat_to_matrix
-from perception.config import CAMERA
+from drivestack.perception.boxes import encode_boxes, make_transform, matrix_yaw, quat_to_matrix
+from drivestack.perception.config import CAMERA
 
 TABLES = ("attribute", "calibrated_sensor", "category", "ego_pose", "instance", "log", "map", "sample",
           "sample_annotation", "sample_data", "scene", "sensor", "visibility")
@@ -283,7 +283,7 @@ def encode_targets(frames: list[CameraFrame], classes: tuple[str, ...], input_si
                    max_distance: float) -> tuple[torch.Tensor, TargetBoxes]:
     """Resized intrinsics (N, 3, 3) and the encoded boxes of `classes` that are in view, within `max_distance`
     [m] (ego xy) and hit by some lidar / radar point (unknown counts, -1, pass), of each frame."""
-    from perception.boxes import boxes_to_image_boxes, focal, scale_intrinsic
+    from drivestack.perception.boxes import boxes_to_image_boxes, focal, scale_intrinsic
 
     width, height = input_size
     per_frame, intrinsics = [], []

@@ -29,11 +29,11 @@ from nuscenes.eval.detection.data_classes import DetectionBox, DetectionConfig
 from nuscenes.eval.detection.evaluate import DetectionEval
 from nuscenes.nuscenes import NuScenes
 
-from perception.ap2d import coco_ap
-from perception.boxes import boxes_to_image_boxes, yaw_to_quat
-from perception.config import sort_classes
-from perception.dataset import CameraFrame, visible_mask
-from perception.infer import Detections
+from drivestack.perception.ap2d import coco_ap
+from drivestack.perception.boxes import boxes_to_image_boxes, yaw_to_quat
+from drivestack.perception.config import sort_classes
+from drivestack.perception.dataset import CameraFrame, visible_mask
+from drivestack.perception.infer import Detections
 
 PROTOCOL_DIR = Path(__file__).parent / "configs"
 DEFAULT_PROTOCOL = "camera_front_v1"

@@ -15,12 +15,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from perception.boxes import BoxEncoding, decode_boxes, focal, scale_intrinsic, target_to_depth
-from perception.checkpoint import load_checkpoint, model_from_checkpoint
-from perception.config import IMAGE_MEAN, IMAGE_STD, MATCH_DISTANCES, ModelConfig
-from perception.dataset import CameraFrame, read_image, resize_image
-from perception.loss import gather_cells
-from perception.model import CenterNet3D
+from drivestack.perception.boxes import BoxEncoding, decode_boxes, focal, scale_intrinsic, target_to_depth
+from drivestack.perception.checkpoint import load_checkpoint, model_from_checkpoint
+from drivestack.perception.config import IMAGE_MEAN, IMAGE_STD, MATCH_DISTANCES, ModelConfig
+from drivestack.perception.dataset import CameraFrame, read_image, resize_image
+from drivestack.perception.loss import gather_cells
+from drivestack.perception.model import CenterNet3D
 
 
 @dataclass

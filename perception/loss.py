@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from perception.boxes import depth_to_target
-from perception.dataset import TargetBoxes
+from drivestack.perception.boxes import depth_to_target
+from drivestack.perception.dataset import TargetBoxes
 
 # Loss weights: depth carries the most error in monocular 3D (nuScenes matches on centre distance), so it
 # counts double; the rest as CenterNet.

@@ -26,7 +26,7 @@ from torch import nn
 from torchvision.models import resnet18
 from torchvision.models.resnet import BasicBlock
 
-from perception.config import NUM_REG, Backbone, ModelConfig
+from drivestack.perception.config import NUM_REG, Backbone, ModelConfig
 
 HEAT_PRIOR = 0.1  # initial heat-map probability everywhere (CenterNet's focal-loss bias initialisation)
 INITIAL_DEPTH = 30.0  # [m at REF_FOCAL] initial depth prediction

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from perception.infer import Detector
+from drivestack.perception.infer import Detector
 
 
 def _sync(device: torch.device) -> None:

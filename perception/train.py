@@ -29,14 +29,14 @@ from typing import Any
 
 import torch
 
-from perception.augment import AugmentConfig, augment
-from perception.checkpoint import check_compatible, load_checkpoint, model_from_checkpoint, save_checkpoint
-from perception.config import Backbone, ModelConfig, sort_classes
-from perception.dataset import CameraFrame, FrameCache, cache_frames, classes_present, load_frames, open_nuscenes
-from perception.evaluate import evaluate_detections, write_json
-from perception.infer import Detections, decode_outputs, normalize
-from perception.loss import build_targets, detection_loss
-from perception.model import CenterNet3D, count_parameters
+from drivestack.perception.augment import AugmentConfig, augment
+from drivestack.perception.checkpoint import check_compatible, load_checkpoint, model_from_checkpoint, save_checkpoint
+from drivestack.perception.config import Backbone, ModelConfig, sort_classes
+from drivestack.perception.dataset import CameraFrame, FrameCache, cache_frames, classes_present, load_frames, open_nuscenes
+from drivestack.perception.evaluate import evaluate_detections, write_json
+from drivestack.perception.infer import Detections, decode_outputs, normalize
+from drivestack.perception.loss import build_targets, detection_loss
+from drivestack.perception.model import CenterNet3D, count_parameters
 
 WARMUP_FRACTION = 0.05  # of all steps, linear learning-rate warm-up
 FINAL_LR_FRACTION = 0.02  # the cosine ends at this fraction of --lr

@@ -13,9 +13,9 @@
   trained policy behind the same `Policy` protocol).
 """
 
-from planning.baselines import IdlePolicy, Policy, RandomPolicy, RuleConfig, RulePolicy, rule_actions
-from planning.evaluate import EvalResult, evaluate
-from planning.scene import Scene, encode_kinematics_scene, scene_from_world
+from drivestack.planning.baselines import IdlePolicy, Policy, RandomPolicy, RuleConfig, RulePolicy, rule_actions
+from drivestack.planning.evaluate import EvalResult, evaluate
+from drivestack.planning.scene import Scene, encode_kinematics_scene, scene_from_world
 
 __all__ = [
     "EvalResult", "IdlePolicy", "Policy", "RandomPolicy", "RuleConfig", "RulePolicy", "Scene",

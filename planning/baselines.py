@@ -18,11 +18,11 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-from planning.scene import Scene, scene_from_world
-from sim.action import MetaAction
-from sim.batched_env import BatchedDrivingEnv
-from sim.config import TrafficConfig
-from sim.traffic import FAR, idm_acceleration
+from drivestack.planning.scene import Scene, scene_from_world
+from drivestack.sim.action import MetaAction
+from drivestack.sim.batched_env import BatchedDrivingEnv
+from drivestack.sim.config import TrafficConfig
+from drivestack.sim.traffic import FAR, idm_acceleration
 
 
 @runtime_checkable

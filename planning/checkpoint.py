@@ -36,9 +36,9 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
-from sim.batched_env import BatchedDrivingEnv, action_space
-from sim.config import EnvConfig, ObservationConfig, ObservationType
-from sim.observation import OCCUPANCY_CHANNELS, observation_space
+from drivestack.sim.batched_env import BatchedDrivingEnv, action_space
+from drivestack.sim.config import EnvConfig, ObservationConfig, ObservationType
+from drivestack.sim.observation import OCCUPANCY_CHANNELS, observation_space
 
 FORMAT = "drivestack-policy/1"
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "dqn": DQN}
@@ -345,7 +345,7 @@ def load_checkpoint(path: str | Path, env: VecEnv | None = None, device: str = "
     policy_state = _load_tensors(path / "policy.pt", device)
     optimizer_state = _load_tensors(path / "optimizer.pt", device)
     if env is None:
-        from sim.vector_env import SB3DrivingVecEnv
+        from drivestack.sim.vector_env import SB3DrivingVecEnv
 
         try:
             env_config = env_config_from_dict(meta["env_config"])

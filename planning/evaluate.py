@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from planning.baselines import Policy
-from sim.batched_env import BatchedDrivingEnv
-from sim.config import EnvConfig
+from drivestack.planning.baselines import Policy
+from drivestack.sim.batched_env import BatchedDrivingEnv
+from drivestack.sim.config import EnvConfig
 
 MAX_EVAL_ENVS = 512  # B of an evaluation unless num_envs says otherwise
 

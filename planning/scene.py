@@ -22,11 +22,11 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from sim.collision import relative_positions
-from sim.config import ObservationConfig
-from sim.observation import encode_kinematics
-from sim.road import RoadNetwork
-from sim.state import WorldState
+from drivestack.sim.collision import relative_positions
+from drivestack.sim.config import ObservationConfig
+from drivestack.sim.observation import encode_kinematics
+from drivestack.sim.road import RoadNetwork
+from drivestack.sim.state import WorldState
 
 _EGO = ("ego_speed", "ego_heading", "ego_d", "ego_lane", "ego_length", "ego_width")
 _AGENTS = ("x", "y", "vx", "vy", "heading", "length", "width", "id", "present")

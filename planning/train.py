@@ -32,7 +32,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
 from tqdm import tqdm
 
-from planning.checkpoint import (
+from drivestack.planning.checkpoint import (
     env_config_from_dict,
     env_config_to_dict,
     jsonable,
@@ -43,9 +43,9 @@ from planning.checkpoint import (
     read_meta,
     save_checkpoint,
 )
-from sim.config import EnvConfig
-from sim.config import env_config as env_config_for
-from sim.vector_env import SB3DrivingVecEnv
+from drivestack.sim.config import EnvConfig
+from drivestack.sim.config import env_config as env_config_for
+from drivestack.sim.vector_env import SB3DrivingVecEnv
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation scenarios never coincide with the training ones of the same seed
 

@@ -7,44 +7,30 @@ Registered ids: `drivestack/Highway-v0`, `drivestack/Merge-v0` (single env via `
 
 from __future__ import annotations
 
-import gymnasium as gym
+from typing import Any
 
-from sim.batched_env import BatchedDrivingEnv
-from sim.config import (
-    ActionConfig,
-    ActionType,
-    EnvConfig,
-    ObservationConfig,
-    ObservationType,
-    RewardConfig,
-    RoadConfig,
-    Scenario,
-    TrafficConfig,
-    VehicleConfig,
-    highway_config,
-    merge_config,
-)
+from drivestack.sim.registration import ENV_IDS, register_envs
 
-ENV_IDS = ("drivestack/Highway-v0", "drivestack/Merge-v0")
-
-
-def _register() -> None:
-    for env_id, scenario in zip(ENV_IDS, ("highway", "merge")):
-        if env_id in gym.registry:
-            continue
-        gym.register(
-            id=env_id,
-            entry_point="sim.env:DrivingEnv",
-            vector_entry_point="sim.vector_env:DrivingVectorEnv",
-            kwargs={"scenario": scenario},
-            disable_env_checker=False,
+# Heavy modules (torch) load on first attribute access: `import drivestack.sim` stays cheap.
+_EXPORTS = {
+    "BatchedDrivingEnv": "drivestack.sim.batched_env",
+    **{
+        name: "drivestack.sim.config"
+        for name in (
+            "ActionConfig", "ActionType", "EnvConfig", "ObservationConfig", "ObservationType", "RewardConfig",
+            "RoadConfig", "Scenario", "TrafficConfig", "VehicleConfig", "highway_config", "merge_config",
         )
+    },
+}
+
+register_envs()
+
+__all__ = ["ENV_IDS", "register_envs", *sorted(_EXPORTS)]
 
 
-_register()
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'drivestack.sim' has no attribute {name!r}")
+    import importlib
 
-__all__ = [
-    "ENV_IDS", "ActionConfig", "ActionType", "BatchedDrivingEnv", "EnvConfig", "ObservationConfig",
-    "ObservationType", "RewardConfig", "RoadConfig", "Scenario", "TrafficConfig", "VehicleConfig",
-    "highway_config", "merge_config",
-]
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -17,10 +17,10 @@ from enum import IntEnum
 import numpy as np
 import torch
 
-from sim.config import ActionConfig, ActionType, EnvConfig
-from sim.driver import start_lane_changes
-from sim.road import RoadNetwork
-from sim.state import WorldState
+from drivestack.sim.config import ActionConfig, ActionType, EnvConfig
+from drivestack.sim.driver import start_lane_changes
+from drivestack.sim.road import RoadNetwork
+from drivestack.sim.state import WorldState
 
 
 class MetaAction(IntEnum):

@@ -14,16 +14,16 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from control import throttle_brake
-from sim.action import apply_meta, continuous_controls, to_action_tensor
-from sim.config import ActionType, EnvConfig
-from sim.observation import observation_space, observe
-from sim.reward import reward_terms, total_reward
-from sim.road import build_road
-from sim.scenario import initial_state
-from sim.state import WorldState
-from sim.traffic import idm_step
-from sim.world import advance, lqr_table, mobil_direction, sim_step
+from drivestack.control import throttle_brake
+from drivestack.sim.action import apply_meta, continuous_controls, to_action_tensor
+from drivestack.sim.config import ActionType, EnvConfig
+from drivestack.sim.observation import observation_space, observe
+from drivestack.sim.reward import reward_terms, total_reward
+from drivestack.sim.road import build_road
+from drivestack.sim.scenario import initial_state
+from drivestack.sim.state import WorldState
+from drivestack.sim.traffic import idm_step
+from drivestack.sim.world import advance, lqr_table, mobil_direction, sim_step
 
 
 def action_space(config: EnvConfig) -> spaces.Space:
@@ -152,7 +152,7 @@ class BatchedDrivingEnv:
 
     def render(self, env_index: int = 0) -> np.ndarray:
         """Top-down RGB frame (H, W, 3) uint8 of one environment."""
-        from sim.render import render_topdown
+        from drivestack.sim.render import render_topdown
 
         return render_topdown(self.road, self.state, env_index=env_index)
 

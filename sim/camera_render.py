@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from sim.camera import (
+from drivestack.sim.camera import (
     CameraRig,
     clip_to_image,
     ego_to_camera,
@@ -32,10 +32,10 @@ from sim.camera import (
     pixel_rays,
     points_bbox,
 )
-from sim.camera_shading import Lighting, draw_lighting, ground_color, noise, sky_color, vehicle_color
-from sim.config import is_truck
-from sim.lidar import lidar_scan
-from sim.raycast import (
+from drivestack.sim.camera_shading import Lighting, draw_lighting, ground_color, noise, sky_color, vehicle_color
+from drivestack.sim.config import is_truck
+from drivestack.sim.lidar import lidar_scan
+from drivestack.sim.raycast import (
     BOX_EDGES,
     PairHits,
     VehicleAppearance,
@@ -47,9 +47,9 @@ from sim.raycast import (
     vehicle_appearance,
     vehicle_boxes,
 )
-from sim.render import road_layer
-from sim.road import RoadNetwork
-from sim.state import WorldState
+from drivestack.sim.render import road_layer
+from drivestack.sim.road import RoadNetwork
+from drivestack.sim.state import WorldState
 
 __all__ = ["CameraFrame", "VehicleAppearance", "lidar_scan", "render_cameras", "vehicle_appearance", "vehicle_boxes"]
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from sim.camera import CameraConfig
-from sim.raycast import CAR_BELT, CAR_CABIN, TRUCK_CAB
-from sim.render import RoadSurface
+from drivestack.sim.camera import CameraConfig
+from drivestack.sim.raycast import CAR_BELT, CAR_CABIN, TRUCK_CAB
+from drivestack.sim.render import RoadSurface
 
 NUM_LIGHTING_DRAWS = 16  # uniforms drawn per environment and call
 SHOULDER_WIDTH = 2.5  # [m] paved shoulder beyond the outer edge lines, then grass

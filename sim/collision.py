@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from sim.road import RoadNetwork
-from sim.state import VehicleState
+from drivestack.sim.road import RoadNetwork
+from drivestack.sim.state import VehicleState
 
 
 def boxes_overlap(xa: torch.Tensor, ya: torch.Tensor, yaw_a: torch.Tensor, la: torch.Tensor, wa: torch.Tensor,

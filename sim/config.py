@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from control.config import ControllerConfig
+from drivestack.control.config import ControllerConfig
 
 if TYPE_CHECKING:
     import torch

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 import torch
 
-from control import (
+from drivestack.control import (
     LateralController,
     LQRTable,
     lane_change_length,
@@ -26,9 +26,9 @@ from control import (
     pure_pursuit_steer,
     stanley_steer,
 )
-from sim.config import EnvConfig
-from sim.road import RoadNetwork
-from sim.state import VehicleState
+from drivestack.sim.config import EnvConfig
+from drivestack.sim.road import RoadNetwork
+from drivestack.sim.state import VehicleState
 
 
 def start_lane_changes(veh: VehicleState, target_lane: torch.Tensor, road: RoadNetwork, config: EnvConfig,

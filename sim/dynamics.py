@@ -21,9 +21,9 @@ from dataclasses import replace
 
 import torch
 
-from sim.config import VehicleConfig
-from sim.road import RoadNetwork
-from sim.state import VehicleState
+from drivestack.sim.config import VehicleConfig
+from drivestack.sim.road import RoadNetwork
+from drivestack.sim.state import VehicleState
 
 
 def apply_limits(state: VehicleState, steer_cmd: torch.Tensor, accel_cmd: torch.Tensor,

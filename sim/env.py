@@ -8,8 +8,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from sim.batched_env import BatchedDrivingEnv
-from sim.config import EnvConfig, highway_config, merge_config
+from drivestack.sim.batched_env import BatchedDrivingEnv
+from drivestack.sim.config import EnvConfig, highway_config, merge_config
 
 SCENARIOS = {"highway": highway_config, "merge": merge_config}
 

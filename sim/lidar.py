@@ -14,9 +14,9 @@ import math
 
 import torch
 
-from sim.camera import NUSCENES_CAMERAS, quaternion_to_matrix
-from sim.config import is_truck
-from sim.raycast import (
+from drivestack.sim.camera import NUSCENES_CAMERAS, quaternion_to_matrix
+from drivestack.sim.config import is_truck
+from drivestack.sim.raycast import (
     VehicleAppearance,
     body_parts,
     box_corners,
@@ -26,9 +26,9 @@ from sim.raycast import (
     vehicle_boxes,
     wrap_angle,
 )
-from sim.render import road_layer
-from sim.road import RoadNetwork
-from sim.state import WorldState
+from drivestack.sim.render import road_layer
+from drivestack.sim.road import RoadNetwork
+from drivestack.sim.state import WorldState
 
 ELEVATION_RANGE = (-30.0, 10.0)  # [deg] lowest and highest beam (HDL-32E: -30.67 .. +10.67)
 SECTOR = 8  # azimuth columns per ray group

@@ -35,8 +35,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sim.nuscenes_rollout import calibration, env_config, simulate
-from sim.nuscenes_schema import (
+from drivestack.sim.nuscenes_rollout import calibration, env_config, simulate
+from drivestack.sim.nuscenes_schema import (
     KEYFRAME_INTERVAL,
     START_TIME,
     VEHICLE,
@@ -48,7 +48,7 @@ from sim.nuscenes_schema import (
     sensor_filename,
     write_map_mask,
 )
-from sim.road import build_road
+from drivestack.sim.road import build_road
 
 CAMERA_CHANNELS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
 FORMAT_VERSION = 1  # bump when the written dataset changes: cached default datasets are regenerated

@@ -19,21 +19,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from control import LQRTable
-from sim.camera import NUSCENES_CAMERAS, NUSCENES_IMAGE_SIZE, CameraConfig, CameraRig, camera_rig
-from sim.camera_render import VehicleAppearance, render_cameras, vehicle_appearance, vehicle_boxes
-from sim.config import EnvConfig, RoadConfig, TrafficConfig, VehicleConfig, is_truck
-from sim.driver import start_lane_changes
-from sim.lidar import lidar_scan
-from sim.nuscenes_schema import ANNOTATION_RANGE, KEYFRAME_INTERVAL, Recording
-from sim.road import RoadNetwork
-from sim.scenario import initial_state
-from sim.state import VehicleState, WorldState
-from sim.traffic import idm_step, mobil_targets
-from sim.world import advance, lqr_table, mobil_direction
+from drivestack.control import LQRTable
+from drivestack.sim.camera import NUSCENES_CAMERAS, NUSCENES_IMAGE_SIZE, CameraConfig, CameraRig, camera_rig
+from drivestack.sim.camera_render import VehicleAppearance, render_cameras, vehicle_appearance, vehicle_boxes
+from drivestack.sim.config import EnvConfig, RoadConfig, TrafficConfig, VehicleConfig, is_truck
+from drivestack.sim.driver import start_lane_changes
+from drivestack.sim.lidar import lidar_scan
+from drivestack.sim.nuscenes_schema import ANNOTATION_RANGE, KEYFRAME_INTERVAL, Recording
+from drivestack.sim.road import RoadNetwork
+from drivestack.sim.scenario import initial_state
+from drivestack.sim.state import VehicleState, WorldState
+from drivestack.sim.traffic import idm_step, mobil_targets
+from drivestack.sim.world import advance, lqr_table, mobil_direction
 
 if TYPE_CHECKING:
-    from sim.nuscenes_export import DatasetConfig
+    from drivestack.sim.nuscenes_export import DatasetConfig
 
 SEAM_CLEARANCE = 20.0  # [m] the annotated range around the ego stays this far from the ring seam
 MIN_ROAD_LENGTH = 1000.0  # [m] shortest automatic ring length

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import torch
 
-from sim.road import MARGIN, RoadNetwork
+from drivestack.sim.road import MARGIN, RoadNetwork
 
 TABLE_NAMES = ("category", "attribute", "visibility", "instance", "sensor", "calibrated_sensor", "ego_pose", "log",
                "scene", "sample", "sample_data", "sample_annotation", "map")
@@ -44,7 +44,7 @@ START_TIME = 1_704_067_200  # [s] 2024-01-01T00:00:00Z: first scene of seed 0
 
 @lru_cache(maxsize=1)
 def _static() -> dict[str, list[dict]]:
-    text = resources.files("sim").joinpath("nuscenes_tables.json").read_text()
+    text = resources.files("drivestack.sim").joinpath("nuscenes_tables.json").read_text()
     return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
 
 

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from sim.collision import relative_positions
-from sim.config import ObservationConfig, ObservationType
-from sim.road import RoadNetwork
-from sim.state import WorldState
+from drivestack.sim.collision import relative_positions
+from drivestack.sim.config import ObservationConfig, ObservationType
+from drivestack.sim.road import RoadNetwork
+from drivestack.sim.state import WorldState
 
 OCCUPANCY_CHANNELS = ("presence", "vx", "vy", "on_road")
 

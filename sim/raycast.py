@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
-from sim.config import is_truck
-from sim.road import MARGIN, RoadNetwork
-from sim.state import WorldState
+from drivestack.sim.config import is_truck
+from drivestack.sim.road import MARGIN, RoadNetwork
+from drivestack.sim.state import WorldState
 
 CAR_HEIGHT_RANGE = (1.4, 1.9)  # [m] body height of cars, drawn per vehicle
 TRUCK_HEIGHT_RANGE = (3.2, 4.0)  # [m] body height of trucks

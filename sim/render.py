@@ -21,8 +21,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from sim.road import MARGIN, RoadNetwork
-from sim.state import WorldState
+from drivestack.sim.road import MARGIN, RoadNetwork
+from drivestack.sim.state import WorldState
 
 # Colours (RGB, uint8), highway-env's palette where it has one.
 GRASS = (96, 122, 82)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from sim.config import RewardConfig
-from sim.road import RoadNetwork
-from sim.state import WorldState
+from drivestack.sim.config import RewardConfig
+from drivestack.sim.road import RoadNetwork
+from drivestack.sim.state import WorldState
 
 TERMS = ("speed", "collision", "right_lane", "lane_change", "off_road")
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from sim.config import CurveProfile, RoadConfig, Scenario
+from drivestack.sim.config import CurveProfile, RoadConfig, Scenario
 
 MARGIN = 300.0  # [m] tables extend this far past both ends of the section
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from sim.config import EGO_CLEARANCE, TRUCK_MIN_LENGTH, EnvConfig, Scenario, is_truck
-from sim.road import RoadNetwork
-from sim.state import VehicleState, WorldState
+from drivestack.sim.config import EGO_CLEARANCE, TRUCK_MIN_LENGTH, EnvConfig, Scenario, is_truck
+from drivestack.sim.road import RoadNetwork
+from drivestack.sim.state import VehicleState, WorldState
 
 MERGE_EGO_START = 20.0  # [m] the merge ego starts this far along the on-ramp
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from sim.config import TrafficConfig
-from sim.road import RoadNetwork
-from sim.state import VehicleState
+from drivestack.sim.config import TrafficConfig
+from drivestack.sim.road import RoadNetwork
+from drivestack.sim.state import VehicleState
 
 KEY_LANE = 1 << 24  # key = lane * KEY_LANE + s in centimetres: s up to 167 km, lanes up to 127
 NO_LANE = 100  # lane id of entries that are not in any lane (padding, non-changing second entries)

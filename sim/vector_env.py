@@ -21,9 +21,9 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from stable_baselines3.common.vec_env import VecEnv
 
-from sim.batched_env import BatchedDrivingEnv
-from sim.config import EnvConfig
-from sim.env import SCENARIOS
+from drivestack.sim.batched_env import BatchedDrivingEnv
+from drivestack.sim.config import EnvConfig
+from drivestack.sim.env import SCENARIOS
 
 
 def _numpy(tree: Any) -> Any:

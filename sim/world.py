@@ -14,14 +14,14 @@ from dataclasses import replace
 
 import torch
 
-from control import LateralController, LQRTable
-from sim.collision import ego_collisions
-from sim.config import EnvConfig
-from sim.driver import ego_speed_command, finish_lane_changes, start_lane_changes, steering
-from sim.dynamics import bicycle_step
-from sim.road import RoadNetwork
-from sim.state import WorldState
-from sim.traffic import idm_step, mobil_targets
+from drivestack.control import LateralController, LQRTable
+from drivestack.sim.collision import ego_collisions
+from drivestack.sim.config import EnvConfig
+from drivestack.sim.driver import ego_speed_command, finish_lane_changes, start_lane_changes, steering
+from drivestack.sim.dynamics import bicycle_step
+from drivestack.sim.road import RoadNetwork
+from drivestack.sim.state import WorldState
+from drivestack.sim.traffic import idm_step, mobil_targets
 
 
 def mobil_direction(global_step: int, config: EnvConfig) -> int:

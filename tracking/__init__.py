@@ -1,6 +1,6 @@
 """3D multi-object tracking (Kalman filter, association, track lifecycle) and nuScenes tracking eval.
 
-    from tracking import Tracker, TrackerConfig, FrameDetections
+    from drivestack.tracking import Tracker, TrackerConfig, FrameDetections
     tracker = Tracker(TrackerConfig())
     tracks = tracker.step(FrameDetections.from_boxes(token, t, centres, sizes, yaws, scores, labels))
 
@@ -11,7 +11,7 @@ detections), `evaluate` (nuscenes-devkit TrackingEval). Imports numpy and scipy;
 data and eval modules.
 """
 
-from tracking.data_classes import TRACKING_NAMES, FrameDetections, FrameTracks
-from tracking.tracker import Tracker, TrackerConfig, track_scene
+from drivestack.tracking.data_classes import TRACKING_NAMES, FrameDetections, FrameTracks
+from drivestack.tracking.tracker import Tracker, TrackerConfig, track_scene
 
 __all__ = ["TRACKING_NAMES", "FrameDetections", "FrameTracks", "Tracker", "TrackerConfig", "track_scene"]

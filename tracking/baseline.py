@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tracking.association import Matcher, center_distance, gate, match
-from tracking.data_classes import FrameDetections, FrameTracks
+from drivestack.tracking.association import Matcher, center_distance, gate, match
+from drivestack.tracking.data_classes import FrameDetections, FrameTracks
 
 
 @dataclass(frozen=True)

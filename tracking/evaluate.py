@@ -22,7 +22,7 @@ from nuscenes.eval.tracking.data_classes import TrackingConfig
 from nuscenes.eval.tracking.evaluate import TrackingEval
 from nuscenes.eval.tracking.utils import category_to_tracking_name
 
-from tracking.nuscenes_io import scene_samples, write_json_atomic
+from drivestack.tracking.nuscenes_io import scene_samples, write_json_atomic
 
 # the headline metrics, in the order the devkit prints them
 SUMMARY_METRICS = ("amota", "amotp", "recall", "motar", "gt", "mota", "motp", "mt", "ml", "faf", "tp", "fp", "fn",

@@ -19,7 +19,7 @@ import numpy as np
 from nuscenes import NuScenes
 from nuscenes.utils.splits import create_splits_scenes, get_scenes_of_split
 
-from tracking.data_classes import (
+from drivestack.tracking.data_classes import (
     NAME_TO_LABEL,
     TRACKING_NAMES,
     UNTRACKED_DETECTION_NAMES,

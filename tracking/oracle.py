@@ -16,8 +16,8 @@ import numpy as np
 from nuscenes import NuScenes
 from nuscenes.eval.tracking.utils import category_to_tracking_name
 
-from tracking.data_classes import NAME_TO_LABEL, FrameDetections, FrameTracks, wrap_angle, yaw_from_quaternion
-from tracking.nuscenes_io import SceneFrames, scene_samples
+from drivestack.tracking.data_classes import NAME_TO_LABEL, FrameDetections, FrameTracks, wrap_angle, yaw_from_quaternion
+from drivestack.tracking.nuscenes_io import SceneFrames, scene_samples
 
 
 @dataclass(frozen=True)

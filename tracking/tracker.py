@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from tracking import kalman
-from tracking.association import (
+from drivestack.tracking import kalman
+from drivestack.tracking.association import (
     Matcher,
     Metric,
     center_distance,
@@ -36,7 +36,7 @@ from tracking.association import (
     match,
     negative_log_likelihood,
 )
-from tracking.data_classes import TRACKING_NAMES, FrameDetections, FrameTracks, wrap_angle
+from drivestack.tracking.data_classes import TRACKING_NAMES, FrameDetections, FrameTracks, wrap_angle
 
 
 @dataclass(frozen=True)

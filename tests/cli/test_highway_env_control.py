@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("highway_env")
 
-from drivestack.highway_env_control import (  # noqa: E402
+from drivestack.bench.highway_env import (  # noqa: E402
     SIM_DT,
     Trace,
     _lane_change_run,
@@ -29,7 +29,7 @@ def _steady(trace: Trace, after: float = 10.0) -> np.ndarray:
 
 def test_module_imports_without_highway_env() -> None:
     code = ("import sys; sys.modules['highway_env'] = None; "
-            "import drivestack.highway_env_control as m; assert not m.highway_env_available(); print('ok')")
+            "import drivestack.bench.highway_env as m; assert not m.highway_env_available(); print('ok')")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
     assert highway_env_available()

@@ -7,7 +7,7 @@ from dataclasses import FrozenInstanceError, replace
 
 import pytest
 
-from control import (
+from drivestack.control import (
     ControllerConfig,
     LaneKeepingGains,
     LateralController,

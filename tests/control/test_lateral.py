@@ -16,7 +16,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from control import (
+from drivestack.control import (
     LaneKeepingGains,
     LateralController,
     LQRTable,

@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from control import PIDGains, SpeedGains, pid_speed_control, speed_control, throttle_brake
+from drivestack.control import PIDGains, SpeedGains, pid_speed_control, speed_control, throttle_brake
 
 DT = 0.1  # [s]
 MAX_ACCEL = 4.0  # [m/s^2]

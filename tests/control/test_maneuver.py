@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from control import lane_change_length, lane_change_offset, quintic
+from drivestack.control import lane_change_length, lane_change_offset, quintic
 
 
 def test_quintic_boundary_values_and_peak_slope() -> None:

@@ -6,8 +6,8 @@ import math
 
 import torch
 
-from perception.augment import AugmentConfig, augment
-from perception.boxes import (
+from drivestack.perception.augment import AugmentConfig, augment
+from drivestack.perception.boxes import (
     BoxEncoding,
     boxes_to_image_boxes,
     decode_boxes,
@@ -22,7 +22,7 @@ from perception.boxes import (
     wrap_angle,
     yaw_to_quat,
 )
-from perception.dataset import TargetBoxes
+from drivestack.perception.dataset import TargetBoxes
 
 # Real nuScenes CAM_FRONT calibration (scene-0523): slightly pitched and rolled.
 CAM_ROT = torch.tensor([0.5077241387638071, -0.4973392230703816, 0.49837167536166627, -0.4964832014373754],
@@ -154,9 +154,9 @@ def test_augmentation_moves_ground_truth_with_the_pixels() -> None:
 
 def test_decode_of_encoded_boxes_through_the_network_head() -> None:
     """Targets written into perfect output maps decode back to the ground-truth boxes."""
-    from perception.config import ModelConfig
-    from perception.infer import decode_outputs
-    from perception.loss import build_targets
+    from drivestack.perception.config import ModelConfig
+    from drivestack.perception.infer import decode_outputs
+    from drivestack.perception.loss import build_targets
 
     cfg = ModelConfig(classes=("car", "truck"), input_width=320, input_height=192, head_stride=4, max_detections=10)
     k = scale_intrinsic(K, 320 / 1600, 192 / 900)
@@ -194,8 +194,8 @@ def test_box_encoding_dataclass_broadcasts() -> None:
 def test_depth_uncertainty_ranks_sure_boxes_first() -> None:
     """Two equal heat-map peaks: the one whose depth the network is sure of scores higher; without the
     confidence both score the peak."""
-    from perception.config import ModelConfig
-    from perception.infer import decode_outputs, localization_confidence
+    from drivestack.perception.config import ModelConfig
+    from drivestack.perception.infer import decode_outputs, localization_confidence
 
     cfg = ModelConfig(classes=("car",), input_width=128, input_height=64, max_detections=2)
     Wf, Hf = cfg.output_size

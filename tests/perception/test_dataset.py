@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from perception.boxes import encode_boxes
-from perception.dataset import (
+from drivestack.perception.boxes import encode_boxes
+from drivestack.perception.dataset import (
     available_splits,
     cache_frames,
     classes_present,

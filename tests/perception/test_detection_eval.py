@@ -12,10 +12,10 @@ from nuscenes.eval.common.config import config_factory
 from nuscenes.eval.common.loaders import load_prediction
 from nuscenes.eval.detection.data_classes import DetectionBox
 
-from perception.ap2d import box_iou, coco_ap
-from perception.dataset import CameraFrame, load_frames, open_nuscenes
-from perception.evaluate import eval_gt_mask, evaluate_detections, load_protocol, submission, write_json
-from perception.infer import Detections
+from drivestack.perception.ap2d import box_iou, coco_ap
+from drivestack.perception.dataset import CameraFrame, load_frames, open_nuscenes
+from drivestack.perception.evaluate import eval_gt_mask, evaluate_detections, load_protocol, submission, write_json
+from drivestack.perception.infer import Detections
 
 CLASS_RANGE = config_factory("detection_cvpr_2019").class_range
 
@@ -169,7 +169,7 @@ def test_coco_ap_matches_pycocotools() -> None:
 def test_centre_errors_split_a_depth_error_from_a_bearing_error(tiny_root: Path) -> None:
     """Detections pushed 0.7 m farther along each camera ray: radial bias +0.7, no lateral error, all within 1 m,
     none within 0.5 m; unmatched (too far off) boxes count as scored but not matched."""
-    from perception.evaluate import centre_errors
+    from drivestack.perception.evaluate import centre_errors
 
     frames = load_frames(open_nuscenes(tiny_root), "all")
     classes = ("car", "truck")

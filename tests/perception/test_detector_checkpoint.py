@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from perception.checkpoint import check_compatible, load_checkpoint, model_from_checkpoint, save_checkpoint
-from perception.config import ModelConfig
-from perception.infer import Detector
-from perception.model import CenterNet3D
+from drivestack.perception.checkpoint import check_compatible, load_checkpoint, model_from_checkpoint, save_checkpoint
+from drivestack.perception.config import ModelConfig
+from drivestack.perception.infer import Detector
+from drivestack.perception.model import CenterNet3D
 
 CFG = ModelConfig(classes=("car", "truck"), input_width=160, input_height=96, widths=(8, 16, 32, 64),
                   neck_channels=16)

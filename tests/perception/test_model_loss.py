@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from perception.augment import AugmentConfig, augment
-from perception.config import Backbone, ModelConfig
-from perception.dataset import TargetBoxes, cache_frames, load_frames, open_nuscenes
-from perception.infer import normalize
-from perception.loss import build_targets, detection_loss, focal_loss, gaussian_radius
-from perception.model import CenterNet3D
+from drivestack.perception.augment import AugmentConfig, augment
+from drivestack.perception.config import Backbone, ModelConfig
+from drivestack.perception.dataset import TargetBoxes, cache_frames, load_frames, open_nuscenes
+from drivestack.perception.infer import normalize
+from drivestack.perception.loss import build_targets, detection_loss, focal_loss, gaussian_radius
+from drivestack.perception.model import CenterNet3D
 
 TINY = dict(input_width=160, input_height=96, widths=(8, 16, 32, 64), neck_channels=16)
 
@@ -88,7 +88,7 @@ def test_loss_decreases_on_a_tiny_set(tiny_root: Path) -> None:
 
 def test_depth_likelihood_is_least_where_the_predicted_scale_is_the_error() -> None:
     """The depth term is the Laplace NLL |e| / b + log b: minimal at b = |e|; the other terms ignore b."""
-    from perception.loss import DenseTargets, detection_loss
+    from drivestack.perception.loss import DenseTargets, detection_loss
 
     target = torch.zeros(1, 1, 8)
     target[0, 0, 2] = 3.0
@@ -108,7 +108,7 @@ def test_depth_likelihood_is_least_where_the_predicted_scale_is_the_error() -> N
 def test_ray_maps_are_the_cell_centres_viewing_rays() -> None:
     """Cell (i, j) of the ray maps holds ((u - cx) / fx, (v - cy) / fy) at its centre pixel; the principal point's
     cell reads about zero, and a doubled focal length halves the rays."""
-    from perception.model import ray_maps
+    from drivestack.perception.model import ray_maps
 
     k = torch.tensor([[[200.0, 0, 64], [0, 100, 32], [0, 0, 1]]])
     k2 = k.clone()

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import torch
 
-from perception.config import ModelConfig
-from perception.dataset import cache_frames, load_frames, open_nuscenes
-from perception.evaluate import evaluate_detections
-from perception.infer import Detector, detect_frames, normalize
-from perception.loss import build_targets, detection_loss
-from perception.model import CenterNet3D
-from perception.train import detect_cached, learning_rate
+from drivestack.perception.config import ModelConfig
+from drivestack.perception.dataset import cache_frames, load_frames, open_nuscenes
+from drivestack.perception.evaluate import evaluate_detections
+from drivestack.perception.infer import Detector, detect_frames, normalize
+from drivestack.perception.loss import build_targets, detection_loss
+from drivestack.perception.model import CenterNet3D
+from drivestack.perception.train import detect_cached, learning_rate
 
 STEPS = 160
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from drivestack.cli import main
-from perception.checkpoint import load_checkpoint
+from drivestack.perception.checkpoint import load_checkpoint
 
 TINY = ["--input-width", "160", "--input-height", "96", "--widths", "8", "16", "32", "32", "--neck-channels", "16",
         "--batch-size", "4", "--threads", "1", "--no-progress"]

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from perception.config import ModelConfig
-from perception.dataset import load_frames, open_nuscenes
-from perception.infer import Detector, detect_frames
-from perception.model import CenterNet3D
-from perception.speed import measure_speed
+from drivestack.perception.config import ModelConfig
+from drivestack.perception.dataset import load_frames, open_nuscenes
+from drivestack.perception.infer import Detector, detect_frames
+from drivestack.perception.model import CenterNet3D
+from drivestack.perception.speed import measure_speed
 
 pytestmark = pytest.mark.gpu
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -35,7 +35,7 @@ def test_cuda_amp_inference_matches_cpu(tiny_root: Path) -> None:
 
 @needs_cuda
 def test_cuda_training_smoke(tiny_root: Path, tmp_path: Path) -> None:
-    from perception.train import TrainDetectorConfig, run_train
+    from drivestack.perception.train import TrainDetectorConfig, run_train
 
     result = run_train(TrainDetectorConfig(dataroot=tiny_root, epochs=2, batch_size=4, device="cuda",
                                            input_width=160, input_height=96, run_dir=tmp_path / "run",

@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from planning.baselines import IdlePolicy, Policy, RandomPolicy, RuleConfig, RulePolicy, rule_actions
-from planning.evaluate import evaluate
-from planning.scene import Scene
-from sim.action import MetaAction
-from sim.batched_env import BatchedDrivingEnv
-from sim.config import RoadConfig, highway_config, merge_config
+from drivestack.planning.baselines import IdlePolicy, Policy, RandomPolicy, RuleConfig, RulePolicy, rule_actions
+from drivestack.planning.evaluate import evaluate
+from drivestack.planning.scene import Scene
+from drivestack.sim.action import MetaAction
+from drivestack.sim.batched_env import BatchedDrivingEnv
+from drivestack.sim.config import RoadConfig, highway_config, merge_config
 
 SPEEDS = torch.tensor([20.0, 25.0, 30.0])
 

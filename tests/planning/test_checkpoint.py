@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from planning import checkpoint as ckpt
-from planning.checkpoint import load_checkpoint, load_policy, make_meta, make_model, save_checkpoint
-from sim.batched_env import BatchedDrivingEnv
-from sim.config import EnvConfig, ObservationConfig, ObservationType, RoadConfig, TrafficConfig
-from sim.vector_env import SB3DrivingVecEnv
+from drivestack.planning import checkpoint as ckpt
+from drivestack.planning.checkpoint import load_checkpoint, load_policy, make_meta, make_model, save_checkpoint
+from drivestack.sim.batched_env import BatchedDrivingEnv
+from drivestack.sim.config import EnvConfig, ObservationConfig, ObservationType, RoadConfig, TrafficConfig
+from drivestack.sim.vector_env import SB3DrivingVecEnv
 
 SMALL = EnvConfig(traffic=TrafficConfig(num_vehicles=6), road=RoadConfig(length=600.0), duration=10.0)
 PPO_HYPER = dict(learning_rate=1e-3, n_steps=16, batch_size=32, n_epochs=2, gamma=0.9, net_arch=[16, 16],
@@ -139,7 +139,7 @@ def test_load_policy_acts_like_the_model_and_checks_the_env(ppo, tmp_path: Path)
     assert actions.dtype == torch.long and actions.shape == (16,) and actions.device == env.device
     np.testing.assert_array_equal(actions.numpy(), model.predict(obs.numpy(), deterministic=True)[0])
     try:
-        from planning.baselines import Policy
+        from drivestack.planning.baselines import Policy
     except ImportError:  # written by another change; the protocol is checked where it exists
         Policy = None
     if Policy is not None:

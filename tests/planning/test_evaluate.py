@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import tyro
 
-from drivestack.eval_cli import EvalPolicyConfig, resolve_policy, run_eval
-from planning.baselines import IdlePolicy, RandomPolicy
-from planning.evaluate import EvalResult, evaluate
-from sim.config import ActionConfig, RoadConfig, Scenario, TrafficConfig, env_config, highway_config
+from drivestack.cli.eval_policy import EvalPolicyConfig, resolve_policy, run_eval
+from drivestack.planning.baselines import IdlePolicy, RandomPolicy
+from drivestack.planning.evaluate import EvalResult, evaluate
+from drivestack.sim.config import ActionConfig, RoadConfig, Scenario, TrafficConfig, env_config, highway_config
 
 
 def _result(**arrays: list) -> EvalResult:

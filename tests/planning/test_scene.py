@@ -9,10 +9,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from planning.scene import Scene, encode_kinematics_scene, scene_from_world
-from sim.batched_env import BatchedDrivingEnv
-from sim.config import ObservationConfig, RoadConfig, highway_config, merge_config
-from sim.observation import kinematics
+from drivestack.planning.scene import Scene, encode_kinematics_scene, scene_from_world
+from drivestack.sim.batched_env import BatchedDrivingEnv
+from drivestack.sim.config import ObservationConfig, RoadConfig, highway_config, merge_config
+from drivestack.sim.observation import kinematics
 
 ALL_FEATURES = ("presence", "x", "y", "vx", "vy", "cos_h", "sin_h")
 

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from drivestack.cli import main
-from planning import train
-from planning.checkpoint import latest_checkpoint, load_policy, read_meta
-from planning.train import Algo, TrainPolicyConfig, run_train
+from drivestack.planning import train
+from drivestack.planning.checkpoint import latest_checkpoint, load_policy, read_meta
+from drivestack.planning.train import Algo, TrainPolicyConfig, run_train
 
 TINY_PPO = ["--num-envs", "8", "--n-steps", "32", "--batch-size", "128", "--n-epochs", "2", "--net-arch", "32", "32",
             "--eval-every", "512", "--eval-episodes", "8", "--checkpoint-every", "512", "--log-every", "256",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sim.config import RoadConfig, merge_config
-from sim.road import RoadNetwork, build_road
-from sim.state import VehicleState
+from drivestack.sim.config import RoadConfig, merge_config
+from drivestack.sim.road import RoadNetwork, build_road
+from drivestack.sim.state import VehicleState
 
 CURVATURE = 1.0 / 500.0  # [1/m] peak curvature of the gently curved test highway
 

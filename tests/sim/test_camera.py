@@ -13,7 +13,7 @@ import torch
 from nuscenes.utils.geometry_utils import view_points
 from pyquaternion import Quaternion
 
-from sim.camera import (
+from drivestack.sim.camera import (
     CAMERA_CHANNELS,
     NUSCENES_CAMERAS,
     CameraConfig,
@@ -25,10 +25,10 @@ from sim.camera import (
     quaternion_to_matrix,
     yaw_to_quaternion,
 )
-from sim.config import RoadConfig
-from sim.raycast import BOX_EDGES, VehicleAppearance, box_corners, vehicle_boxes
-from sim.road import MARGIN, build_road
-from sim.state import WorldState
+from drivestack.sim.config import RoadConfig
+from drivestack.sim.raycast import BOX_EDGES, VehicleAppearance, box_corners, vehicle_boxes
+from drivestack.sim.road import MARGIN, build_road
+from drivestack.sim.state import WorldState
 
 NUSCENES = Path("/work/shared/data/nuscenes-scene-0523/v1.0-trainval")
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-import sim.camera_render as camera_render
-from sim.camera import NUSCENES_CAMERAS, CameraConfig, camera_rig, project_to_image, quaternion_to_matrix
-from sim.camera_render import CameraFrame, VehicleAppearance, render_cameras, vehicle_appearance, vehicle_boxes
-from sim.config import EnvConfig, RoadConfig, TrafficConfig
-from sim.lidar import lidar_scan
-from sim.raycast import body_parts, box_corners
-from sim.road import RoadNetwork, build_road
-from sim.scenario import initial_state, is_truck
-from sim.state import WorldState
+import drivestack.sim.camera_render as camera_render
+from drivestack.sim.camera import NUSCENES_CAMERAS, CameraConfig, camera_rig, project_to_image, quaternion_to_matrix
+from drivestack.sim.camera_render import CameraFrame, VehicleAppearance, render_cameras, vehicle_appearance, vehicle_boxes
+from drivestack.sim.config import EnvConfig, RoadConfig, TrafficConfig
+from drivestack.sim.lidar import lidar_scan
+from drivestack.sim.raycast import body_parts, box_corners
+from drivestack.sim.road import RoadNetwork, build_road
+from drivestack.sim.scenario import initial_state, is_truck
+from drivestack.sim.state import WorldState
 
 
 @pytest.fixture(autouse=True, scope="module")

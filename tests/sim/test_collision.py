@@ -11,8 +11,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from shapely.geometry import Polygon
 
-from sim.collision import boxes_overlap, ego_collisions
-from sim.road import RoadNetwork
+from drivestack.sim.collision import boxes_overlap, ego_collisions
+from drivestack.sim.road import RoadNetwork
 
 TIE_DISTANCE = 1e-4  # [m] closer than this (and not overlapping by area) counts as a float tie
 TIE_AREA = 1e-6  # [m^2]

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from control import LateralController
-from sim.action import MetaAction
-from sim.batched_env import BatchedDrivingEnv
-from sim.config import EnvConfig, RoadConfig, TrafficConfig
-from sim.driver import finish_lane_changes, start_lane_changes, tracking_errors
+from drivestack.control import LateralController
+from drivestack.sim.action import MetaAction
+from drivestack.sim.batched_env import BatchedDrivingEnv
+from drivestack.sim.config import EnvConfig, RoadConfig, TrafficConfig
+from drivestack.sim.driver import finish_lane_changes, start_lane_changes, tracking_errors
 
 CURVED = EnvConfig(road=RoadConfig(max_curvature=1.0 / 500.0), traffic=TrafficConfig(num_vehicles=30), duration=20.0)
 

@@ -11,9 +11,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.config import VehicleConfig
-from sim.dynamics import apply_limits, bicycle_step
-from sim.road import RoadNetwork
+from drivestack.sim.config import VehicleConfig
+from drivestack.sim.dynamics import apply_limits, bicycle_step
+from drivestack.sim.road import RoadNetwork
 
 LIMITS = VehicleConfig()
 DT = 0.1  # [s]

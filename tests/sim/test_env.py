@@ -10,10 +10,10 @@ import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
 
-import sim
-from sim.action import MetaAction
-from sim.batched_env import BatchedDrivingEnv
-from sim.config import (
+import drivestack.sim as sim
+from drivestack.sim.action import MetaAction
+from drivestack.sim.batched_env import BatchedDrivingEnv
+from drivestack.sim.config import (
     ActionConfig,
     ActionType,
     EnvConfig,
@@ -23,10 +23,10 @@ from sim.config import (
     TrafficConfig,
     merge_config,
 )
-from sim.scenario import initial_state
-from sim.state import concat
-from sim.vector_env import SB3DrivingVecEnv
-from sim.world import sim_step
+from drivestack.sim.scenario import initial_state
+from drivestack.sim.state import concat
+from drivestack.sim.vector_env import SB3DrivingVecEnv
+from drivestack.sim.world import sim_step
 
 SMALL = EnvConfig(traffic=TrafficConfig(num_vehicles=12), road=RoadConfig(length=400.0), duration=6.0)
 

@@ -18,9 +18,9 @@ import pytest
 import torch
 
 from drivestack.cli import main
-from sim import nuscenes_export
-from sim.nuscenes_export import DatasetConfig, default_dataset, export_dataset
-from sim.nuscenes_schema import TABLE_NAMES, Recording, make_token
+from drivestack.sim import nuscenes_export
+from drivestack.sim.nuscenes_export import DatasetConfig, default_dataset, export_dataset
+from drivestack.sim.nuscenes_schema import TABLE_NAMES, Recording, make_token
 
 matplotlib.use("Agg")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from sim.config import ObservationConfig, RoadConfig
-from sim.observation import encode_kinematics, kinematics, occupancy
-from sim.road import build_road
-from sim.state import VehicleState, WorldState
+from drivestack.sim.config import ObservationConfig, RoadConfig
+from drivestack.sim.observation import encode_kinematics, kinematics, occupancy
+from drivestack.sim.road import build_road
+from drivestack.sim.state import VehicleState, WorldState
 
 
 def _state(s: list[float], d: list[float], speed: list[float], active: list[bool] | None = None) -> WorldState:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from sim.config import EnvConfig, RoadConfig, merge_config
-from sim.render import (
+from drivestack.sim.config import EnvConfig, RoadConfig, merge_config
+from drivestack.sim.render import (
     ASPHALT,
     CRASHED_COLOR,
     EGO_COLOR,
@@ -19,10 +19,10 @@ from sim.render import (
     render_topdown,
     render_topdown_batch,
 )
-from sim.road import RoadNetwork, build_road
-from sim.scenario import initial_state
-from sim.state import WorldState
-from sim.video import VideoRecorder, write_mp4
+from drivestack.sim.road import RoadNetwork, build_road
+from drivestack.sim.scenario import initial_state
+from drivestack.sim.state import WorldState
+from drivestack.sim.video import VideoRecorder, write_mp4
 
 H, W = 150, 600
 EGO_ROW, EGO_COL = H // 2, int(0.3 * W)  # the ego's centre lies on the corner of these pixels

@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.config import RoadConfig, Scenario, merge_config
-from sim.road import MARGIN, RoadNetwork, build_road
+from drivestack.sim.config import RoadConfig, Scenario, merge_config
+from drivestack.sim.road import MARGIN, RoadNetwork, build_road
 
 MERGE = merge_config().road
 CURVATURE = 1.0 / 500.0  # [1/m] peak curvature of the curved_road fixture

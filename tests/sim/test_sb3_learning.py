@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from stable_baselines3 import PPO
 
-from sim.config import EnvConfig, RoadConfig, TrafficConfig
-from sim.vector_env import SB3DrivingVecEnv
+from drivestack.sim.config import EnvConfig, RoadConfig, TrafficConfig
+from drivestack.sim.vector_env import SB3DrivingVecEnv
 
 CONFIG = EnvConfig(traffic=TrafficConfig(num_vehicles=6), road=RoadConfig(length=600.0), duration=10.0)
 

@@ -7,11 +7,11 @@ from dataclasses import fields
 import pytest
 import torch
 
-from sim.collision import boxes_overlap
-from sim.config import TRUCK_MIN_LENGTH, EnvConfig, RoadConfig, Scenario, TrafficConfig, VehicleConfig, merge_config
-from sim.road import RoadNetwork, build_road
-from sim.scenario import EGO_CLEARANCE, MERGE_EGO_START, initial_state, is_truck
-from sim.state import WorldState
+from drivestack.sim.collision import boxes_overlap
+from drivestack.sim.config import TRUCK_MIN_LENGTH, EnvConfig, RoadConfig, Scenario, TrafficConfig, VehicleConfig, merge_config
+from drivestack.sim.road import RoadNetwork, build_road
+from drivestack.sim.scenario import EGO_CLEARANCE, MERGE_EGO_START, initial_state, is_truck
+from drivestack.sim.state import WorldState
 
 B = 64
 CONFIGS = {

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from sim.config import TrafficConfig
-from sim.road import RoadNetwork
-from sim.traffic import FAR, LaneIndex, build_lane_index, idm_acceleration, idm_step, mobil_targets
+from drivestack.sim.config import TrafficConfig
+from drivestack.sim.road import RoadNetwork
+from drivestack.sim.traffic import FAR, LaneIndex, build_lane_index, idm_acceleration, idm_step, mobil_targets
 
 P = TrafficConfig()
 RAMP_END = 370.0  # [m] merge_config(): ramp_start 100 + approach 150 + merge 120

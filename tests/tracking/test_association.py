@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from tracking.association import (
+from drivestack.tracking.association import (
     Matcher,
     center_distance,
     gate,

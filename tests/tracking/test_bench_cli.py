@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tracking.nuscenes_io import detections_to_submission, load_nuscenes, split_scenes
-from tracking.oracle import OracleConfig, oracle_detections
+from drivestack.tracking.nuscenes_io import detections_to_submission, load_nuscenes, split_scenes
+from drivestack.tracking.oracle import OracleConfig, oracle_detections
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tracking import kalman
+from drivestack.tracking import kalman
 
 R = np.array([0.25, 0.25, 0.25, 0.09, 0.09, 0.09, 0.09])  # measurement variances x y z yaw w l h
 RATE_VAR = np.array([4.0, 4.0, 4.0, 1.0])

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tracking.nuscenes_io import (
+from drivestack.tracking.nuscenes_io import (
     detections_to_submission,
     load_nuscenes,
     read_detection_submission,
@@ -17,8 +17,8 @@ from tracking.nuscenes_io import (
     split_scenes,
     tracks_to_submission,
 )
-from tracking.oracle import OracleConfig, ground_truth_frames, oracle_detections
-from tracking.tracker import Tracker, track_scene
+from drivestack.tracking.oracle import OracleConfig, ground_truth_frames, oracle_detections
+from drivestack.tracking.tracker import Tracker, track_scene
 
 
 @pytest.fixture(scope="module")

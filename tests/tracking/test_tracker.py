@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from tracking.association import Matcher, Metric
-from tracking.baseline import NearestNeighbourTracker
-from tracking.data_classes import FrameDetections, quaternion_from_yaw, yaw_from_quaternion
-from tracking.tracker import Tracker, TrackerConfig, track_scene
+from drivestack.tracking.association import Matcher, Metric
+from drivestack.tracking.baseline import NearestNeighbourTracker
+from drivestack.tracking.data_classes import FrameDetections, quaternion_from_yaw, yaw_from_quaternion
+from drivestack.tracking.tracker import Tracker, TrackerConfig, track_scene
 
 CAR = 2
 CAR_SIZE = (1.9, 4.5, 1.6)

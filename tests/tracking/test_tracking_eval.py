@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tracking.data_classes import FrameTracks
-from tracking.evaluate import classes_with_ground_truth, evaluate_submission, restricted_config
-from tracking.nuscenes_io import load_nuscenes, split_scenes, tracks_to_submission
-from tracking.oracle import ground_truth_frames
+from drivestack.tracking.data_classes import FrameTracks
+from drivestack.tracking.evaluate import classes_with_ground_truth, evaluate_submission, restricted_config
+from drivestack.tracking.nuscenes_io import load_nuscenes, split_scenes, tracks_to_submission
+from drivestack.tracking.oracle import ground_truth_frames
 
 FIELDS = ("track_id", "translation", "size", "yaw", "velocity", "score", "label")
 

@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from planning.baselines import IdlePolicy, Policy, RandomPolicy, RulePolicy
-from planning.evaluate import EvalResult, evaluate
-from sim.action import MetaAction
-from sim.batched_env import BatchedDrivingEnv
-from sim.config import ENV_CONFIGS, EnvConfig, env_config
-from sim.video import write_mp4
+from drivestack.planning.baselines import IdlePolicy, Policy, RandomPolicy, RulePolicy
+from drivestack.planning.evaluate import EvalResult, evaluate
+from drivestack.sim.action import MetaAction
+from drivestack.sim.batched_env import BatchedDrivingEnv
+from drivestack.sim.config import ENV_CONFIGS, EnvConfig, env_config
+from drivestack.sim.video import write_mp4
 
 BASELINES = ("rule", "random", "idle")
 # (summary key, axis label, scale) of the comparison plot; return_mean gets return_std as its error bar
@@ -67,7 +67,7 @@ def resolve_policy(spec: str, device: str = "cpu", seed: int = 0) -> Policy:
     if spec == "idle":
         return IdlePolicy()
     if Path(spec).exists():
-        from planning.checkpoint import load_policy  # deferred: stable-baselines3 is only needed for trained ones
+        from drivestack.planning.checkpoint import load_policy  # deferred: stable-baselines3 is only needed for trained ones
 
         return load_policy(Path(spec), device)
     raise ValueError(f"unknown policy {spec!r}: not an existing run directory or checkpoint, and not one of "

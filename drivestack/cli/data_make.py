@@ -6,7 +6,7 @@ import signal
 import threading
 from dataclasses import asdict
 
-from sim.nuscenes_export import DatasetConfig, export_dataset
+from drivestack.sim.nuscenes_export import DatasetConfig, export_dataset
 
 __all__ = ["DatasetConfig", "run_make"]
 

@@ -103,7 +103,7 @@ def measure_highway_env(cfg: BenchTrainConfig) -> dict[str, float] | None:
 
 def measure_drivestack(cfg: BenchTrainConfig) -> dict[str, float]:
     """SB3 PPO on drivestack/Highway-v0 with the `drivestack train policy` defaults."""
-    from planning.train import TrainPolicyConfig, build_model, make_train_env
+    from drivestack.planning.train import TrainPolicyConfig, build_model, make_train_env
 
     train_cfg = TrainPolicyConfig(seed=cfg.seed, device=cfg.device, num_envs=cfg.num_envs)
     threads = torch.get_num_threads()

@@ -20,12 +20,12 @@ import torch
 from tqdm import tqdm
 
 from drivestack.report import write_json
-from sim.camera import CAMERA_CHANNELS, CameraConfig, camera_rig
-from sim.camera_render import render_cameras, vehicle_appearance
-from sim.config import EnvConfig, RoadConfig, TrafficConfig
-from sim.lidar import lidar_scan
-from sim.road import build_road
-from sim.scenario import initial_state
+from drivestack.sim.camera import CAMERA_CHANNELS, CameraConfig, camera_rig
+from drivestack.sim.camera_render import render_cameras, vehicle_appearance
+from drivestack.sim.config import EnvConfig, RoadConfig, TrafficConfig
+from drivestack.sim.lidar import lidar_scan
+from drivestack.sim.road import build_road
+from drivestack.sim.scenario import initial_state
 
 MOSAIC = (("CAM_FRONT_LEFT", "CAM_FRONT", "CAM_FRONT_RIGHT"), ("CAM_BACK_LEFT", "CAM_BACK", "CAM_BACK_RIGHT"))
 

@@ -17,8 +17,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from dataclasses import replace  # noqa: E402
 from typing import Any  # noqa: E402
 
-from perception.train import TrainDetectorConfig  # noqa: E402
-from perception.train import run_train as _run_train  # noqa: E402
+from drivestack.perception.train import TrainDetectorConfig  # noqa: E402
+from drivestack.perception.train import run_train as _run_train  # noqa: E402
 
 __all__ = ["TrainDetectorConfig", "run_train"]
 
@@ -26,7 +26,7 @@ __all__ = ["TrainDetectorConfig", "run_train"]
 def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
     """Fill in the embedded dataset when no --dataroot is given, then train."""
     if cfg.dataroot is None:
-        from sim.nuscenes_export import default_dataset
+        from drivestack.sim.nuscenes_export import default_dataset
 
         cfg = replace(cfg, dataroot=default_dataset(progress=cfg.progress))
     return _run_train(cfg)

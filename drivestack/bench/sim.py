@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from drivestack.report import write_json
-from sim.batched_env import BatchedDrivingEnv
-from sim.config import EnvConfig, RoadConfig, TrafficConfig
+from drivestack.sim.batched_env import BatchedDrivingEnv
+from drivestack.sim.config import EnvConfig, RoadConfig, TrafficConfig
 
 
 @dataclass(frozen=True)

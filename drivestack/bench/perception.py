@@ -20,12 +20,12 @@ from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 
-from perception.checkpoint import check_compatible, load_checkpoint, model_from_checkpoint  # noqa: E402
-from perception.config import ModelConfig, sort_classes  # noqa: E402
-from perception.dataset import load_frames, open_nuscenes, read_image, resize_image  # noqa: E402
-from perception.evaluate import DEFAULT_PROTOCOL, evaluate_detections, write_json  # noqa: E402
-from perception.infer import Detector, detect_frames  # noqa: E402
-from perception.speed import measure_speed  # noqa: E402
+from drivestack.perception.checkpoint import check_compatible, load_checkpoint, model_from_checkpoint  # noqa: E402
+from drivestack.perception.config import ModelConfig, sort_classes  # noqa: E402
+from drivestack.perception.dataset import load_frames, open_nuscenes, read_image, resize_image  # noqa: E402
+from drivestack.perception.evaluate import DEFAULT_PROTOCOL, evaluate_detections, write_json  # noqa: E402
+from drivestack.perception.infer import Detector, detect_frames  # noqa: E402
+from drivestack.perception.speed import measure_speed  # noqa: E402
 
 SPEED_IMAGE_SIZE = (800, 450)  # [px] (W, H) camera images are timed at (the synthetic dataset's size)
 
@@ -72,7 +72,7 @@ class BenchPerceptionConfig:
     """Rank boxes by heat-map peak x the network's depth confidence (False: the peak alone, for ablation)."""
     velocity: str = "tracker"
     """Velocities submitted: tracker (each detection takes the velocity of the drivestack tracker's track it
-    updates, tracking each scene in time order; see drivestack.detection_velocity) or zero (the single-frame
+    updates, tracking each scene in time order; see drivestack.pipeline.detection_velocity) or zero (the single-frame
     detector alone: mAVE is then the ground truth's speed)."""
     plots: bool = True
     """Write pr_curves.png."""
@@ -141,7 +141,7 @@ def summary_markdown(metrics: dict[str, Any]) -> str:
 def run_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
     """Detect, score and time; returns the metrics dict also written to metrics.json."""
     if cfg.dataroot is None:
-        from sim.nuscenes_export import default_dataset
+        from drivestack.sim.nuscenes_export import default_dataset
 
         cfg = replace(cfg, dataroot=default_dataset(progress=cfg.progress))
     assert cfg.dataroot is not None
@@ -168,8 +168,8 @@ def run_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
                         depth_confidence=cfg.depth_confidence)
     dets = detect_frames(detector, frames, cfg.batch_size, cfg.num_workers, cfg.progress)
     if cfg.velocity == "tracker":
-        from drivestack.detection_velocity import tracker_velocities
-        from perception.evaluate import load_protocol
+        from drivestack.pipeline.detection_velocity import tracker_velocities
+        from drivestack.perception.evaluate import load_protocol
 
         protocol = load_protocol(cfg.protocol)
         dets = tracker_velocities(nusc, frames, dets, float(protocol["score_threshold"]))
@@ -179,7 +179,7 @@ def run_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
         cpu = detector if device == "cpu" else Detector(model_from_checkpoint(state), state["attributes"])
         sample = frames[: min(len(frames), 8)]
         images = torch.stack([resize_image(read_image(f.image_path), SPEED_IMAGE_SIZE) for f in sample])
-        from perception.boxes import scale_intrinsic
+        from drivestack.perception.boxes import scale_intrinsic
 
         intrinsic = torch.stack([scale_intrinsic(torch.from_numpy(f.intrinsic).float(),
                                                  SPEED_IMAGE_SIZE[0] / f.image_size[0],

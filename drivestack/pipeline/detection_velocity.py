@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from nuscenes import NuScenes
 
-from perception.dataset import CameraFrame
-from perception.evaluate import global_boxes
-from perception.infer import Detections
-from tracking.data_classes import NAME_TO_LABEL, FrameDetections
-from tracking.tracker import Tracker, TrackerConfig
+from drivestack.perception.dataset import CameraFrame
+from drivestack.perception.evaluate import global_boxes
+from drivestack.perception.infer import Detections
+from drivestack.tracking.data_classes import NAME_TO_LABEL, FrameDetections
+from drivestack.tracking.tracker import Tracker, TrackerConfig
 
 # The tracker's measurement noise for camera detections: the monocular centre is off by about a metre (the
 # detector's mATE on synthetic val is 0.6-1.0 m over training, mostly along the viewing ray), twice the

@@ -25,10 +25,10 @@ import numpy as np
 from tqdm import tqdm
 
 from drivestack.report import write_json
-from tracking.baseline import NearestNeighbourConfig, NearestNeighbourTracker
-from tracking.data_classes import FrameDetections, FrameTracks
-from tracking.evaluate import evaluate_submission, load_details, summary_row
-from tracking.nuscenes_io import (
+from drivestack.tracking.baseline import NearestNeighbourConfig, NearestNeighbourTracker
+from drivestack.tracking.data_classes import FrameDetections, FrameTracks
+from drivestack.tracking.evaluate import evaluate_submission, load_details, summary_row
+from drivestack.tracking.nuscenes_io import (
     SceneFrames,
     load_nuscenes,
     read_detection_submission,
@@ -36,8 +36,8 @@ from tracking.nuscenes_io import (
     tracks_to_submission,
     write_json_atomic,
 )
-from tracking.oracle import OracleConfig, ground_truth_frames, oracle_detections
-from tracking.tracker import Tracker, TrackerConfig
+from drivestack.tracking.oracle import OracleConfig, ground_truth_frames, oracle_detections
+from drivestack.tracking.tracker import Tracker, TrackerConfig
 
 METHODS = ("tracker", "baseline")
 TABLE = (("amota", "AMOTA", 3), ("amotp", "AMOTP m", 3), ("recall", "recall", 3), ("mota", "MOTA", 3),

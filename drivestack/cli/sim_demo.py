@@ -10,11 +10,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from drivestack.sim_bench import measure_drivestack
-from sim.action import MetaAction
-from sim.batched_env import BatchedDrivingEnv
-from sim.env import SCENARIOS
-from sim.video import write_mp4
+from drivestack.bench.sim import measure_drivestack
+from drivestack.sim.action import MetaAction
+from drivestack.sim.batched_env import BatchedDrivingEnv
+from drivestack.sim.env import SCENARIOS
+from drivestack.sim.video import write_mp4
 
 
 class DemoPolicy(str, Enum):

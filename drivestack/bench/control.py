@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from control import LateralController
-from drivestack.highway_env_control import (
+from drivestack.control import LateralController
+from drivestack.bench.highway_env import (
     Trace,
     highway_env_available,
     keep_lane_trace,
@@ -27,9 +27,9 @@ from drivestack.highway_env_control import (
     stop_and_go_trace,
 )
 from drivestack.report import write_json
-from sim.action import MetaAction
-from sim.batched_env import BatchedDrivingEnv
-from sim.config import ActionConfig, CurveProfile, EnvConfig, RoadConfig, TrafficConfig
+from drivestack.sim.action import MetaAction
+from drivestack.sim.batched_env import BatchedDrivingEnv
+from drivestack.sim.config import ActionConfig, CurveProfile, EnvConfig, RoadConfig, TrafficConfig
 
 SETTLE_BAND = 0.1  # [m] a lane change has settled once it stays within this distance of the target centre
 # Stop-and-go target speed: knots (time [s], speed [m/s]) joined by 2 m/s^2 ramps, with holds and a full stop.

@@ -7,6 +7,6 @@ reads back without executing code.
 
 from __future__ import annotations
 
-from planning.train import Algo, TrainPolicyConfig, run_train
+from drivestack.planning.train import Algo, TrainPolicyConfig, run_train
 
 __all__ = ["Algo", "TrainPolicyConfig", "run_train"]

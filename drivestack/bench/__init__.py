@@ -1,0 +1,1 @@
+"""Benchmarks: one module per `drivestack bench ...` command, and the highway-env reference."""

@@ -1,0 +1,5 @@
+import sys
+
+from drivestack.cli import main
+
+sys.exit(main())
