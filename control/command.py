@@ -29,8 +29,11 @@ def check_finite(**named: torch.Tensor | float) -> None:
             bad = ~torch.isfinite(value)
             if bool(bad.any()):
                 count = int(bad.sum())
-                raise ValueError(f"non-finite {name} ({count} of {value.numel()} values are NaN or inf): "
-                                 "controller inputs must be finite (check the state and the reference)")
+                raise ValueError(
+                    f"non-finite {name} ({count} of {value.numel()} values are NaN or inf): "
+                    "controller inputs must be finite (check the state and the reference)"
+                )
         elif not math.isfinite(float(value)):
-            raise ValueError(f"non-finite {name} ({value!r}): controller inputs must be finite "
-                             "(check the state and the reference)")
+            raise ValueError(
+                f"non-finite {name} ({value!r}): controller inputs must be finite (check the state and the reference)"
+            )

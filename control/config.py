@@ -48,8 +48,9 @@ class LaneKeepingGains:
 
     def validate(self, prefix: str = "cascade") -> None:
         _require_positive(self, prefix, ("lateral", "heading", "max_lateral_speed"))
-        _require(0.0 < self.max_heading < math.pi / 2, f"{prefix}.max_heading", "0 < value < pi/2 rad",
-                 self.max_heading)
+        _require(
+            0.0 < self.max_heading < math.pi / 2, f"{prefix}.max_heading", "0 < value < pi/2 rad", self.max_heading
+        )
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,12 @@ class PurePursuitGains:
 
     def validate(self, prefix: str = "pure_pursuit") -> None:
         _require_positive(self, prefix, ("lookahead_time", "min_lookahead", "max_lookahead"))
-        _require(self.max_lookahead >= self.min_lookahead, f"{prefix}.max_lookahead",
-                 f">= min_lookahead = {self.min_lookahead} m", self.max_lookahead)
+        _require(
+            self.max_lookahead >= self.min_lookahead,
+            f"{prefix}.max_lookahead",
+            f">= min_lookahead = {self.min_lookahead} m",
+            self.max_lookahead,
+        )
 
 
 @dataclass(frozen=True)
@@ -122,11 +127,19 @@ class LQRWeights:
     def validate(self, prefix: str = "lqr") -> None:
         _require_positive(self, prefix, ("lateral", "input", "min_speed", "max_speed", "speed_step"))
         _require(math.isfinite(self.heading) and self.heading >= 0.0, f"{prefix}.heading", ">= 0", self.heading)
-        _require(self.max_speed > self.min_speed, f"{prefix}.max_speed", f"> min_speed = {self.min_speed} m/s",
-                 self.max_speed)
+        _require(
+            self.max_speed > self.min_speed,
+            f"{prefix}.max_speed",
+            f"> min_speed = {self.min_speed} m/s",
+            self.max_speed,
+        )
         num_speeds = (self.max_speed - self.min_speed) / self.speed_step + 1
-        _require(num_speeds <= 10_000, f"{prefix}.speed_step", "(max_speed - min_speed) / speed_step <= 9999",
-                 self.speed_step)
+        _require(
+            num_speeds <= 10_000,
+            f"{prefix}.speed_step",
+            "(max_speed - min_speed) / speed_step <= 9999",
+            self.speed_step,
+        )
 
 
 @dataclass(frozen=True)
@@ -183,8 +196,9 @@ class ControllerConfig:
             try:
                 object.__setattr__(self, "lateral", LateralController(self.lateral))
             except ValueError:
-                raise ValueError(f"invalid control config: control.lateral={self.lateral!r}; "
-                                 f"allowed: {allowed}") from None
+                raise ValueError(
+                    f"invalid control config: control.lateral={self.lateral!r}; allowed: {allowed}"
+                ) from None
 
     def validate(self) -> None:
         self.cascade.validate("control.cascade")

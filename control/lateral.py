@@ -35,9 +35,16 @@ MIN_TARGET_DISTANCE_SQ = 1e-4  # [m^2] pure pursuit: floor of the squared distan
 DEFAULT_CASCADE = LaneKeepingGains()
 
 
-def lane_keeping_steer(lateral_error: torch.Tensor, heading_error: torch.Tensor, curvature: torch.Tensor,
-                       speed: torch.Tensor, wheelbase: torch.Tensor | float,
-                       gains: LaneKeepingGains = DEFAULT_CASCADE, *, validate: bool = True) -> torch.Tensor:
+def lane_keeping_steer(
+    lateral_error: torch.Tensor,
+    heading_error: torch.Tensor,
+    curvature: torch.Tensor,
+    speed: torch.Tensor,
+    wheelbase: torch.Tensor | float,
+    gains: LaneKeepingGains = DEFAULT_CASCADE,
+    *,
+    validate: bool = True,
+) -> torch.Tensor:
     """Steering angle of the cascade controller that brings a vehicle onto a reference path.
 
     Args:
@@ -52,8 +59,13 @@ def lane_keeping_steer(lateral_error: torch.Tensor, heading_error: torch.Tensor,
         steer [rad], positive to the left; not yet limited. Shaped like the broadcast inputs.
     """
     if validate:
-        check_finite(lateral_error=lateral_error, heading_error=heading_error, curvature=curvature, speed=speed,
-                     wheelbase=wheelbase)
+        check_finite(
+            lateral_error=lateral_error,
+            heading_error=heading_error,
+            curvature=curvature,
+            speed=speed,
+            wheelbase=wheelbase,
+        )
     v = speed.clamp_min(MIN_SPEED)
     lateral_speed_cmd = (-gains.lateral * lateral_error).clamp(-gains.max_lateral_speed, gains.max_lateral_speed)
     sin_max = math.sin(gains.max_heading)
@@ -75,8 +87,9 @@ def lookahead_distance(speed: torch.Tensor, gains: PurePursuitGains, *, validate
     return (gains.lookahead_time * speed).clamp(gains.min_lookahead, gains.max_lookahead)
 
 
-def pure_pursuit_steer(target_x: torch.Tensor, target_y: torch.Tensor, wheelbase: torch.Tensor | float, *,
-                       validate: bool = True) -> torch.Tensor:
+def pure_pursuit_steer(
+    target_x: torch.Tensor, target_y: torch.Tensor, wheelbase: torch.Tensor | float, *, validate: bool = True
+) -> torch.Tensor:
     """Pure-pursuit steering: the arc from the rear axle, tangent to the heading, through the target point.
 
     The arc's curvature is 2 y / (x^2 + y^2); a kinematic bicycle drives it with steer = atan(L * curvature).
@@ -95,8 +108,9 @@ def pure_pursuit_steer(target_x: torch.Tensor, target_y: torch.Tensor, wheelbase
     return torch.atan(2.0 * wheelbase * target_y / distance_sq)
 
 
-def rear_axle_heading_error(heading_error: torch.Tensor, curvature: torch.Tensor,
-                            rear_to_point: torch.Tensor | float) -> torch.Tensor:
+def rear_axle_heading_error(
+    heading_error: torch.Tensor, curvature: torch.Tensor, rear_to_point: torch.Tensor | float
+) -> torch.Tensor:
     """Heading error [rad] with respect to the reference tangent at the rear axle's foot point.
 
     A kinematic bicycle tracking a curve of curvature kappa keeps its rear axle velocity along the heading,
@@ -107,9 +121,17 @@ def rear_axle_heading_error(heading_error: torch.Tensor, curvature: torch.Tensor
     return heading_error + torch.atan(rear_to_point * curvature)
 
 
-def stanley_steer(front_axle_error: torch.Tensor, heading_error: torch.Tensor, curvature: torch.Tensor,
-                  speed: torch.Tensor, wheelbase: torch.Tensor | float, gains: StanleyGains, *,
-                  rear_to_point: torch.Tensor | float | None = None, validate: bool = True) -> torch.Tensor:
+def stanley_steer(
+    front_axle_error: torch.Tensor,
+    heading_error: torch.Tensor,
+    curvature: torch.Tensor,
+    speed: torch.Tensor,
+    wheelbase: torch.Tensor | float,
+    gains: StanleyGains,
+    *,
+    rear_to_point: torch.Tensor | float | None = None,
+    validate: bool = True,
+) -> torch.Tensor:
     """Stanley steering (Hoffmann et al. 2007) with curvature feed-forward:
 
         steer = -heading_gain * e_psi - atan(gain * front_axle_error / (softening + v)) + atan(L kappa),
@@ -132,8 +154,14 @@ def stanley_steer(front_axle_error: torch.Tensor, heading_error: torch.Tensor, c
         steer [rad], positive to the left; not yet limited.
     """
     if validate:
-        check_finite(front_axle_error=front_axle_error, heading_error=heading_error, curvature=curvature,
-                     speed=speed, wheelbase=wheelbase, rear_to_point=0.0 if rear_to_point is None else rear_to_point)
+        check_finite(
+            front_axle_error=front_axle_error,
+            heading_error=heading_error,
+            curvature=curvature,
+            speed=speed,
+            wheelbase=wheelbase,
+            rear_to_point=0.0 if rear_to_point is None else rear_to_point,
+        )
     rear_to_point = 0.5 * wheelbase if rear_to_point is None else rear_to_point
     heading = rear_axle_heading_error(heading_error, curvature, rear_to_point)
     cross_track = torch.atan(gains.gain * front_axle_error / (gains.softening + speed.clamp_min(0.0)))
@@ -158,9 +186,16 @@ class LQRTable:
         gains_table: [V, 2] K(v) in ([1/m^2], [1/m/rad]): u = -K(v) @ x.
     """
 
-    def __init__(self, weights: LQRWeights, dt: float, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32, *, max_iterations: int = 100, tolerance: float = 1e-13,
-                 ) -> None:
+    def __init__(
+        self,
+        weights: LQRWeights,
+        dt: float,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        *,
+        max_iterations: int = 100,
+        tolerance: float = 1e-13,
+    ) -> None:
         weights.validate("lqr")
         if not (math.isfinite(dt) and dt > 0.0):
             raise ValueError(f"LQRTable: dt={dt!r}; allowed: > 0 s")
@@ -197,12 +232,19 @@ class LQRTable:
         return torch.lerp(torch.take(table, flat), torch.take(table, flat + 2), frac)  # take: faster than table[low]
 
     def __repr__(self) -> str:
-        return (f"LQRTable({self.weights}, dt={self.dt}, speeds={self.speeds.shape[0]}, "
-                f"device={self.device}, dtype={self.gains_table.dtype})")
+        return (
+            f"LQRTable({self.weights}, dt={self.dt}, speeds={self.speeds.shape[0]}, "
+            f"device={self.device}, dtype={self.gains_table.dtype})"
+        )
 
 
-def _solve_lqr(speeds: torch.Tensor, weights: LQRWeights, dt: float, max_iterations: int, tolerance: float,
-               ) -> torch.Tensor:
+def _solve_lqr(
+    speeds: torch.Tensor,
+    weights: LQRWeights,
+    dt: float,
+    max_iterations: int,
+    tolerance: float,
+) -> torch.Tensor:
     """Infinite-horizon discrete LQR gains [V, 2] for the lateral-error model at each speed [V] (float64)."""
     v = speeds
     V = v.shape[0]
@@ -228,16 +270,26 @@ def _solve_lqr(speeds: torch.Tensor, weights: LQRWeights, dt: float, max_iterati
         if change.item() < tolerance:
             break
     else:
-        raise RuntimeError(f"LQR Riccati iteration did not converge in {max_iterations} doubling steps "
-                           f"(relative change {change.item():.2e}); check the LQR weights")
+        raise RuntimeError(
+            f"LQR Riccati iteration did not converge in {max_iterations} doubling steps "
+            f"(relative change {change.item():.2e}); check the LQR weights"
+        )
     P, Bt = Hk, B.transpose(1, 2)
     K = torch.linalg.solve(R + Bt @ P @ B, Bt @ P @ A)  # [V, 1, 2]
     return K.squeeze(1)
 
 
-def lqr_steer(lateral_error: torch.Tensor, heading_error: torch.Tensor, curvature: torch.Tensor,
-              speed: torch.Tensor, wheelbase: torch.Tensor | float, table: LQRTable, *,
-              rear_to_point: torch.Tensor | float | None = None, validate: bool = True) -> torch.Tensor:
+def lqr_steer(
+    lateral_error: torch.Tensor,
+    heading_error: torch.Tensor,
+    curvature: torch.Tensor,
+    speed: torch.Tensor,
+    wheelbase: torch.Tensor | float,
+    table: LQRTable,
+    *,
+    rear_to_point: torch.Tensor | float | None = None,
+    validate: bool = True,
+) -> torch.Tensor:
     """Steering of the speed-scheduled LQR: steer = atan(L * (kappa_ref - K(v) @ [e_y, e_psi])).
 
     e_psi is the heading error at the rear axle (`rear_axle_heading_error`): the model's e_y' = v e_psi
@@ -258,8 +310,14 @@ def lqr_steer(lateral_error: torch.Tensor, heading_error: torch.Tensor, curvatur
         steer [rad], positive to the left; not yet limited.
     """
     if validate:
-        check_finite(lateral_error=lateral_error, heading_error=heading_error, curvature=curvature, speed=speed,
-                     wheelbase=wheelbase, rear_to_point=0.0 if rear_to_point is None else rear_to_point)
+        check_finite(
+            lateral_error=lateral_error,
+            heading_error=heading_error,
+            curvature=curvature,
+            speed=speed,
+            wheelbase=wheelbase,
+            rear_to_point=0.0 if rear_to_point is None else rear_to_point,
+        )
     rear_to_point = 0.5 * wheelbase if rear_to_point is None else rear_to_point
     heading = rear_axle_heading_error(heading_error, curvature, rear_to_point)
     K = table.gains(speed)  # [..., 2]
@@ -267,8 +325,15 @@ def lqr_steer(lateral_error: torch.Tensor, heading_error: torch.Tensor, curvatur
     return torch.atan(wheelbase * (curvature - feedback))
 
 
-def limit_steer(steer_cmd: torch.Tensor, prev_steer: torch.Tensor, max_steer: torch.Tensor | float,
-                max_rate: torch.Tensor | float, dt: float, *, validate: bool = True) -> torch.Tensor:
+def limit_steer(
+    steer_cmd: torch.Tensor,
+    prev_steer: torch.Tensor,
+    max_steer: torch.Tensor | float,
+    max_rate: torch.Tensor | float,
+    dt: float,
+    *,
+    validate: bool = True,
+) -> torch.Tensor:
     """Steering angle after the angle limit and then the rate limit (the order `sim.dynamics` uses).
 
     Args:

@@ -32,8 +32,9 @@ class SpeedGains:
             raise ValueError(f"invalid SpeedGains.proportional={self.proportional!r}; allowed: > 0")
 
 
-def speed_control(speed: torch.Tensor, target_speed: torch.Tensor | float,
-                  gains: SpeedGains = SpeedGains(), *, validate: bool = True) -> torch.Tensor:
+def speed_control(
+    speed: torch.Tensor, target_speed: torch.Tensor | float, gains: SpeedGains = SpeedGains(), *, validate: bool = True
+) -> torch.Tensor:
     """Acceleration command [m/s^2] that drives `speed` [m/s] to `target_speed` [m/s].
 
     Not clipped: the vehicle model applies its acceleration and braking limits.
@@ -50,11 +51,20 @@ def _clamp(x: torch.Tensor, low: torch.Tensor | float, high: torch.Tensor | floa
     return torch.minimum(torch.maximum(x, low_t), high_t)
 
 
-def pid_speed_control(speed: torch.Tensor, target_speed: torch.Tensor | float, target_accel: torch.Tensor | float,
-                      integral: torch.Tensor | float, prev_accel: torch.Tensor | float, dt: float,
-                      gains: PIDGains, max_accel: torch.Tensor | float, max_brake: torch.Tensor | float,
-                      max_jerk: torch.Tensor | float, *, validate: bool = True,
-                      ) -> tuple[torch.Tensor, torch.Tensor]:
+def pid_speed_control(
+    speed: torch.Tensor,
+    target_speed: torch.Tensor | float,
+    target_accel: torch.Tensor | float,
+    integral: torch.Tensor | float,
+    prev_accel: torch.Tensor | float,
+    dt: float,
+    gains: PIDGains,
+    max_accel: torch.Tensor | float,
+    max_brake: torch.Tensor | float,
+    max_jerk: torch.Tensor | float,
+    *,
+    validate: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One step of the PID speed controller. All tensor inputs broadcast together (any shape).
 
     accel = target_accel (when gains.feedforward) + kp * e + I - kd * prev_accel, e = target_speed - speed,
@@ -88,8 +98,17 @@ def pid_speed_control(speed: torch.Tensor, target_speed: torch.Tensor | float, t
         Both are shaped like the broadcast inputs.
     """
     if validate:
-        check_finite(speed=speed, target_speed=target_speed, target_accel=target_accel, integral=integral,
-                     prev_accel=prev_accel, dt=dt, max_accel=max_accel, max_brake=max_brake, max_jerk=max_jerk)
+        check_finite(
+            speed=speed,
+            target_speed=target_speed,
+            target_accel=target_accel,
+            integral=integral,
+            prev_accel=prev_accel,
+            dt=dt,
+            max_accel=max_accel,
+            max_brake=max_brake,
+            max_jerk=max_jerk,
+        )
     error = target_speed - speed  # [m/s]
     integral = torch.as_tensor(integral, dtype=error.dtype, device=error.device)
     prev_accel = torch.as_tensor(prev_accel, dtype=error.dtype, device=error.device)
@@ -110,8 +129,9 @@ def pid_speed_control(speed: torch.Tensor, target_speed: torch.Tensor | float, t
     return limited(base + new_integral), new_integral
 
 
-def throttle_brake(accel: torch.Tensor, max_accel: torch.Tensor | float, max_brake: torch.Tensor | float, *,
-                   validate: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def throttle_brake(
+    accel: torch.Tensor, max_accel: torch.Tensor | float, max_brake: torch.Tensor | float, *, validate: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pedal positions for an acceleration command; never both pressed.
 
     Args:

@@ -41,9 +41,14 @@ def lane_change_length(speed: torch.Tensor, duration: float, min_length: float) 
     return (speed * duration).clamp_min(min_length)
 
 
-def lane_change_offset(s: torch.Tensor, start_s: torch.Tensor | float, length: torch.Tensor | float,
-                       start_offset: torch.Tensor | float, *, validate: bool = True,
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def lane_change_offset(
+    s: torch.Tensor,
+    start_s: torch.Tensor | float,
+    length: torch.Tensor | float,
+    start_offset: torch.Tensor | float,
+    *,
+    validate: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Lateral offset of the lane-change reference from the target lane centre, and its derivatives along s.
 
     On a ring road pass the travelled distance already wrapped (`s = wrap(s - start_s)`, `start_s = 0`): the

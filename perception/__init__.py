@@ -33,10 +33,16 @@ from __future__ import annotations
 from typing import Any
 
 _EXPORTS = {
-    "Detector": "drivestack.perception.infer", "Detections": "drivestack.perception.infer", "detect_frames": "drivestack.perception.infer",
-    "ModelConfig": "drivestack.perception.config", "CameraFrame": "drivestack.perception.dataset", "open_nuscenes": "drivestack.perception.dataset",
-    "load_frames": "drivestack.perception.dataset", "evaluate_detections": "drivestack.perception.evaluate",
-    "TrainDetectorConfig": "drivestack.perception.train", "run_train": "drivestack.perception.train",
+    "Detector": "drivestack.perception.infer",
+    "Detections": "drivestack.perception.infer",
+    "detect_frames": "drivestack.perception.infer",
+    "ModelConfig": "drivestack.perception.config",
+    "CameraFrame": "drivestack.perception.dataset",
+    "open_nuscenes": "drivestack.perception.dataset",
+    "load_frames": "drivestack.perception.dataset",
+    "evaluate_detections": "drivestack.perception.evaluate",
+    "TrainDetectorConfig": "drivestack.perception.train",
+    "run_train": "drivestack.perception.train",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -25,8 +25,7 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / (area_a[..., :, None] + area_b[..., None, :] - inter).clamp(min=1e-9)
 
 
-def match(iou: torch.Tensor, det_valid: torch.Tensor, gt_valid: torch.Tensor,
-          thresholds: torch.Tensor) -> torch.Tensor:
+def match(iou: torch.Tensor, det_valid: torch.Tensor, gt_valid: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
     """Greedy COCO matching; returns (T, N, K) bool true positives.
 
     Args:
@@ -49,8 +48,7 @@ def match(iou: torch.Tensor, det_valid: torch.Tensor, gt_valid: torch.Tensor,
     return tp
 
 
-def average_precision(tp: torch.Tensor, scores: torch.Tensor, det_valid: torch.Tensor,
-                      num_gt: int) -> torch.Tensor:
+def average_precision(tp: torch.Tensor, scores: torch.Tensor, det_valid: torch.Tensor, num_gt: int) -> torch.Tensor:
     """COCO 101-point interpolated AP per threshold (T,) from matches (T, N, K); nan if there is no GT."""
     T = tp.shape[0]
     if num_gt == 0:
@@ -69,9 +67,16 @@ def average_precision(tp: torch.Tensor, scores: torch.Tensor, det_valid: torch.T
     return padded.gather(1, idx.clamp(max=padded.shape[1] - 1)).mean(1)
 
 
-def coco_ap(det_boxes: torch.Tensor, det_scores: torch.Tensor, det_labels: torch.Tensor, det_valid: torch.Tensor,
-            gt_boxes: torch.Tensor, gt_labels: torch.Tensor, gt_valid: torch.Tensor,
-            classes: tuple[str, ...]) -> dict[str, object]:
+def coco_ap(
+    det_boxes: torch.Tensor,
+    det_scores: torch.Tensor,
+    det_labels: torch.Tensor,
+    det_valid: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    gt_labels: torch.Tensor,
+    gt_valid: torch.Tensor,
+    classes: tuple[str, ...],
+) -> dict[str, object]:
     """COCO bbox AP of detections against ground truth, per class and averaged over classes with GT.
 
     Args:
@@ -82,8 +87,9 @@ def coco_ap(det_boxes: torch.Tensor, det_scores: torch.Tensor, det_labels: torch
         {"AP", "AP50", "AP75": means over classes with GT, "per_class": {name: {"AP", "AP50", "AP75",
         "num_gt"}}, "iou_thresholds": [...]}
     """
-    order = torch.argsort(torch.where(det_valid, det_scores, torch.full_like(det_scores, -1.0)), dim=1,
-                          descending=True, stable=True)
+    order = torch.argsort(
+        torch.where(det_valid, det_scores, torch.full_like(det_scores, -1.0)), dim=1, descending=True, stable=True
+    )
     det_boxes, det_scores = det_boxes.gather(1, order[..., None].expand(-1, -1, 4)), det_scores.gather(1, order)
     det_labels, det_valid = det_labels.gather(1, order), det_valid.gather(1, order)
     thresholds = torch.tensor(IOU_THRESHOLDS)

@@ -56,8 +56,9 @@ def _uniform(n: int, low: float, high: float, generator: torch.Generator, device
     return low + (high - low) * torch.rand(n, generator=generator).to(device)
 
 
-def augment(images: torch.Tensor, targets: TargetBoxes, intrinsic: torch.Tensor, cfg: AugmentConfig,
-            generator: torch.Generator) -> tuple[torch.Tensor, TargetBoxes, torch.Tensor]:
+def augment(
+    images: torch.Tensor, targets: TargetBoxes, intrinsic: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator
+) -> tuple[torch.Tensor, TargetBoxes, torch.Tensor]:
     """Augment a batch.
 
     Args:
@@ -111,12 +112,26 @@ def augment(images: torch.Tensor, targets: TargetBoxes, intrinsic: torch.Tensor,
     alpha = torch.where(f2, wrap_angle(-targets.alpha), targets.alpha)
     s2, tx2, ty2 = scale[:, None], tx[:, None], ty[:, None]
     uv = torch.stack([s2 * u + tx2, s2 * targets.uv[..., 1] + ty2], dim=-1)
-    box2d = torch.stack([(s2 * x1 + tx2).clamp(0, W), (s2 * targets.box2d[..., 1] + ty2).clamp(0, H),
-                         (s2 * x2 + tx2).clamp(0, W), (s2 * targets.box2d[..., 3] + ty2).clamp(0, H)], dim=-1)
+    box2d = torch.stack(
+        [
+            (s2 * x1 + tx2).clamp(0, W),
+            (s2 * targets.box2d[..., 1] + ty2).clamp(0, H),
+            (s2 * x2 + tx2).clamp(0, W),
+            (s2 * targets.box2d[..., 3] + ty2).clamp(0, H),
+        ],
+        dim=-1,
+    )
     inside = (uv[..., 0] >= 0) & (uv[..., 0] < W) & (uv[..., 1] >= 0) & (uv[..., 1] < H)
     labels = torch.where(inside, targets.labels, torch.full_like(targets.labels, -1))
-    moved = TargetBoxes(uv=uv, box2d=box2d, depth=targets.depth, size=targets.size, alpha=alpha, labels=labels,
-                        focal=targets.focal * scale)
+    moved = TargetBoxes(
+        uv=uv,
+        box2d=box2d,
+        depth=targets.depth,
+        size=targets.size,
+        alpha=alpha,
+        labels=labels,
+        focal=targets.focal * scale,
+    )
     k = intrinsic.clone()
     k[:, 0, 0], k[:, 1, 1] = intrinsic[:, 0, 0] * scale, intrinsic[:, 1, 1] * scale
     k[:, 0, 2], k[:, 1, 2] = scale * cx + tx, scale * principal[:, 1] + ty

@@ -31,9 +31,17 @@ def quat_to_matrix(q: torch.Tensor) -> torch.Tensor:
     """Rotation matrices [..., 3, 3] of unit quaternions [..., 4] (w, x, y, z)."""
     q = q / q.norm(dim=-1, keepdim=True)
     w, x, y, z = q.unbind(-1)
-    rows = (1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y))
+    rows = (
+        1 - 2 * (y * y + z * z),
+        2 * (x * y - w * z),
+        2 * (x * z + w * y),
+        2 * (x * y + w * z),
+        1 - 2 * (x * x + z * z),
+        2 * (y * z - w * x),
+        2 * (x * z - w * y),
+        2 * (y * z + w * x),
+        1 - 2 * (x * x + y * y),
+    )
     return torch.stack(rows, dim=-1).reshape(*q.shape[:-1], 3, 3)
 
 
@@ -70,9 +78,11 @@ def wrap_angle(angle: torch.Tensor) -> torch.Tensor:
 
 def box_corners(boxes: torch.Tensor) -> torch.Tensor:
     """The 8 corners [..., 8, 3] of boxes [..., 7] (x, y, z, w, l, h, yaw; yaw about +z)."""
-    signs = torch.tensor([[1, 1, 1], [1, -1, 1], [-1, -1, 1], [-1, 1, 1],
-                          [1, 1, -1], [1, -1, -1], [-1, -1, -1], [-1, 1, -1]], dtype=boxes.dtype,
-                         device=boxes.device)  # (8, 3) in (l, w, h) half-extents
+    signs = torch.tensor(
+        [[1, 1, 1], [1, -1, 1], [-1, -1, 1], [-1, 1, 1], [1, 1, -1], [1, -1, -1], [-1, -1, -1], [-1, 1, -1]],
+        dtype=boxes.dtype,
+        device=boxes.device,
+    )  # (8, 3) in (l, w, h) half-extents
     half = 0.5 * torch.stack([boxes[..., 4], boxes[..., 3], boxes[..., 5]], dim=-1)  # (..., 3) along x, y, z
     local = signs * half[..., None, :]  # (..., 8, 3)
     c, s = torch.cos(boxes[..., 6])[..., None], torch.sin(boxes[..., 6])[..., None]
@@ -109,8 +119,7 @@ def encode_boxes(boxes: torch.Tensor, intrinsic: torch.Tensor, cam2ego: torch.Te
     center_cam = apply_transform(ego2cam, boxes[..., :3])  # (..., N, 3)
     ray = boxes[..., :3] - cam2ego[..., None, :3, 3]  # (..., N, 3) camera -> centre, ego frame
     alpha = wrap_angle(boxes[..., 6] - torch.atan2(ray[..., 1], ray[..., 0]))
-    return BoxEncoding(uv=project(center_cam, intrinsic), depth=center_cam[..., 2], size=boxes[..., 3:6],
-                       alpha=alpha)
+    return BoxEncoding(uv=project(center_cam, intrinsic), depth=center_cam[..., 2], size=boxes[..., 3:6], alpha=alpha)
 
 
 def decode_boxes(enc: BoxEncoding, intrinsic: torch.Tensor, cam2ego: torch.Tensor) -> torch.Tensor:
@@ -133,8 +142,9 @@ def target_to_depth(target: torch.Tensor, focal_px: torch.Tensor) -> torch.Tenso
     return torch.exp(target) * focal_px / REF_FOCAL
 
 
-def boxes_to_image_boxes(boxes: torch.Tensor, intrinsic: torch.Tensor, cam2ego: torch.Tensor,
-                         image_size: tuple[int, int]) -> torch.Tensor:
+def boxes_to_image_boxes(
+    boxes: torch.Tensor, intrinsic: torch.Tensor, cam2ego: torch.Tensor, image_size: tuple[int, int]
+) -> torch.Tensor:
     """2D boxes [..., N, 4] (x1, y1, x2, y2) [px] enclosing the projected corners, clipped to the image (W, H)."""
     corners = box_corners(boxes)  # (..., N, 8, 3)
     shape = corners.shape

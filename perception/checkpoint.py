@@ -32,8 +32,13 @@ HINT = "train one with `drivestack train detector`"
 def save_checkpoint(path: Path, model: CenterNet3D, attributes: dict[str, str], **state: Any) -> Path:
     """Write `model` (its config and weights), the attribute table and any training `state` to `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format": FORMAT, "model_config": model.cfg.to_dict(), "attributes": dict(attributes),
-               "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, **state}
+    payload = {
+        "format": FORMAT,
+        "model_config": model.cfg.to_dict(),
+        "attributes": dict(attributes),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **state,
+    }
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
@@ -55,8 +60,9 @@ def load_checkpoint(path: Path | str, map_location: str | torch.device = "cpu") 
         data = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"checkpoint {path} cannot be read safely ({first}); is it a drivestack detector "
-                         "checkpoint?") from None
+        raise ValueError(
+            f"checkpoint {path} cannot be read safely ({first}); is it a drivestack detector checkpoint?"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise ValueError(f"checkpoint {path} has format {found!r}, expected {FORMAT!r}; {HINT}")
@@ -80,12 +86,16 @@ def model_from_checkpoint(data: dict[str, Any]) -> CenterNet3D:
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
-        raise ValueError(f"{where}: weights do not match model_config (missing {missing[:3]}, unexpected "
-                         f"{unexpected[:3]}); the checkpoint is damaged or from another version")
+        raise ValueError(
+            f"{where}: weights do not match model_config (missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}); the checkpoint is damaged or from another version"
+        )
     for key, value in own.items():
         if tuple(state[key].shape) != tuple(value.shape):
-            raise ValueError(f"{where}: weight {key} has shape {tuple(state[key].shape)}, model_config "
-                             f"{cfg.classes} at {cfg.input_width}x{cfg.input_height} needs {tuple(value.shape)}")
+            raise ValueError(
+                f"{where}: weight {key} has shape {tuple(state[key].shape)}, model_config "
+                f"{cfg.classes} at {cfg.input_width}x{cfg.input_height} needs {tuple(value.shape)}"
+            )
     model.load_state_dict(state)
     return model
 
@@ -95,5 +105,7 @@ def check_compatible(cfg: ModelConfig, expected: ModelConfig, where: str) -> Non
     for name, value in cfg.to_dict().items():
         want = expected.to_dict()[name]
         if value != want:
-            raise ValueError(f"{where} was trained with {name}={value}, but {want} was asked for; use a checkpoint "
-                             f"trained for {name}={want} or drop the option")
+            raise ValueError(
+                f"{where} was trained with {name}={value}, but {want} was asked for; use a checkpoint "
+                f"trained for {name}={want} or drop the option"
+            )

@@ -76,8 +76,9 @@ class ModelConfig:
     def validate(self) -> ModelConfig:
         unknown = [c for c in self.classes if c not in DETECTION_NAMES]
         if not self.classes or unknown:
-            raise ValueError(f"classes={list(self.classes)}: each must be a nuScenes detection name "
-                             f"({', '.join(DETECTION_NAMES)})")
+            raise ValueError(
+                f"classes={list(self.classes)}: each must be a nuScenes detection name ({', '.join(DETECTION_NAMES)})"
+            )
         if len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes={list(self.classes)} repeats a name")
         for name in ("input_width", "input_height"):
@@ -87,8 +88,10 @@ class ModelConfig:
         if self.head_stride not in (4, 8):
             raise ValueError(f"head_stride={self.head_stride}; allowed: 4 or 8")
         if min(self.widths) < 4 or min(self.blocks) < 1 or self.neck_channels < 4 or self.max_detections < 1:
-            raise ValueError("widths, blocks, neck_channels and max_detections must be positive "
-                             f"(got {self.widths}, {self.blocks}, {self.neck_channels}, {self.max_detections})")
+            raise ValueError(
+                "widths, blocks, neck_channels and max_detections must be positive "
+                f"(got {self.widths}, {self.blocks}, {self.neck_channels}, {self.max_detections})"
+            )
         return self
 
     @property

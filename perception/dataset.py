@@ -24,8 +24,21 @@ from nuscenes.utils.splits import create_splits_scenes
 from drivestack.perception.boxes import encode_boxes, make_transform, matrix_yaw, quat_to_matrix
 from drivestack.perception.config import CAMERA
 
-TABLES = ("attribute", "calibrated_sensor", "category", "ego_pose", "instance", "log", "map", "sample",
-          "sample_annotation", "sample_data", "scene", "sensor", "visibility")
+TABLES = (
+    "attribute",
+    "calibrated_sensor",
+    "category",
+    "ego_pose",
+    "instance",
+    "log",
+    "map",
+    "sample",
+    "sample_annotation",
+    "sample_data",
+    "scene",
+    "sensor",
+    "visibility",
+)
 
 
 @dataclass
@@ -48,19 +61,26 @@ class CameraFrame:
 def find_version(dataroot: Path, version: str | None = None) -> str:
     """The version folder of `dataroot` (e.g. v1.0-trainval): `version` checked, or the only one there."""
     if not dataroot.exists():
-        raise FileNotFoundError(f"dataroot {dataroot} does not exist; point --dataroot at a nuScenes-format "
-                                "dataset (make one with `drivestack data make`)")
+        raise FileNotFoundError(
+            f"dataroot {dataroot} does not exist; point --dataroot at a nuScenes-format "
+            "dataset (make one with `drivestack data make`)"
+        )
     if not dataroot.is_dir():
         raise NotADirectoryError(f"dataroot {dataroot} is not a directory")
     if version is not None:
         if not (dataroot / version).is_dir():
-            raise FileNotFoundError(f"version folder {dataroot / version} does not exist; "
-                                    f"folders there: {sorted(p.name for p in dataroot.iterdir() if p.is_dir())}")
+            raise FileNotFoundError(
+                f"version folder {dataroot / version} does not exist; "
+                f"folders there: {sorted(p.name for p in dataroot.iterdir() if p.is_dir())}"
+            )
         return version
     found = sorted(p.name for p in dataroot.iterdir() if (p / "sample.json").is_file())
     if len(found) != 1:
-        what = "no version folder (one holding sample.json, e.g. v1.0-trainval)" if not found else \
-            f"several version folders {found}; choose one with --version"
+        what = (
+            "no version folder (one holding sample.json, e.g. v1.0-trainval)"
+            if not found
+            else f"several version folders {found}; choose one with --version"
+        )
         raise FileNotFoundError(f"{dataroot} has {what}")
     return found[0]
 
@@ -72,16 +92,19 @@ def open_nuscenes(dataroot: Path | str, version: str | None = None) -> NuScenes:
     for table in TABLES:
         path = dataroot / version / f"{table}.json"
         if not path.is_file():
-            raise FileNotFoundError(f"table {path} is missing; a nuScenes version folder holds "
-                                    f"{', '.join(t + '.json' for t in TABLES)}")
+            raise FileNotFoundError(
+                f"table {path} is missing; a nuScenes version folder holds {', '.join(t + '.json' for t in TABLES)}"
+            )
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the devkit prints a loading banner
             return NuScenes(version=version, dataroot=str(dataroot), verbose=False)
     except json.JSONDecodeError as err:
         raise ValueError(f"table {_bad_table(dataroot / version)} is not valid JSON ({err})") from None
     except (KeyError, TypeError, IndexError) as err:
-        raise ValueError(f"a table in {dataroot / version} is malformed: the devkit could not read field {err} "
-                         "(compare with the nuScenes schema)") from None
+        raise ValueError(
+            f"a table in {dataroot / version} is malformed: the devkit could not read field {err} "
+            "(compare with the nuScenes schema)"
+        ) from None
 
 
 def _bad_table(folder: Path) -> Path:
@@ -139,8 +162,10 @@ def split_sample_tokens(nusc: NuScenes, split: str) -> list[str]:
             tokens.append(token)
             token = nusc.get("sample", token)["next"]
     if not tokens:
-        raise ValueError(f"split {split!r} of {nusc.dataroot} has no samples (its scenes are not in this dataset); "
-                         f"available: {', '.join(available_splits(nusc))}")
+        raise ValueError(
+            f"split {split!r} of {nusc.dataroot} has no samples (its scenes are not in this dataset); "
+            f"available: {', '.join(available_splits(nusc))}"
+        )
     return tokens
 
 
@@ -175,12 +200,18 @@ def load_frame(nusc: NuScenes, sample_token: str, camera: str = CAMERA) -> Camer
     attr_names = {a["token"]: a["name"] for a in nusc.attribute}
     width, height = int(sd.get("width") or 0), int(sd.get("height") or 0)
     return CameraFrame(
-        sample_token=sample_token, scene_name=nusc.get("scene", sample["scene_token"])["name"],
-        image_path=Path(nusc.dataroot) / sd["filename"], image_size=(width, height),
-        intrinsic=np.asarray(calib["camera_intrinsic"], dtype=np.float64), cam2ego=_pose(calib),
-        ego2global=ego2global, boxes=boxes, names=names,
+        sample_token=sample_token,
+        scene_name=nusc.get("scene", sample["scene_token"])["name"],
+        image_path=Path(nusc.dataroot) / sd["filename"],
+        image_size=(width, height),
+        intrinsic=np.asarray(calib["camera_intrinsic"], dtype=np.float64),
+        cam2ego=_pose(calib),
+        ego2global=ego2global,
+        boxes=boxes,
+        names=names,
         attributes=[attr_names[a["attribute_tokens"][0]] if a["attribute_tokens"] else "" for a in anns],
-        num_pts=np.array([a.get("num_lidar_pts", -1) + a.get("num_radar_pts", 0) for a in anns], dtype=np.int64))
+        num_pts=np.array([a.get("num_lidar_pts", -1) + a.get("num_radar_pts", 0) for a in anns], dtype=np.int64),
+    )
 
 
 def load_frames(nusc: NuScenes, split: str, camera: str = CAMERA) -> list[CameraFrame]:
@@ -188,8 +219,10 @@ def load_frames(nusc: NuScenes, split: str, camera: str = CAMERA) -> list[Camera
     frames = [load_frame(nusc, token, camera) for token in split_sample_tokens(nusc, split)]
     missing = [f.image_path for f in frames if not f.image_path.is_file()]
     if missing:
-        raise FileNotFoundError(f"image file {missing[0]} is missing ({len(missing)} of {len(frames)} {camera} "
-                                f"images of split {split!r} are)")
+        raise FileNotFoundError(
+            f"image file {missing[0]} is missing ({len(missing)} of {len(frames)} {camera} "
+            f"images of split {split!r} are)"
+        )
     for frame in frames:
         if frame.image_size[0] <= 0 or frame.image_size[1] <= 0:  # a table without sizes: read the JPEG header
             from PIL import Image
@@ -203,8 +236,9 @@ def visible_mask(frame: CameraFrame) -> np.ndarray:
     """(M,) bool: boxes whose centre lies in front of the camera and projects inside its image."""
     if len(frame.boxes) == 0:
         return np.zeros(0, dtype=bool)
-    enc = encode_boxes(torch.from_numpy(frame.boxes), torch.from_numpy(frame.intrinsic),
-                       torch.from_numpy(frame.cam2ego))
+    enc = encode_boxes(
+        torch.from_numpy(frame.boxes), torch.from_numpy(frame.intrinsic), torch.from_numpy(frame.cam2ego)
+    )
     u, v = enc.uv[:, 0].numpy(), enc.uv[:, 1].numpy()
     width, height = frame.image_size
     return (enc.depth.numpy() > 0.5) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
@@ -247,12 +281,14 @@ class TargetBoxes:
     focal: torch.Tensor  # (N,) [px] focal length (geometric mean of fx, fy) of the network-input image
 
     def index(self, idx: torch.Tensor) -> TargetBoxes:
-        return TargetBoxes(*(t[idx] for t in (self.uv, self.box2d, self.depth, self.size, self.alpha, self.labels,
-                                              self.focal)))
+        return TargetBoxes(
+            *(t[idx] for t in (self.uv, self.box2d, self.depth, self.size, self.alpha, self.labels, self.focal))
+        )
 
     def to(self, device: torch.device | str) -> TargetBoxes:
-        return TargetBoxes(*(t.to(device) for t in (self.uv, self.box2d, self.depth, self.size, self.alpha,
-                                                    self.labels, self.focal)))
+        return TargetBoxes(
+            *(t.to(device) for t in (self.uv, self.box2d, self.depth, self.size, self.alpha, self.labels, self.focal))
+        )
 
 
 @dataclass
@@ -274,13 +310,15 @@ def resize_image(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     if image.shape[-1] == width and image.shape[-2] == height:
         return image
     batch = image.reshape(-1, *image.shape[-3:]).float()
-    out = torch.nn.functional.interpolate(batch, size=(height, width), mode="bilinear", antialias=True,
-                                          align_corners=False)
+    out = torch.nn.functional.interpolate(
+        batch, size=(height, width), mode="bilinear", antialias=True, align_corners=False
+    )
     return out.round_().clamp_(0, 255).to(torch.uint8).reshape(*image.shape[:-2], height, width)
 
 
-def encode_targets(frames: list[CameraFrame], classes: tuple[str, ...], input_size: tuple[int, int],
-                   max_distance: float) -> tuple[torch.Tensor, TargetBoxes]:
+def encode_targets(
+    frames: list[CameraFrame], classes: tuple[str, ...], input_size: tuple[int, int], max_distance: float
+) -> tuple[torch.Tensor, TargetBoxes]:
     """Resized intrinsics (N, 3, 3) and the encoded boxes of `classes` that are in view, within `max_distance`
     [m] (ego xy) and hit by some lidar / radar point (unknown counts, -1, pass), of each frame."""
     from drivestack.perception.boxes import boxes_to_image_boxes, focal, scale_intrinsic
@@ -300,9 +338,15 @@ def encode_targets(frames: list[CameraFrame], classes: tuple[str, ...], input_si
         per_frame.append((enc, box2d, labels))
         intrinsics.append(k_in)
     n, m = len(frames), max([1] + [len(p[2]) for p in per_frame])
-    t = TargetBoxes(uv=torch.zeros(n, m, 2), box2d=torch.zeros(n, m, 4), depth=torch.ones(n, m),
-                    size=torch.ones(n, m, 3), alpha=torch.zeros(n, m), labels=torch.full((n, m), -1),
-                    focal=torch.zeros(n))
+    t = TargetBoxes(
+        uv=torch.zeros(n, m, 2),
+        box2d=torch.zeros(n, m, 4),
+        depth=torch.ones(n, m),
+        size=torch.ones(n, m, 3),
+        alpha=torch.zeros(n, m),
+        labels=torch.full((n, m), -1),
+        focal=torch.zeros(n),
+    )
     for i, (enc, box2d, labels) in enumerate(per_frame):
         k = len(labels)
         t.uv[i, :k], t.box2d[i, :k], t.depth[i, :k] = enc.uv.float(), box2d.float(), enc.depth.float()
@@ -312,14 +356,20 @@ def encode_targets(frames: list[CameraFrame], classes: tuple[str, ...], input_si
     return k_all, t
 
 
-def cache_frames(frames: list[CameraFrame], classes: tuple[str, ...], input_size: tuple[int, int],
-                 max_distance: float = 60.0, progress: bool = True) -> FrameCache:
+def cache_frames(
+    frames: list[CameraFrame],
+    classes: tuple[str, ...],
+    input_size: tuple[int, int],
+    max_distance: float = 60.0,
+    progress: bool = True,
+) -> FrameCache:
     """Decode and resize every frame's image once (uint8 in memory) and encode its ground truth."""
     from tqdm import tqdm
 
     images = torch.empty(len(frames), 3, input_size[1], input_size[0], dtype=torch.uint8)
-    for i, frame in enumerate(tqdm(frames, desc="decoding images", unit="img", disable=not progress,
-                                   dynamic_ncols=True)):
+    for i, frame in enumerate(
+        tqdm(frames, desc="decoding images", unit="img", disable=not progress, dynamic_ncols=True)
+    ):
         images[i] = resize_image(read_image(frame.image_path), input_size)
     intrinsic, targets = encode_targets(frames, classes, input_size, max_distance)
     cam2ego = torch.from_numpy(np.stack([f.cam2ego for f in frames])).float()

@@ -37,8 +37,7 @@ from drivestack.perception.infer import Detections
 
 PROTOCOL_DIR = Path(__file__).parent / "configs"
 DEFAULT_PROTOCOL = "camera_front_v1"
-SUBMISSION_META = {"use_camera": True, "use_lidar": False, "use_radar": False, "use_map": False,
-                   "use_external": False}
+SUBMISSION_META = {"use_camera": True, "use_lidar": False, "use_radar": False, "use_map": False, "use_external": False}
 
 
 # --------------------------------------------------------------------------------------------------- protocol
@@ -63,8 +62,16 @@ def load_protocol(protocol: str | Path = DEFAULT_PROTOCOL) -> dict[str, Any]:
 def detection_config(classes: tuple[str, ...], protocol: dict[str, Any]) -> DetectionConfig:
     """The protocol's base devkit config with class_range restricted to `classes`."""
     base = config_factory(protocol["base"])
-    config = DetectionConfig(base.class_range, base.dist_fcn, base.dist_ths, base.dist_th_tp, base.min_recall,
-                             base.min_precision, int(protocol["max_boxes_per_sample"]), base.mean_ap_weight)
+    config = DetectionConfig(
+        base.class_range,
+        base.dist_fcn,
+        base.dist_ths,
+        base.dist_th_tp,
+        base.min_recall,
+        base.min_precision,
+        int(protocol["max_boxes_per_sample"]),
+        base.mean_ap_weight,
+    )
     # DetectionConfig insists on all ten classes at construction; the metrics only iterate class_names.
     config.class_range = {c: base.class_range[c] for c in classes}
     config.class_names = config.class_range.keys()
@@ -103,8 +110,9 @@ def global_boxes(frames: list[CameraFrame], boxes: torch.Tensor) -> tuple[torch.
     return center, yaw_to_quat(torch.atan2(heading[..., 1], heading[..., 0]))
 
 
-def submission(frames: list[CameraFrame], dets: Detections, attributes: dict[str, str],
-               score_threshold: float, max_boxes: int) -> dict[str, Any]:
+def submission(
+    frames: list[CameraFrame], dets: Detections, attributes: dict[str, str], score_threshold: float, max_boxes: int
+) -> dict[str, Any]:
     """The nuScenes detection submission of `dets` (one entry per frame, boxes in the global frame; velocities
     as `dets.velocity` gives them, else zero)."""
     center, quat = global_boxes(frames, dets.boxes.double())
@@ -117,9 +125,18 @@ def submission(frames: list[CameraFrame], dets: Detections, attributes: dict[str
         scores, labels = dets.scores[i].tolist(), dets.labels[i].tolist()
         v = velocity[i].tolist()
         results[frame.sample_token] = [
-            {"sample_token": frame.sample_token, "translation": c[k], "size": s[k], "rotation": q[k],
-             "velocity": v[k], "detection_name": dets.classes[labels[k]], "detection_score": scores[k],
-             "attribute_name": attributes.get(dets.classes[labels[k]], "")} for k in idx]
+            {
+                "sample_token": frame.sample_token,
+                "translation": c[k],
+                "size": s[k],
+                "rotation": q[k],
+                "velocity": v[k],
+                "detection_name": dets.classes[labels[k]],
+                "detection_score": scores[k],
+                "attribute_name": attributes.get(dets.classes[labels[k]], ""),
+            }
+            for k in idx
+        ]
     return {"meta": dict(SUBMISSION_META), "results": results}
 
 
@@ -155,15 +172,23 @@ class CameraDetectionEval(DetectionEval):
     distances from LIDAR_TOP. `evaluate` and `render` are the devkit's, unchanged.
     """
 
-    def __init__(self, nusc: NuScenes, config: DetectionConfig, result_path: Path, frames: list[CameraFrame],
-                 output_dir: Path, verbose: bool = False) -> None:
+    def __init__(
+        self,
+        nusc: NuScenes,
+        config: DetectionConfig,
+        result_path: Path,
+        frames: list[CameraFrame],
+        output_dir: Path,
+        verbose: bool = False,
+    ) -> None:
         self.nusc, self.cfg, self.verbose = nusc, config, verbose
         self.result_path, self.eval_set = str(result_path), "custom"
         self.output_dir, self.plot_dir = str(output_dir), os.path.join(str(output_dir), "plots")
         tokens = [f.sample_token for f in frames]
         with contextlib.redirect_stderr(io.StringIO()):  # the devkit's loaders draw progress bars
-            pred, self.meta = load_prediction_of_sample_tokens(self.result_path, config.max_boxes_per_sample,
-                                                               DetectionBox, tokens)
+            pred, self.meta = load_prediction_of_sample_tokens(
+                self.result_path, config.max_boxes_per_sample, DetectionBox, tokens
+            )
             gt = load_gt_of_sample_tokens(nusc, tokens, DetectionBox)
         classes = set(config.class_names)
         for frame in frames:
@@ -197,16 +222,18 @@ def _image_boxes(frames: list[CameraFrame], boxes: torch.Tensor) -> torch.Tensor
     return torch.minimum(out, size.repeat(1, 1, 2))
 
 
-def _eval_detections(dets: Detections, classes: tuple[str, ...],
-                     score_threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _eval_detections(
+    dets: Detections, classes: tuple[str, ...], score_threshold: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Eval-class index (N, K) of each detection (-1: not scored) and whether it is submitted (N, K)."""
     index = {c: i for i, c in enumerate(classes)}
     det_labels = torch.tensor([index.get(c, -1) for c in dets.classes])[dets.labels]
     return det_labels, (dets.scores >= score_threshold) & (det_labels >= 0)
 
 
-def _padded_gt(frames: list[CameraFrame], classes: tuple[str, ...],
-               class_range: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _padded_gt(
+    frames: list[CameraFrame], classes: tuple[str, ...], class_range: dict[str, float]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Ground truth padded to (N, G): ego-frame boxes (N, G, 7), eval-class index, scored mask."""
     index = {c: i for i, c in enumerate(classes)}
     G = max([1] + [len(f.names) for f in frames])
@@ -224,9 +251,14 @@ def _padded_gt(frames: list[CameraFrame], classes: tuple[str, ...],
 DISTANCE_BINS = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0)  # [m] camera-distance bins of the centre-error table
 
 
-def centre_errors(frames: list[CameraFrame], dets: Detections, classes: tuple[str, ...],
-                  class_range: dict[str, float], score_threshold: float, max_distance: float = 4.0
-                  ) -> list[dict[str, Any]]:
+def centre_errors(
+    frames: list[CameraFrame],
+    dets: Detections,
+    classes: tuple[str, ...],
+    class_range: dict[str, float],
+    score_threshold: float,
+    max_distance: float = 4.0,
+) -> list[dict[str, Any]]:
     """Centre error of each scored ground-truth box's nearest same-class detection (within `max_distance` m,
     ego xy), split along the camera's viewing ray (radial; + is too far) and across it (lateral), per bin of
     the box's distance from the camera, classes pooled. A diagnostic beside the devkit's metrics (which match
@@ -256,22 +288,41 @@ def centre_errors(frames: list[CameraFrame], dets: Detections, classes: tuple[st
             continue
         r, lat, n = radial[m], lateral[m], int(m.sum())
         total = torch.hypot(r, lat)
-        rows.append({"distance": f"{lo:g}-{hi:g}" if hi < math.inf else f">{lo:g}", "scored": int(in_bin.sum()),
-                     "matched": n, "radial_bias": float(r.mean()) if n else math.nan,
-                     "radial_std": float(r.std(unbiased=False)) if n else math.nan,
-                     "lateral_std": float(lat.std(unbiased=False)) if n else math.nan,
-                     "within_0.5": float((total < 0.5).float().mean()) if n else math.nan,
-                     "within_1": float((total < 1.0).float().mean()) if n else math.nan})
+        rows.append(
+            {
+                "distance": f"{lo:g}-{hi:g}" if hi < math.inf else f">{lo:g}",
+                "scored": int(in_bin.sum()),
+                "matched": n,
+                "radial_bias": float(r.mean()) if n else math.nan,
+                "radial_std": float(r.std(unbiased=False)) if n else math.nan,
+                "lateral_std": float(lat.std(unbiased=False)) if n else math.nan,
+                "within_0.5": float((total < 0.5).float().mean()) if n else math.nan,
+                "within_1": float((total < 1.0).float().mean()) if n else math.nan,
+            }
+        )
     return rows
 
 
-def coco_2d(frames: list[CameraFrame], dets: Detections, classes: tuple[str, ...], class_range: dict[str, float],
-            score_threshold: float) -> dict[str, Any]:
+def coco_2d(
+    frames: list[CameraFrame],
+    dets: Detections,
+    classes: tuple[str, ...],
+    class_range: dict[str, float],
+    score_threshold: float,
+) -> dict[str, Any]:
     """2D COCO AP of the projected detections against the projected scored ground truth."""
     det_labels, det_valid = _eval_detections(dets, classes, score_threshold)
     gt, gt_labels, gt_valid = _padded_gt(frames, classes, class_range)
-    return coco_ap(_image_boxes(frames, dets.boxes), dets.scores, det_labels, det_valid, _image_boxes(frames, gt),
-                   gt_labels, gt_valid, classes)
+    return coco_ap(
+        _image_boxes(frames, dets.boxes),
+        dets.scores,
+        det_labels,
+        det_valid,
+        _image_boxes(frames, gt),
+        gt_labels,
+        gt_valid,
+        classes,
+    )
 
 
 def plot_pr_curves(md_list: Any, metrics: Any, config: DetectionConfig, path: Path) -> Path:
@@ -288,8 +339,13 @@ def plot_pr_curves(md_list: Any, metrics: Any, config: DetectionConfig, path: Pa
             md = md_list[(name, dist)]
             ap = metrics.get_label_ap(name, dist)
             ax.plot(md.recall, md.precision, label=f"{dist:g} m: AP {ap:.2f}")
-        ax.set(title=f"{name}: AP {metrics.mean_dist_aps[name]:.3f}", xlabel="recall", ylabel="precision",
-               xlim=(0, 1), ylim=(0, 1.02))
+        ax.set(
+            title=f"{name}: AP {metrics.mean_dist_aps[name]:.3f}",
+            xlabel="recall",
+            ylabel="precision",
+            xlim=(0, 1),
+            ylim=(0, 1.02),
+        )
         ax.grid(alpha=0.3)
         ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
@@ -301,9 +357,16 @@ def plot_pr_curves(md_list: Any, metrics: Any, config: DetectionConfig, path: Pa
     return path
 
 
-def evaluate_detections(nusc: NuScenes, frames: list[CameraFrame], dets: Detections, attributes: dict[str, str],
-                        out_dir: Path, protocol: str | Path | dict[str, Any] = DEFAULT_PROTOCOL,
-                        score_all_classes: bool = False, plots: bool = True) -> dict[str, Any]:
+def evaluate_detections(
+    nusc: NuScenes,
+    frames: list[CameraFrame],
+    dets: Detections,
+    attributes: dict[str, str],
+    out_dir: Path,
+    protocol: str | Path | dict[str, Any] = DEFAULT_PROTOCOL,
+    score_all_classes: bool = False,
+    plots: bool = True,
+) -> dict[str, Any]:
     """Write the submission of `dets` (N frames, K boxes) under `out_dir` and score it.
 
     Returns mAP, NDS, per-class AP and TP errors (nuScenes), 2D COCO AP, the ground-truth counts, the protocol
@@ -314,23 +377,32 @@ def evaluate_detections(nusc: NuScenes, frames: list[CameraFrame], dets: Detecti
     counts = gt_counts(frames, config_factory(protocol["base"]).class_range)
     classes = sort_classes([c for c in counts if score_all_classes or c in dets.classes])
     if not classes:
-        raise ValueError(f"none of the detector's classes {list(dets.classes)} has ground truth in these "
-                         f"{len(frames)} samples (classes with ground truth: {list(counts) or 'none'})")
+        raise ValueError(
+            f"none of the detector's classes {list(dets.classes)} has ground truth in these "
+            f"{len(frames)} samples (classes with ground truth: {list(counts) or 'none'})"
+        )
     config = detection_config(classes, protocol)
     threshold = float(protocol["score_threshold"])
-    path = write_json(out_dir / "submission.json",
-                      submission(frames, dets, attributes, threshold, config.max_boxes_per_sample))
+    path = write_json(
+        out_dir / "submission.json", submission(frames, dets, attributes, threshold, config.max_boxes_per_sample)
+    )
     metrics, md_list = CameraDetectionEval(nusc, config, path, frames, out_dir).evaluate()
     summary = metrics.serialize()
     result = {
-        "mAP": summary["mean_ap"], "NDS": summary["nd_score"], "AP": summary["mean_dist_aps"],
-        "tp_errors": summary["tp_errors"], "label_tp_errors": summary["label_tp_errors"],
+        "mAP": summary["mean_ap"],
+        "NDS": summary["nd_score"],
+        "AP": summary["mean_dist_aps"],
+        "tp_errors": summary["tp_errors"],
+        "label_tp_errors": summary["label_tp_errors"],
         "label_aps": summary["label_aps"],
         "coco_2d": coco_2d(frames, dets, classes, config.class_range, threshold),
         "centre_errors": centre_errors(frames, dets, classes, config.class_range, threshold),
-        "classes": list(classes), "gt_counts": {c: counts[c] for c in classes},
+        "classes": list(classes),
+        "gt_counts": {c: counts[c] for c in classes},
         "unscored_gt_classes": {c: n for c, n in counts.items() if c not in classes},
-        "num_samples": len(frames), "protocol": protocol, "detection_config": config.serialize(),
+        "num_samples": len(frames),
+        "protocol": protocol,
+        "detection_config": config.serialize(),
         "submission": str(path),
     }
     if plots:

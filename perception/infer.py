@@ -35,8 +35,7 @@ class Detections:
 
     def to(self, device: torch.device | str) -> Detections:
         velocity = None if self.velocity is None else self.velocity.to(device)
-        return Detections(self.boxes.to(device), self.scores.to(device), self.labels.to(device), self.classes,
-                          velocity)
+        return Detections(self.boxes.to(device), self.scores.to(device), self.labels.to(device), self.classes, velocity)
 
 
 def localization_confidence(depth: torch.Tensor, log_scale: torch.Tensor) -> torch.Tensor:
@@ -51,8 +50,14 @@ def localization_confidence(depth: torch.Tensor, log_scale: torch.Tensor) -> tor
     return (1 - torch.exp(-t / sigma[..., None])).mean(dim=-1)
 
 
-def decode_outputs(heat_logits: torch.Tensor, regression: torch.Tensor, intrinsic: torch.Tensor,
-                   cam2ego: torch.Tensor, cfg: ModelConfig, depth_confidence: bool = True) -> Detections:
+def decode_outputs(
+    heat_logits: torch.Tensor,
+    regression: torch.Tensor,
+    intrinsic: torch.Tensor,
+    cam2ego: torch.Tensor,
+    cfg: ModelConfig,
+    depth_confidence: bool = True,
+) -> Detections:
     """Boxes of the top `cfg.max_detections` heat-map peaks (3x3 local maxima) of each image.
 
     Args:
@@ -73,8 +78,12 @@ def decode_outputs(heat_logits: torch.Tensor, regression: torch.Tensor, intrinsi
     priors = torch.tensor(cfg.size_priors(), device=heat.device)[labels]  # (B, K, 3)
     intrinsic, cam2ego = intrinsic.float(), cam2ego.float()
     depth = target_to_depth(reg[..., 2], focal(intrinsic)[:, None])
-    enc = BoxEncoding(uv=uv, depth=depth, size=torch.exp(reg[..., 3:6].clamp(-3, 3)) * priors,
-                      alpha=torch.atan2(reg[..., 6], reg[..., 7]))
+    enc = BoxEncoding(
+        uv=uv,
+        depth=depth,
+        size=torch.exp(reg[..., 3:6].clamp(-3, 3)) * priors,
+        alpha=torch.atan2(reg[..., 6], reg[..., 7]),
+    )
     boxes = decode_boxes(enc, intrinsic, cam2ego)
     if depth_confidence:
         scores = scores * localization_confidence(depth, reg[..., 8])
@@ -94,8 +103,14 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 class Detector:
     """A trained detector ready for inference on `device` (eval mode, channels-last, AMP on CUDA)."""
 
-    def __init__(self, model: CenterNet3D, attributes: dict[str, str] | None = None,
-                 device: str | torch.device = "cpu", amp: bool = True, depth_confidence: bool = True) -> None:
+    def __init__(
+        self,
+        model: CenterNet3D,
+        attributes: dict[str, str] | None = None,
+        device: str | torch.device = "cpu",
+        amp: bool = True,
+        depth_confidence: bool = True,
+    ) -> None:
         self.device = torch.device(device)
         self.depth_confidence = depth_confidence
         self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
@@ -104,11 +119,13 @@ class Detector:
         self.amp = amp and self.device.type == "cuda"
 
     @classmethod
-    def from_checkpoint(cls, path: Path | str, device: str | torch.device = "cpu", amp: bool = True,
-                        depth_confidence: bool = True) -> Detector:
+    def from_checkpoint(
+        cls, path: Path | str, device: str | torch.device = "cpu", amp: bool = True, depth_confidence: bool = True
+    ) -> Detector:
         data = load_checkpoint(path)
-        return cls(model_from_checkpoint(data), data["attributes"], device=device, amp=amp,
-                   depth_confidence=depth_confidence)
+        return cls(
+            model_from_checkpoint(data), data["attributes"], device=device, amp=amp, depth_confidence=depth_confidence
+        )
 
     def preprocess(self, images: torch.Tensor, intrinsic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 images (B, 3, H, W) + intrinsics (B, 3, 3) -> normalised network input and its intrinsics."""
@@ -144,21 +161,28 @@ class _FrameImages(Dataset):
         frame = self.frames[i]
         image = read_image(frame.image_path)
         height, width = image.shape[-2:]
-        k_in = scale_intrinsic(torch.from_numpy(frame.intrinsic).float(), self.size[0] / width,
-                               self.size[1] / height)
+        k_in = scale_intrinsic(torch.from_numpy(frame.intrinsic).float(), self.size[0] / width, self.size[1] / height)
         return resize_image(image, self.size), k_in, torch.from_numpy(frame.cam2ego).float()
 
 
-def detect_frames(detector: Detector, frames: list[CameraFrame], batch_size: int = 16, num_workers: int = 0,
-                  progress: bool = True) -> Detections:
+def detect_frames(
+    detector: Detector, frames: list[CameraFrame], batch_size: int = 16, num_workers: int = 0, progress: bool = True
+) -> Detections:
     """Run `detector` over every frame; returns (N, K) detections on the CPU, in frame order."""
     from tqdm import tqdm
 
-    loader = DataLoader(_FrameImages(frames, detector.cfg.input_size), batch_size=batch_size,
-                        num_workers=num_workers, pin_memory=detector.device.type == "cuda")
+    loader = DataLoader(
+        _FrameImages(frames, detector.cfg.input_size),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        pin_memory=detector.device.type == "cuda",
+    )
     parts = []
-    for images, k_in, cam2ego in tqdm(loader, desc="detecting", unit="batch", disable=not progress,
-                                      dynamic_ncols=True):
+    for images, k_in, cam2ego in tqdm(loader, desc="detecting", unit="batch", disable=not progress, dynamic_ncols=True):
         parts.append(detector(images, k_in, cam2ego).to("cpu"))
-    return Detections(boxes=torch.cat([p.boxes for p in parts]), scores=torch.cat([p.scores for p in parts]),
-                      labels=torch.cat([p.labels for p in parts]), classes=detector.cfg.classes)
+    return Detections(
+        boxes=torch.cat([p.boxes for p in parts]),
+        scores=torch.cat([p.scores for p in parts]),
+        labels=torch.cat([p.labels for p in parts]),
+        classes=detector.cfg.classes,
+    )

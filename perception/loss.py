@@ -40,16 +40,15 @@ class DenseTargets:
 def gaussian_radius(height: torch.Tensor, width: torch.Tensor, min_overlap: float = MIN_OVERLAP) -> torch.Tensor:
     """CenterNet's Gaussian radius [cells] for boxes of `height` x `width` [cells] (elementwise)."""
     b1, c1 = height + width, width * height * (1 - min_overlap) / (1 + min_overlap)
-    r1 = (b1 + torch.sqrt((b1 ** 2 - 4 * c1).clamp(min=0))) / 2
+    r1 = (b1 + torch.sqrt((b1**2 - 4 * c1).clamp(min=0))) / 2
     b2, c2 = 2 * (height + width), (1 - min_overlap) * width * height
-    r2 = (b2 + torch.sqrt((b2 ** 2 - 16 * c2).clamp(min=0))) / 2
+    r2 = (b2 + torch.sqrt((b2**2 - 16 * c2).clamp(min=0))) / 2
     a3, b3, c3 = 4 * min_overlap, -2 * min_overlap * (height + width), (min_overlap - 1) * width * height
-    r3 = (b3 + torch.sqrt((b3 ** 2 - 4 * a3 * c3).clamp(min=0))) / 2
+    r3 = (b3 + torch.sqrt((b3**2 - 4 * a3 * c3).clamp(min=0))) / 2
     return torch.minimum(torch.minimum(r1, r2), r3)
 
 
-def build_targets(t: TargetBoxes, size_priors: torch.Tensor, output_size: tuple[int, int],
-                  stride: int) -> DenseTargets:
+def build_targets(t: TargetBoxes, size_priors: torch.Tensor, output_size: tuple[int, int], stride: int) -> DenseTargets:
     """Dense targets of a batch.
 
     Args:
@@ -83,9 +82,16 @@ def build_targets(t: TargetBoxes, size_priors: torch.Tensor, output_size: tuple[
 
     label = t.labels.clamp(min=0)
     prior = size_priors.to(device)[label]  # (B, M, 3)
-    reg = torch.cat([offset, depth_to_target(t.depth, t.focal[:, None])[..., None],
-                     torch.log(t.size.clamp(min=1e-3) / prior),
-                     torch.sin(t.alpha)[..., None], torch.cos(t.alpha)[..., None]], dim=-1)
+    reg = torch.cat(
+        [
+            offset,
+            depth_to_target(t.depth, t.focal[:, None])[..., None],
+            torch.log(t.size.clamp(min=1e-3) / prior),
+            torch.sin(t.alpha)[..., None],
+            torch.cos(t.alpha)[..., None],
+        ],
+        dim=-1,
+    )
     index = (ci[..., 1] * Wf + ci[..., 0]).long()
     return DenseTargets(heatmap=heat.view(B, C, Hf, Wf), index=index, mask=mask, regression=reg)
 
@@ -98,7 +104,7 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     log_p, log_1mp = F.logsigmoid(logits), F.logsigmoid(-logits)
     p = torch.sigmoid(logits)
     pos_loss = log_p * (1 - p) ** 2 * pos
-    neg_loss = log_1mp * p ** 2 * (1 - target) ** 4 * (1 - pos)
+    neg_loss = log_1mp * p**2 * (1 - target) ** 4 * (1 - pos)
     return -(pos_loss.sum() + neg_loss.sum()) / pos.sum().clamp(min=1.0)
 
 
@@ -109,8 +115,9 @@ def gather_cells(maps: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return flat.gather(2, index[:, None, :].expand(B, K, index.shape[1])).transpose(1, 2)
 
 
-def detection_loss(heat_logits: torch.Tensor, regression: torch.Tensor,
-                   targets: DenseTargets) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def detection_loss(
+    heat_logits: torch.Tensor, regression: torch.Tensor, targets: DenseTargets
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Weighted total loss and its named (unweighted) terms.
 
     Terms: the weighted ones (`LOSS_WEIGHTS`; "depth" is the Laplace negative log-likelihood) and, for the logs,

@@ -48,11 +48,17 @@ class SlimResNet(nn.Module):
         super().__init__()
         w0 = widths[0]
         self.stem = nn.Sequential(
-            nn.Conv2d(3, w0, 3, 2, 1, bias=False), nn.BatchNorm2d(w0), nn.ReLU(inplace=True),
-            nn.Conv2d(w0, w0, 3, 2, 1, bias=False), nn.BatchNorm2d(w0), nn.ReLU(inplace=True))  # stride 4
+            nn.Conv2d(3, w0, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(w0),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(w0, w0, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(w0),
+            nn.ReLU(inplace=True),
+        )  # stride 4
         cins = (w0, *widths[:-1])
-        self.stages = nn.ModuleList(_stage(cin, cout, n, 1 if i == 0 else 2)
-                                    for i, (cin, cout, n) in enumerate(zip(cins, widths, blocks)))
+        self.stages = nn.ModuleList(
+            _stage(cin, cout, n, 1 if i == 0 else 2) for i, (cin, cout, n) in enumerate(zip(cins, widths, blocks))
+        )
         self.channels = tuple(widths)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -93,11 +99,12 @@ class CenterNet3D(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg.validate()
-        self.backbone = (ResNet18Trunk() if Backbone(cfg.backbone) == Backbone.RESNET18
-                         else SlimResNet(cfg.widths, cfg.blocks))
+        self.backbone = (
+            ResNet18Trunk() if Backbone(cfg.backbone) == Backbone.RESNET18 else SlimResNet(cfg.widths, cfg.blocks)
+        )
         # Pyramid levels used: from stride 32 down to the head stride (4 -> all four stages, 8 -> the last three).
         self.first_level = 0 if cfg.head_stride == 4 else 1
-        chans = self.backbone.channels[self.first_level:]
+        chans = self.backbone.channels[self.first_level :]
         c = cfg.neck_channels
         self.laterals = nn.ModuleList(nn.Conv2d(ch, c, 1) for ch in chans)
         self.smooth = nn.Sequential(nn.Conv2d(c, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
@@ -121,15 +128,17 @@ class CenterNet3D(nn.Module):
         see `perception.boxes.depth_to_target`), 3-5 log(size / class prior), 6-7 sin and cos of alpha, 8 log of
         the Laplace scale of the log-depth error (the network's own depth uncertainty, trained by likelihood).
         """
-        feats = self.backbone(x)[self.first_level:]
+        feats = self.backbone(x)[self.first_level :]
         p = self.laterals[-1](feats[-1])
         for lateral, feat in zip(reversed(self.laterals[:-1]), reversed(feats[:-1])):
             p = F.interpolate(p, size=feat.shape[-2:], mode="nearest") + lateral(feat)
         p = self.smooth(p)
         if self.cfg.ray_features:
             if intrinsic is None:
-                raise ValueError("this detector reads the camera geometry (ray_features): pass the network-input "
-                                 "intrinsic (B, 3, 3) to forward")
+                raise ValueError(
+                    "this detector reads the camera geometry (ray_features): pass the network-input "
+                    "intrinsic (B, 3, 3) to forward"
+                )
             p = torch.cat([p, ray_maps(intrinsic, p.shape[-2:], self.cfg.head_stride).to(p.dtype)], dim=1)
         return self.heat_head(p), self.reg_head(p)
 

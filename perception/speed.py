@@ -21,8 +21,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)  # note: kernels are asynchronous; time only finished work
 
 
-def measure_speed(detector: Detector, images: torch.Tensor, intrinsic: torch.Tensor, cam2ego: torch.Tensor,
-                  batch_size: int, iters: int = 20, warmup: int = 3, min_seconds: float = 0.0) -> dict[str, Any]:
+def measure_speed(
+    detector: Detector,
+    images: torch.Tensor,
+    intrinsic: torch.Tensor,
+    cam2ego: torch.Tensor,
+    batch_size: int,
+    iters: int = 20,
+    warmup: int = 3,
+    min_seconds: float = 0.0,
+) -> dict[str, Any]:
     """Time `detector` on batches of `batch_size` images drawn (cyclically) from `images`.
 
     Args:
@@ -51,8 +59,16 @@ def measure_speed(detector: Detector, images: torch.Tensor, intrinsic: torch.Ten
         times.append(time.perf_counter() - t0)
     times_sorted = sorted(times)
     mean = statistics.fmean(times)
-    return {"device": str(device), "batch_size": batch_size, "images_per_s": batch_size / mean,
-            "latency_ms": 1000 * mean, "latency_ms_p50": 1000 * times_sorted[len(times) // 2],
-            "latency_ms_p90": 1000 * times_sorted[min(len(times) - 1, int(0.9 * len(times)))], "iters": len(times),
-            "image_size": [int(images.shape[-1]), int(images.shape[-2])], "input_size": list(detector.cfg.input_size),
-            "amp": detector.amp, "threads": torch.get_num_threads() if device.type == "cpu" else None}
+    return {
+        "device": str(device),
+        "batch_size": batch_size,
+        "images_per_s": batch_size / mean,
+        "latency_ms": 1000 * mean,
+        "latency_ms_p50": 1000 * times_sorted[len(times) // 2],
+        "latency_ms_p90": 1000 * times_sorted[min(len(times) - 1, int(0.9 * len(times)))],
+        "iters": len(times),
+        "image_size": [int(images.shape[-1]), int(images.shape[-2])],
+        "input_size": list(detector.cfg.input_size),
+        "amp": detector.amp,
+        "threads": torch.get_num_threads() if device.type == "cpu" else None,
+    }

@@ -32,7 +32,14 @@ import torch
 from drivestack.perception.augment import AugmentConfig, augment
 from drivestack.perception.checkpoint import check_compatible, load_checkpoint, model_from_checkpoint, save_checkpoint
 from drivestack.perception.config import Backbone, ModelConfig, sort_classes
-from drivestack.perception.dataset import CameraFrame, FrameCache, cache_frames, classes_present, load_frames, open_nuscenes
+from drivestack.perception.dataset import (
+    CameraFrame,
+    FrameCache,
+    cache_frames,
+    classes_present,
+    load_frames,
+    open_nuscenes,
+)
 from drivestack.perception.evaluate import evaluate_detections, write_json
 from drivestack.perception.infer import Detections, decode_outputs, normalize
 from drivestack.perception.loss import build_targets, detection_loss
@@ -108,10 +115,16 @@ class TrainDetectorConfig:
     """Show progress bars."""
 
     def model_config(self, classes: tuple[str, ...]) -> ModelConfig:
-        return ModelConfig(classes=classes, input_width=self.input_width, input_height=self.input_height,
-                           backbone=Backbone(self.backbone), widths=tuple(self.widths),  # type: ignore[arg-type]
-                           blocks=tuple(self.blocks), neck_channels=self.neck_channels,  # type: ignore[arg-type]
-                           head_stride=self.head_stride).validate()
+        return ModelConfig(
+            classes=classes,
+            input_width=self.input_width,
+            input_height=self.input_height,
+            backbone=Backbone(self.backbone),
+            widths=tuple(self.widths),  # type: ignore[arg-type]
+            blocks=tuple(self.blocks),
+            neck_channels=self.neck_channels,  # type: ignore[arg-type]
+            head_stride=self.head_stride,
+        ).validate()
 
 
 def validate_config(cfg: TrainDetectorConfig) -> None:
@@ -119,8 +132,10 @@ def validate_config(cfg: TrainDetectorConfig) -> None:
         if getattr(cfg, name) < low:
             raise ValueError(f"{name}={getattr(cfg, name)}; allowed: >= {low}")
     if not cfg.lr > 0 or cfg.weight_decay < 0 or not cfg.max_distance > 0:
-        raise ValueError(f"lr={cfg.lr}, weight_decay={cfg.weight_decay}, max_distance={cfg.max_distance}: "
-                         "need lr > 0, weight_decay >= 0, max_distance > 0")
+        raise ValueError(
+            f"lr={cfg.lr}, weight_decay={cfg.weight_decay}, max_distance={cfg.max_distance}: "
+            "need lr > 0, weight_decay >= 0, max_distance > 0"
+        )
     if cfg.max_minutes is not None and not cfg.max_minutes > 0:
         raise ValueError(f"max_minutes={cfg.max_minutes}; allowed: > 0 (or leave it out)")
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
@@ -148,8 +163,9 @@ def common_attributes(frames: list[CameraFrame], classes: tuple[str, ...]) -> di
 
 
 @torch.inference_mode()
-def detect_cached(model: CenterNet3D, cache: FrameCache, batch_size: int, device: torch.device,
-                  amp: bool) -> Detections:
+def detect_cached(
+    model: CenterNet3D, cache: FrameCache, batch_size: int, device: torch.device, amp: bool
+) -> Detections:
     """Detections of every cached frame (images already at the network input size)."""
     model.eval()
     parts = []
@@ -159,11 +175,16 @@ def detect_cached(model: CenterNet3D, cache: FrameCache, batch_size: int, device
         k_in = cache.intrinsic[sl].to(device)
         with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
             heat, reg = model(x, k_in)
-        parts.append(decode_outputs(heat, reg, cache.intrinsic[sl].to(device), cache.cam2ego[sl].to(device),
-                                    model.cfg).to("cpu"))
+        parts.append(
+            decode_outputs(heat, reg, cache.intrinsic[sl].to(device), cache.cam2ego[sl].to(device), model.cfg).to("cpu")
+        )
     model.train()
-    return Detections(torch.cat([p.boxes for p in parts]), torch.cat([p.scores for p in parts]),
-                      torch.cat([p.labels for p in parts]), model.cfg.classes)
+    return Detections(
+        torch.cat([p.boxes for p in parts]),
+        torch.cat([p.scores for p in parts]),
+        torch.cat([p.labels for p in parts]),
+        model.cfg.classes,
+    )
 
 
 def summary_line(metrics: dict[str, Any]) -> str:
@@ -210,11 +231,13 @@ def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
         check_compatible(ModelConfig.from_dict(state["model_config"]), model_cfg, str(last_path))
     attributes = common_attributes(train_frames, classes)
     train = cache_frames(train_frames, classes, model_cfg.input_size, cfg.max_distance, cfg.progress)
-    val = cache_frames(val_frames, classes, model_cfg.input_size, cfg.max_distance, cfg.progress) if val_frames \
-        else None
+    val = (
+        cache_frames(val_frames, classes, model_cfg.input_size, cfg.max_distance, cfg.progress) if val_frames else None
+    )
     if device.type == "cuda":  # uint8 at the input size is small (~0.45 MB an image): keep it all on the GPU
-        train = FrameCache(train.images.to(device), train.intrinsic.to(device), train.cam2ego.to(device),
-                           train.targets.to(device))
+        train = FrameCache(
+            train.images.to(device), train.intrinsic.to(device), train.cam2ego.to(device), train.targets.to(device)
+        )
 
     # --- model and optimiser (restored on --resume)
     torch.manual_seed(cfg.seed)
@@ -222,8 +245,9 @@ def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
     model = model.to(device).to(memory_format=torch.channels_last).train()
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]  # biases and norms
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     if state:
         optimizer.load_state_dict(state["optimizer"])
@@ -236,9 +260,17 @@ def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
     from torch.utils.tensorboard import SummaryWriter
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", {"train": _config_dict(cfg), "model": model_cfg.to_dict(),
-                                         "attributes": attributes, "num_train": len(train),
-                                         "num_val": len(val) if val else 0, "parameters": count_parameters(model)})
+    write_json(
+        run_dir / "config.json",
+        {
+            "train": _config_dict(cfg),
+            "model": model_cfg.to_dict(),
+            "attributes": attributes,
+            "num_train": len(train),
+            "num_val": len(val) if val else 0,
+            "parameters": count_parameters(model),
+        },
+    )
     writer = SummaryWriter(str(run_dir / "tb"))
     info = {"dataroot": str(cfg.dataroot), "train_split": cfg.train_split, "val_split": cfg.val_split}
 
@@ -249,17 +281,29 @@ def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
         dets = detect_cached(model, val, 2 * cfg.batch_size, device, amp)
         metrics = evaluate_detections(nusc, val_frames, dets, attributes, run_dir / "val")
         write_json(run_dir / "val" / "metrics.json", {"epoch": epoch, "step": step, **metrics})
-        tags = {"val/mAP": metrics["mAP"], "val/NDS": metrics["NDS"], "val/AP2d": metrics["coco_2d"]["AP"],
-                "val/mATE": metrics["tp_errors"]["trans_err"], "val/mASE": metrics["tp_errors"]["scale_err"],
-                "val/mAOE": metrics["tp_errors"]["orient_err"],
-                **{f"val/AP_{c}": v for c, v in metrics["AP"].items()}}
+        tags = {
+            "val/mAP": metrics["mAP"],
+            "val/NDS": metrics["NDS"],
+            "val/AP2d": metrics["coco_2d"]["AP"],
+            "val/mATE": metrics["tp_errors"]["trans_err"],
+            "val/mASE": metrics["tp_errors"]["scale_err"],
+            "val/mAOE": metrics["tp_errors"]["orient_err"],
+            **{f"val/AP_{c}": v for c, v in metrics["AP"].items()},
+        }
         for tag, value in tags.items():
             if value is not None:  # None: a metric the devkit leaves undefined (NaN)
                 writer.add_scalar(tag, value, step)
         if best is None or metrics["NDS"] > best["NDS"]:
             best = {"NDS": metrics["NDS"], "mAP": metrics["mAP"], "epoch": epoch, "step": step}
-            save_checkpoint(best_path, model, attributes, epoch=epoch, step=step, best=best,
-                            info={**info, "val": {k: metrics[k] for k in ("mAP", "NDS", "AP")}})
+            save_checkpoint(
+                best_path,
+                model,
+                attributes,
+                epoch=epoch,
+                step=step,
+                best=best,
+                info={**info, "val": {k: metrics[k] for k in ("mAP", "NDS", "AP")}},
+            )
         return metrics
 
     # --- training loop
@@ -270,13 +314,18 @@ def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
     if cfg.progress:
         from tqdm import tqdm
 
-        pbar = tqdm(total=total_steps, initial=min(step, total_steps), unit="step", dynamic_ncols=True,
-                    desc=f"detector {'/'.join(classes)}")
+        pbar = tqdm(
+            total=total_steps,
+            initial=min(step, total_steps),
+            unit="step",
+            dynamic_ncols=True,
+            desc=f"detector {'/'.join(classes)}",
+        )
     while epoch < cfg.epochs and not out_of_time:
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)  # per-epoch stream: resumable
         order = torch.randperm(len(train), generator=gen)
         for i in range(steps_per_epoch):
-            idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             idx = idx.to(train.images.device)
             images = train.images[idx].to(device, non_blocking=True)
             targets = train.targets.index(idx).to(device)
@@ -315,8 +364,16 @@ def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
                 break
         epoch += 1 if not out_of_time else 0
         if not out_of_time:
-            save_checkpoint(last_path, model, attributes, optimizer=optimizer.state_dict(), epoch=epoch, step=step,
-                            best=best, info=info)
+            save_checkpoint(
+                last_path,
+                model,
+                attributes,
+                optimizer=optimizer.state_dict(),
+                epoch=epoch,
+                step=step,
+                best=best,
+                info=info,
+            )
         if cfg.val_every and epoch % cfg.val_every == 0 and epoch < cfg.epochs and not out_of_time:
             metrics = validate()
             if pbar is not None and metrics is not None:
@@ -324,18 +381,27 @@ def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
     if pbar is not None:
         pbar.close()
     if out_of_time:  # the partial epoch's weights are kept; its epoch count is not advanced
-        save_checkpoint(last_path, model, attributes, optimizer=optimizer.state_dict(), epoch=epoch, step=step,
-                        best=best, info=info)
+        save_checkpoint(
+            last_path, model, attributes, optimizer=optimizer.state_dict(), epoch=epoch, step=step, best=best, info=info
+        )
     metrics = validate()
     if not best_path.exists():  # no validation split: the last weights are the best we know
         save_checkpoint(best_path, model, attributes, epoch=epoch, step=step, best=best, info=info)
     writer.close()
     minutes = (time.perf_counter() - start) / 60.0
-    result = {"run_dir": str(run_dir), "epoch": epoch, "step": step, "minutes": minutes,
-              "train_images_per_s": images_seen / max(60.0 * minutes, 1e-9), "best": best,
-              "final": {k: metrics[k] for k in ("mAP", "NDS", "AP", "tp_errors", "coco_2d")} if metrics else None}
+    result = {
+        "run_dir": str(run_dir),
+        "epoch": epoch,
+        "step": step,
+        "minutes": minutes,
+        "train_images_per_s": images_seen / max(60.0 * minutes, 1e-9),
+        "best": best,
+        "final": {k: metrics[k] for k in ("mAP", "NDS", "AP", "tp_errors", "coco_2d")} if metrics else None,
+    }
     write_json(run_dir / "metrics.json", result)
     line = summary_line(metrics) if metrics else "no validation split"
-    print(f"trained {step} steps ({epoch} epochs, {minutes:.1f} min, {result['train_images_per_s']:.1f} images/s): "
-          f"{line}; checkpoints in {run_dir / 'checkpoints'}")
+    print(
+        f"trained {step} steps ({epoch} epochs, {minutes:.1f} min, {result['train_images_per_s']:.1f} images/s): "
+        f"{line}; checkpoints in {run_dir / 'checkpoints'}"
+    )
     return result

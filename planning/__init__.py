@@ -18,6 +18,15 @@ from drivestack.planning.evaluate import EvalResult, evaluate
 from drivestack.planning.scene import Scene, encode_kinematics_scene, scene_from_world
 
 __all__ = [
-    "EvalResult", "IdlePolicy", "Policy", "RandomPolicy", "RuleConfig", "RulePolicy", "Scene",
-    "encode_kinematics_scene", "evaluate", "rule_actions", "scene_from_world",
+    "EvalResult",
+    "IdlePolicy",
+    "Policy",
+    "RandomPolicy",
+    "RuleConfig",
+    "RulePolicy",
+    "Scene",
+    "encode_kinematics_scene",
+    "evaluate",
+    "rule_actions",
+    "scene_from_world",
 ]

@@ -107,13 +107,31 @@ class RuleConfig:
     """[m/s] merging: to drop back in the gap, a set-point at least this much slower than the leader (else pass it)."""
 
     def validate(self) -> RuleConfig:
-        for name in ("idm_accel", "idm_decel", "idm_min_gap", "idm_time_headway", "idm_delta",
-                     "max_braking_imposed", "mandatory_braking", "mandatory_time_headway"):
+        for name in (
+            "idm_accel",
+            "idm_decel",
+            "idm_min_gap",
+            "idm_time_headway",
+            "idm_delta",
+            "max_braking_imposed",
+            "mandatory_braking",
+            "mandatory_time_headway",
+        ):
             if not getattr(self, name) > 0.0:
                 raise ValueError(f"invalid rule config: {name}={getattr(self, name)!r}; allowed: > 0")
-        for name in ("faster_threshold", "slower_threshold", "keep_threshold", "change_threshold", "keep_right",
-                     "lane_margin", "lateral_horizon", "mandatory_distance", "merge_gap", "merge_gain",
-                     "merge_back_margin"):
+        for name in (
+            "faster_threshold",
+            "slower_threshold",
+            "keep_threshold",
+            "change_threshold",
+            "keep_right",
+            "lane_margin",
+            "lateral_horizon",
+            "mandatory_distance",
+            "merge_gap",
+            "merge_gain",
+            "merge_back_margin",
+        ):
             if not getattr(self, name) >= 0.0:
                 raise ValueError(f"invalid rule config: {name}={getattr(self, name)!r}; allowed: >= 0")
         if not 0.0 <= self.politeness <= 1.0:
@@ -122,12 +140,21 @@ class RuleConfig:
 
     def idm(self) -> TrafficConfig:
         """These IDM parameters as the TrafficConfig `sim.traffic.idm_acceleration` takes."""
-        return TrafficConfig(idm_accel=self.idm_accel, idm_decel=self.idm_decel, idm_min_gap=self.idm_min_gap,
-                             idm_time_headway=self.idm_time_headway, idm_delta=self.idm_delta)
+        return TrafficConfig(
+            idm_accel=self.idm_accel,
+            idm_decel=self.idm_decel,
+            idm_min_gap=self.idm_min_gap,
+            idm_time_headway=self.idm_time_headway,
+            idm_delta=self.idm_delta,
+        )
 
 
-def _neighbours(scene: Scene, centre: torch.Tensor, lane_width: float, config: RuleConfig,
-                ) -> tuple[torch.Tensor, ...]:
+def _neighbours(
+    scene: Scene,
+    centre: torch.Tensor,
+    lane_width: float,
+    config: RuleConfig,
+) -> tuple[torch.Tensor, ...]:
     """Leader and follower of the ego in lanes with centres `centre` (B, C) [m, relative to the ego].
 
     Returns (gap_lead, v_lead, gap_foll, v_foll, has_foll, gap_foll_lead), each (B, C): bumper-to-bumper
@@ -154,9 +181,16 @@ def _neighbours(scene: Scene, centre: torch.Tensor, lane_width: float, config: R
     return gap_lead, v_lead, gap_foll, v_foll, has_foll, gap_foll_lead
 
 
-def rule_actions(scene: Scene, target_lane: torch.Tensor, can_left: torch.Tensor, can_right: torch.Tensor,
-                 speed_index: torch.Tensor, target_speeds: torch.Tensor, lane_width: float, config: RuleConfig,
-                 ) -> torch.Tensor:
+def rule_actions(
+    scene: Scene,
+    target_lane: torch.Tensor,
+    can_left: torch.Tensor,
+    can_right: torch.Tensor,
+    speed_index: torch.Tensor,
+    target_speeds: torch.Tensor,
+    lane_width: float,
+    config: RuleConfig,
+) -> torch.Tensor:
     """IDM + MOBIL meta-actions (B,) long from a scene.
 
     Args:
@@ -193,8 +227,11 @@ def rule_actions(scene: Scene, target_lane: torch.Tensor, can_left: torch.Tensor
     p_merge = replace(p, idm_time_headway=config.mandatory_time_headway)
 
     def idm(speed: torch.Tensor, desired: torch.Tensor, gap: torch.Tensor, closing: torch.Tensor) -> torch.Tensor:
-        return torch.where(mandatory, idm_acceleration(speed, desired, gap, closing, p_merge),
-                           idm_acceleration(speed, desired, gap, closing, p))
+        return torch.where(
+            mandatory,
+            idm_acceleration(speed, desired, gap, closing, p_merge),
+            idm_acceleration(speed, desired, gap, closing, p),
+        )
 
     # Own IDM acceleration in every candidate lane; a lane that ends ahead is a standing obstacle there.
     vv, vv0 = v[:, None].expand(B, 4), v0[:, None].expand(B, 4)
@@ -238,18 +275,38 @@ def rule_actions(scene: Scene, target_lane: torch.Tensor, can_left: torch.Tensor
     faster = (follow_now > config.faster_threshold) & (at_up > -config.keep_threshold) & (speed_index < top)
     # Merging (the current lane ends soon, no change yet): the set-point lines the ego up with a gap instead.
     merging = ends_soon & keeping & exists[:, 1] & ~change
-    wanted = _merge_set_point(v, gap_lead[:, 1], v_lead[:, 1], gap_foll[:, 1], v_foll[:, 1], has_foll[:, 1],
-                              lead_ok[:, 1], foll_ok[:, 1], target_speeds, config)
+    wanted = _merge_set_point(
+        v,
+        gap_lead[:, 1],
+        v_lead[:, 1],
+        gap_foll[:, 1],
+        v_foll[:, 1],
+        has_foll[:, 1],
+        lead_ok[:, 1],
+        foll_ok[:, 1],
+        target_speeds,
+        config,
+    )
     faster = torch.where(merging, speed_index < wanted, faster)
     slower = torch.where(merging, speed_index > wanted, slower)
-    longitudinal = torch.where(slower, int(MetaAction.SLOWER),
-                               torch.where(faster, int(MetaAction.FASTER), int(MetaAction.IDLE)))
+    longitudinal = torch.where(
+        slower, int(MetaAction.SLOWER), torch.where(faster, int(MetaAction.FASTER), int(MetaAction.IDLE))
+    )
     return torch.where(change, lateral, longitudinal).long()
 
 
-def _merge_set_point(v: torch.Tensor, gap_lead: torch.Tensor, v_lead: torch.Tensor, gap_foll: torch.Tensor,
-                     v_foll: torch.Tensor, has_foll: torch.Tensor, lead_ok: torch.Tensor, foll_ok: torch.Tensor,
-                     target_speeds: torch.Tensor, config: RuleConfig) -> torch.Tensor:
+def _merge_set_point(
+    v: torch.Tensor,
+    gap_lead: torch.Tensor,
+    v_lead: torch.Tensor,
+    gap_foll: torch.Tensor,
+    v_foll: torch.Tensor,
+    has_foll: torch.Tensor,
+    lead_ok: torch.Tensor,
+    foll_ok: torch.Tensor,
+    target_speeds: torch.Tensor,
+    config: RuleConfig,
+) -> torch.Tensor:
     """Set-point index (B,) that lines the ego up with a gap in the lane it must merge into (all (B,) inputs
     describe that lane's leader and follower beside the ego, as in `rule_actions`).
 
@@ -266,8 +323,9 @@ def _merge_set_point(v: torch.Tensor, gap_lead: torch.Tensor, v_lead: torch.Tens
     back = (~lead_ok & foll_ok) | (~lead_ok & ~foll_ok & (room <= 0))
 
     has_lead = gap_lead < FAR
-    v_gap = torch.where(has_lead & has_foll, 0.5 * (v_lead + v_foll),
-                        torch.where(has_lead, v_lead, torch.where(has_foll, v_foll, v)))
+    v_gap = torch.where(
+        has_lead & has_foll, 0.5 * (v_lead + v_foll), torch.where(has_lead, v_lead, torch.where(has_foll, v_foll, v))
+    )
     centre = (speeds - (v_gap + config.merge_gain * 0.5 * room)[:, None]).abs().argmin(dim=1)
 
     nearest = (speeds - v_lead[:, None]).abs().argmin(dim=1)
@@ -292,5 +350,13 @@ class RulePolicy:
         scene = scene_from_world(state, road)
         target, s = veh.target_lane[:, 0], veh.s[:, 0]
         speeds = torch.tensor(env.config.action.target_speeds, device=env.device)
-        return rule_actions(scene, target, road.change_allowed(target, s, +1), road.change_allowed(target, s, -1),
-                            state.ego_speed_index, speeds, road.lane_width, self.config)
+        return rule_actions(
+            scene,
+            target,
+            road.change_allowed(target, s, +1),
+            road.change_allowed(target, s, -1),
+            state.ego_speed_index,
+            speeds,
+            road.lane_width,
+            self.config,
+        )

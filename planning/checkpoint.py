@@ -46,11 +46,34 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 # SB3 constructor arguments a checkpoint may carry, per algorithm (plus net_arch and activation_fn, which
 # go into policy_kwargs). Anything else in meta.json is refused rather than passed through.
 ALGO_KWARGS: dict[str, tuple[str, ...]] = {
-    "ppo": ("learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "clip_range",
-            "ent_coef", "vf_coef", "max_grad_norm", "target_kl"),
-    "dqn": ("learning_rate", "buffer_size", "learning_starts", "batch_size", "tau", "gamma", "train_freq",
-            "gradient_steps", "target_update_interval", "exploration_fraction", "exploration_initial_eps",
-            "exploration_final_eps", "max_grad_norm"),
+    "ppo": (
+        "learning_rate",
+        "n_steps",
+        "batch_size",
+        "n_epochs",
+        "gamma",
+        "gae_lambda",
+        "clip_range",
+        "ent_coef",
+        "vf_coef",
+        "max_grad_norm",
+        "target_kl",
+    ),
+    "dqn": (
+        "learning_rate",
+        "buffer_size",
+        "learning_starts",
+        "batch_size",
+        "tau",
+        "gamma",
+        "train_freq",
+        "gradient_steps",
+        "target_update_interval",
+        "exploration_fraction",
+        "exploration_initial_eps",
+        "exploration_final_eps",
+        "max_grad_norm",
+    ),
 }
 REPLAY_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 HINT = "train one with `drivestack train policy`"
@@ -123,19 +146,29 @@ def action_meta(space: Any) -> dict[str, Any]:
     return {"type": "continuous", "shape": list(space.shape)}
 
 
-def make_meta(algo: str, env_id: str, env_config: EnvConfig, hyperparameters: dict[str, Any], seed: int,
-              **extra: Any) -> dict[str, Any]:
+def make_meta(
+    algo: str, env_id: str, env_config: EnvConfig, hyperparameters: dict[str, Any], seed: int, **extra: Any
+) -> dict[str, Any]:
     """The run-level part of meta.json (num_timesteps and the counters are added by `save_checkpoint`)."""
-    return {"format": FORMAT, "algo": algo, "env_id": env_id, "env_config": env_config_to_dict(env_config),
-            "observation": observation_meta(env_config.observation), "action": action_meta(action_space(env_config)),
-            "hyperparameters": jsonable(hyperparameters), "seed": seed, **jsonable(extra)}
+    return {
+        "format": FORMAT,
+        "algo": algo,
+        "env_id": env_id,
+        "env_config": env_config_to_dict(env_config),
+        "observation": observation_meta(env_config.observation),
+        "action": action_meta(action_space(env_config)),
+        "hyperparameters": jsonable(hyperparameters),
+        "seed": seed,
+        **jsonable(extra),
+    }
 
 
 # --------------------------------------------------------------------------------------------------- model
 
 
-def make_model(algo: str, hyperparameters: dict[str, Any], env: VecEnv, seed: int | None = None,
-               device: str = "cpu") -> BaseAlgorithm:
+def make_model(
+    algo: str, hyperparameters: dict[str, Any], env: VecEnv, seed: int | None = None, device: str = "cpu"
+) -> BaseAlgorithm:
     """A fresh SB3 model (MlpPolicy) from a plain hyperparameter dict as stored in meta.json.
 
     Args:
@@ -165,8 +198,10 @@ def make_model(algo: str, hyperparameters: dict[str, Any], env: VecEnv, seed: in
 
 def training_state(model: BaseAlgorithm) -> dict[str, Any]:
     """Counters a resumed run continues from (DQN: target-update and exploration; both: update count)."""
-    state: dict[str, Any] = {"n_updates": int(getattr(model, "_n_updates", 0)),
-                             "episode_num": int(getattr(model, "_episode_num", 0))}
+    state: dict[str, Any] = {
+        "n_updates": int(getattr(model, "_n_updates", 0)),
+        "episode_num": int(getattr(model, "_episode_num", 0)),
+    }
     if isinstance(model, DQN):
         state["n_calls"] = int(model._n_calls)
         state["exploration_rate"] = float(model.exploration_rate)
@@ -193,8 +228,14 @@ def _save_replay(model: DQN, path: Path) -> None:
     assert buffer is not None
     filled = buffer.buffer_size if buffer.full else buffer.pos  # only the rows written so far
     arrays = {name: getattr(buffer, name)[:filled] for name in REPLAY_ARRAYS if getattr(buffer, name) is not None}
-    np.savez(path, pos=np.int64(buffer.pos), full=np.bool_(buffer.full), n_envs=np.int64(buffer.n_envs),
-             buffer_size=np.int64(buffer.buffer_size), **arrays)
+    np.savez(
+        path,
+        pos=np.int64(buffer.pos),
+        full=np.bool_(buffer.full),
+        n_envs=np.int64(buffer.n_envs),
+        buffer_size=np.int64(buffer.buffer_size),
+        **arrays,
+    )
 
 
 def save_checkpoint(model: BaseAlgorithm, path: str | Path, meta: dict[str, Any], replay: bool = True) -> Path:
@@ -221,9 +262,14 @@ def save_checkpoint(model: BaseAlgorithm, path: str | Path, meta: dict[str, Any]
         has_replay = replay and isinstance(model, DQN) and model.replay_buffer is not None
         if has_replay:
             _save_replay(model, tmp / "replay.npz")  # type: ignore[arg-type]
-        full_meta = {**meta, "format": FORMAT, "num_timesteps": int(model.num_timesteps),
-                     "training_state": training_state(model), "has_replay": bool(has_replay),
-                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        full_meta = {
+            **meta,
+            "format": FORMAT,
+            "num_timesteps": int(model.num_timesteps),
+            "training_state": training_state(model),
+            "has_replay": bool(has_replay),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
         _write_json(tmp / "meta.json", full_meta)  # written last: a directory with meta.json is complete
         old = None
         if path.exists():
@@ -253,17 +299,19 @@ def read_meta(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"not a drivestack checkpoint: {path} does not exist or is not a directory ({HINT})")
     meta_path = path / "meta.json"
     if not meta_path.is_file():
-        raise ValueError(f"not a drivestack checkpoint: {path} has no meta.json (the save was interrupted or "
-                         f"this is another kind of directory; use another checkpoint or {HINT})")
+        raise ValueError(
+            f"not a drivestack checkpoint: {path} has no meta.json (the save was interrupted or "
+            f"this is another kind of directory; use another checkpoint or {HINT})"
+        )
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"corrupt checkpoint: {meta_path} is not valid JSON ({_one_line(err)}); "
-                         f"use another checkpoint or {HINT}") from None
+        raise ValueError(
+            f"corrupt checkpoint: {meta_path} is not valid JSON ({_one_line(err)}); use another checkpoint or {HINT}"
+        ) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise ValueError(f"not a drivestack checkpoint: {meta_path} has format {found!r}, expected {FORMAT!r} "
-                         f"({HINT})")
+        raise ValueError(f"not a drivestack checkpoint: {meta_path} has format {found!r}, expected {FORMAT!r} ({HINT})")
     for key in ("algo", "env_id", "env_config", "observation", "action", "hyperparameters", "num_timesteps"):
         if key not in meta:
             raise ValueError(f"corrupt checkpoint: {meta_path} lacks {key!r}; use another checkpoint or {HINT}")
@@ -278,8 +326,9 @@ def _load_tensors(path: Path, device: str) -> Any:
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as err:  # truncated zip, foreign pickle refused by weights_only, ...
-        raise ValueError(f"unreadable checkpoint file {path} ({_one_line(err)}); "
-                         f"use another checkpoint or {HINT}") from None
+        raise ValueError(
+            f"unreadable checkpoint file {path} ({_one_line(err)}); use another checkpoint or {HINT}"
+        ) from None
 
 
 def _load_replay(model: DQN, path: Path) -> None:
@@ -292,8 +341,10 @@ def _load_replay(model: DQN, path: Path) -> None:
         raise ValueError(f"unreadable checkpoint file {path} ({_one_line(err)}); use another checkpoint") from None
     saved = (int(arrays["n_envs"]), int(arrays["buffer_size"]))
     if saved != (buffer.n_envs, buffer.buffer_size):
-        raise ValueError(f"replay buffer in {path} holds {saved[1]} x {saved[0]} envs, the model's is "
-                         f"{buffer.buffer_size} x {buffer.n_envs}: resume with the run's num_envs and buffer_size")
+        raise ValueError(
+            f"replay buffer in {path} holds {saved[1]} x {saved[0]} envs, the model's is "
+            f"{buffer.buffer_size} x {buffer.n_envs}: resume with the run's num_envs and buffer_size"
+        )
     for name in REPLAY_ARRAYS:
         if name in arrays and getattr(buffer, name) is not None:
             rows = arrays[name]
@@ -313,17 +364,26 @@ def check_expectations(meta: dict[str, Any], expect: dict[str, Any] | None, wher
     """Refuse a checkpoint whose algo, env id or observation layout differs from `expect` (ValueError)."""
     for key in ("algo", "env_id"):
         if expect and key in expect and expect[key] is not None and meta.get(key) != expect[key]:
-            raise ValueError(f"checkpoint {where} was trained with {key}={meta.get(key)!r}, expected "
-                             f"{key}={expect[key]!r}: pick a checkpoint of the same {key} or change it")
+            raise ValueError(
+                f"checkpoint {where} was trained with {key}={meta.get(key)!r}, expected "
+                f"{key}={expect[key]!r}: pick a checkpoint of the same {key} or change it"
+            )
     if expect and expect.get("observation") is not None:
         mismatch = _describe_mismatch(meta["observation"], expect["observation"])
         if mismatch:
-            raise ValueError(f"checkpoint {where} does not match the environment: {mismatch}; evaluate it on the "
-                             f"env config it was trained with (meta.json env_config)")
+            raise ValueError(
+                f"checkpoint {where} does not match the environment: {mismatch}; evaluate it on the "
+                f"env config it was trained with (meta.json env_config)"
+            )
 
 
-def load_checkpoint(path: str | Path, env: VecEnv | None = None, device: str = "cpu",
-                    expect: dict[str, Any] | None = None, replay: bool = True) -> tuple[BaseAlgorithm, dict]:
+def load_checkpoint(
+    path: str | Path,
+    env: VecEnv | None = None,
+    device: str = "cpu",
+    expect: dict[str, Any] | None = None,
+    replay: bool = True,
+) -> tuple[BaseAlgorithm, dict]:
     """Rebuild the SB3 model of a checkpoint and load its weights, optimizer and counters.
 
     Only `json.loads`, `torch.load(weights_only=True)` and `np.load(allow_pickle=False)` read the files:
@@ -355,8 +415,10 @@ def load_checkpoint(path: str | Path, env: VecEnv | None = None, device: str = "
     inference = env.num_envs != meta.get("num_envs", env.num_envs)
     shape = list(env.observation_space.shape or ())
     if shape != list(meta["observation"]["shape"]):
-        raise ValueError(f"checkpoint {path} expects observations of shape {meta['observation']['shape']}, the "
-                         f"environment gives {shape}: use the env config it was trained with")
+        raise ValueError(
+            f"checkpoint {path} expects observations of shape {meta['observation']['shape']}, the "
+            f"environment gives {shape}: use the env config it was trained with"
+        )
     with warnings.catch_warnings():
         if inference:  # PPO warns that batch_size does not divide a one-environment rollout: irrelevant to acting
             warnings.filterwarnings("ignore", message="You have specified a mini-batch size")
@@ -365,8 +427,9 @@ def load_checkpoint(path: str | Path, env: VecEnv | None = None, device: str = "
         model.policy.load_state_dict(policy_state)
         model.policy.optimizer.load_state_dict(optimizer_state)
     except (RuntimeError, ValueError, KeyError) as err:
-        raise ValueError(f"checkpoint {path} does not fit its own hyperparameters ({_one_line(err)}); "
-                         f"use another checkpoint") from None
+        raise ValueError(
+            f"checkpoint {path} does not fit its own hyperparameters ({_one_line(err)}); use another checkpoint"
+        ) from None
     model.num_timesteps = int(meta["num_timesteps"])
     _restore_training_state(model, meta.get("training_state", {}))
     if replay and isinstance(model, DQN) and meta.get("has_replay"):
@@ -425,11 +488,15 @@ class SB3Policy:
         """Raise ValueError unless `env` gives the observation layout and meta-actions the policy was trained on."""
         mismatch = _describe_mismatch(self.meta["observation"], observation_meta(env.config.observation))
         if mismatch:
-            raise ValueError(f"policy {self.name} does not match the environment: {mismatch}; evaluate it on the "
-                             f"env config it was trained with (meta.json env_config)")
+            raise ValueError(
+                f"policy {self.name} does not match the environment: {mismatch}; evaluate it on the "
+                f"env config it was trained with (meta.json env_config)"
+            )
         if self.meta["action"] != action_meta(env.single_action_space):
-            raise ValueError(f"policy {self.name} outputs {self.meta['action']} actions, the environment takes "
-                             f"{action_meta(env.single_action_space)}")
+            raise ValueError(
+                f"policy {self.name} outputs {self.meta['action']} actions, the environment takes "
+                f"{action_meta(env.single_action_space)}"
+            )
 
     def act(self, env: BatchedDrivingEnv, obs: torch.Tensor) -> torch.Tensor:
         self.check_env(env)

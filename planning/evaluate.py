@@ -23,8 +23,6 @@ from drivestack.sim.config import EnvConfig
 MAX_EVAL_ENVS = 512  # B of an evaluation unless num_envs says otherwise
 
 
-
-
 @dataclass(frozen=True)
 class EvalResult:
     """Per-episode outcomes of one policy (arrays shaped (episodes,)) and the run's bookkeeping."""
@@ -64,14 +62,19 @@ class EvalResult:
 
     def to_json(self) -> dict:
         """A JSON-serialisable dict: the summary and the per-episode arrays (`from_json` reads it back)."""
-        per_episode = {f.name: getattr(self, f.name).tolist() for f in fields(self)
-                       if isinstance(getattr(self, f.name), np.ndarray)}
+        per_episode = {
+            f.name: getattr(self, f.name).tolist()
+            for f in fields(self)
+            if isinstance(getattr(self, f.name), np.ndarray)
+        }
         return {"policy": self.policy, "summary": self.summary(), "episodes": per_episode}
 
     @classmethod
     def from_json(cls, data: dict) -> EvalResult:
-        arrays = {k: np.asarray(v, dtype=bool if k in ("crashed", "off_road") else np.float64)
-                  for k, v in data["episodes"].items()}
+        arrays = {
+            k: np.asarray(v, dtype=bool if k in ("crashed", "off_road") else np.float64)
+            for k, v in data["episodes"].items()
+        }
         return cls(policy=data["policy"], wall_time=float(data["summary"].get("wall_time", 0.0)), **arrays)
 
 
@@ -81,8 +84,15 @@ def _quotas(episodes: int, num_envs: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def evaluate(policy: Policy, env_config: EnvConfig, episodes: int, device: str | torch.device = "cpu",
-             seed: int = 0, num_envs: int | None = None, progress: bool = True) -> EvalResult:
+def evaluate(
+    policy: Policy,
+    env_config: EnvConfig,
+    episodes: int,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    num_envs: int | None = None,
+    progress: bool = True,
+) -> EvalResult:
     """Run exactly `episodes` episodes of `policy` and collect their outcomes.
 
     Args:
@@ -106,8 +116,16 @@ def evaluate(policy: Policy, env_config: EnvConfig, episodes: int, device: str |
     obs, _ = env.reset()
     quota = _quotas(episodes, B)
     done_count = np.zeros(B, dtype=np.int64)
-    keys = ("episode_return", "episode_length", "episode_distance", "episode_time", "episode_lane_changes",
-            "episode_mean_abs_jerk", "crashed", "off_road")
+    keys = (
+        "episode_return",
+        "episode_length",
+        "episode_distance",
+        "episode_time",
+        "episode_lane_changes",
+        "episode_mean_abs_jerk",
+        "crashed",
+        "off_road",
+    )
     rows: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     env_of: list[np.ndarray] = []
     bar = tqdm(total=episodes, desc=f"eval {policy.name}", unit="ep", disable=not progress, leave=False)
@@ -148,7 +166,9 @@ def evaluate(policy: Policy, env_config: EnvConfig, episodes: int, device: str |
 
 def format_summary(summary: dict[str, float]) -> str:
     """One line of the headline metrics (for logs)."""
-    return (f"{summary['episodes']} episodes: collisions {100 * summary['collision_rate']:.1f} %, off-road "
-            f"{100 * summary['off_road_rate']:.1f} %, {summary['mean_speed']:.1f} m/s, "
-            f"{summary['lane_changes_per_minute']:.2f} lane changes/min, jerk {summary['mean_abs_jerk']:.2f} m/s^3, "
-            f"return {summary['return_mean']:.2f} +- {summary['return_std']:.2f} ({summary['wall_time']:.1f} s)")
+    return (
+        f"{summary['episodes']} episodes: collisions {100 * summary['collision_rate']:.1f} %, off-road "
+        f"{100 * summary['off_road_rate']:.1f} %, {summary['mean_speed']:.1f} m/s, "
+        f"{summary['lane_changes_per_minute']:.2f} lane changes/min, jerk {summary['mean_abs_jerk']:.2f} m/s^3, "
+        f"return {summary['return_mean']:.2f} +- {summary['return_std']:.2f} ({summary['wall_time']:.1f} s)"
+    )

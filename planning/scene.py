@@ -103,8 +103,9 @@ class Scene:
             if not isinstance(t, torch.Tensor):
                 raise ValueError(f"Scene.{f.name}: expected a torch.Tensor, got {type(t).__name__}")
             if tuple(t.shape) != expected[f.name]:
-                raise ValueError(f"Scene.{f.name}: expected shape {expected[f.name]} (B={B}, M={M}, NL={NL}), "
-                                 f"got {tuple(t.shape)}")
+                raise ValueError(
+                    f"Scene.{f.name}: expected shape {expected[f.name]} (B={B}, M={M}, NL={NL}), got {tuple(t.shape)}"
+                )
             dtype = _DTYPES.get(f.name)
             if (dtype is not None and t.dtype != dtype) or (dtype is None and not t.is_floating_point()):
                 raise ValueError(f"Scene.{f.name}: expected dtype {dtype or 'floating point'}, got {t.dtype}")
@@ -151,11 +152,23 @@ def scene_from_world(state: WorldState, road: RoadNetwork) -> Scene:
     ahead = road.delta_s(torch.where(finite, ends, 0.0), s0[:, None])
     ids = torch.where(veh.active[:, 1:], torch.arange(1, N, device=veh.s.device), -1)  # (B, N - 1)
     return Scene(
-        ego_speed=veh.speed[:, 0], ego_heading=veh.psi[:, 0], ego_d=veh.d[:, 0], ego_lane=veh.lane[:, 0],
-        ego_length=veh.length[:, 0], ego_width=veh.width[:, 0],
-        x=dx[:, 1:], y=dy[:, 1:], vx=vx[:, 1:], vy=vy[:, 1:], heading=veh.psi[:, 1:],
-        length=veh.length[:, 1:], width=veh.width[:, 1:], id=ids, present=veh.active[:, 1:],
-        lane_offset=offsets - veh.d[:, :1], lane_exists=exists,
+        ego_speed=veh.speed[:, 0],
+        ego_heading=veh.psi[:, 0],
+        ego_d=veh.d[:, 0],
+        ego_lane=veh.lane[:, 0],
+        ego_length=veh.length[:, 0],
+        ego_width=veh.width[:, 0],
+        x=dx[:, 1:],
+        y=dy[:, 1:],
+        vx=vx[:, 1:],
+        vy=vy[:, 1:],
+        heading=veh.psi[:, 1:],
+        length=veh.length[:, 1:],
+        width=veh.width[:, 1:],
+        id=ids,
+        present=veh.active[:, 1:],
+        lane_offset=offsets - veh.d[:, :1],
+        lane_exists=exists,
         lane_end=torch.where(finite, ahead, torch.inf),
     )
 
@@ -175,7 +188,15 @@ def encode_kinematics_scene(scene: Scene, config: ObservationConfig) -> torch.Te
         return torch.where(scene.present, values, 0.0)
 
     return encode_kinematics(
-        ego_y=scene.ego_d, ego_vx=ego_vx, ego_vy=ego_vy, ego_heading=scene.ego_heading,
-        rel_x=agents(scene.x), rel_y=agents(scene.y), rel_vx=agents(scene.vx - ego_vx[:, None]),
-        rel_vy=agents(scene.vy - ego_vy[:, None]), heading=agents(scene.heading), present=scene.present,
-        config=config)
+        ego_y=scene.ego_d,
+        ego_vx=ego_vx,
+        ego_vy=ego_vy,
+        ego_heading=scene.ego_heading,
+        rel_x=agents(scene.x),
+        rel_y=agents(scene.y),
+        rel_vx=agents(scene.vx - ego_vx[:, None]),
+        rel_vy=agents(scene.vy - ego_vy[:, None]),
+        heading=agents(scene.heading),
+        present=scene.present,
+        config=config,
+    )

@@ -63,18 +63,57 @@ class Algo(str, Enum):
 # 22.3 m/s (always-IDLE: 39 %, 22.0 m/s; the IDM/MOBIL rule policy: 0 %, 23.3 m/s).
 NUM_ENVS = {Algo.PPO: 128, Algo.DQN: 32}
 TOTAL_TIMESTEPS = {Algo.PPO: 500_000, Algo.DQN: 200_000}
-PPO_DEFAULTS: dict[str, Any] = dict(learning_rate=5e-4, n_steps=32, batch_size=1024, n_epochs=5, gamma=0.9,
-                                    gae_lambda=0.95, clip_range=0.2, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5,
-                                    net_arch=(256, 256), activation_fn="tanh")
-DQN_DEFAULTS: dict[str, Any] = dict(learning_rate=5e-4, buffer_size=100_000, learning_starts=5_000, batch_size=256,
-                                    tau=1.0, gamma=0.9, train_freq=1, gradient_steps=4, target_update_interval=2_000,
-                                    exploration_fraction=0.3, exploration_initial_eps=1.0, exploration_final_eps=0.05,
-                                    max_grad_norm=10.0, net_arch=(256, 256), activation_fn="relu")
+PPO_DEFAULTS: dict[str, Any] = dict(
+    learning_rate=5e-4,
+    n_steps=32,
+    batch_size=1024,
+    n_epochs=5,
+    gamma=0.9,
+    gae_lambda=0.95,
+    clip_range=0.2,
+    ent_coef=0.01,
+    vf_coef=0.5,
+    max_grad_norm=0.5,
+    net_arch=(256, 256),
+    activation_fn="tanh",
+)
+DQN_DEFAULTS: dict[str, Any] = dict(
+    learning_rate=5e-4,
+    buffer_size=100_000,
+    learning_starts=5_000,
+    batch_size=256,
+    tau=1.0,
+    gamma=0.9,
+    train_freq=1,
+    gradient_steps=4,
+    target_update_interval=2_000,
+    exploration_fraction=0.3,
+    exploration_initial_eps=1.0,
+    exploration_final_eps=0.05,
+    max_grad_norm=10.0,
+    net_arch=(256, 256),
+    activation_fn="relu",
+)
 DEFAULTS = {Algo.PPO: PPO_DEFAULTS, Algo.DQN: DQN_DEFAULTS}
 # Config fields that override an algorithm hyperparameter (None = the algorithm's default above).
-HYPERPARAMETERS = ("learning_rate", "gamma", "batch_size", "net_arch", "n_steps", "n_epochs", "gae_lambda",
-                   "clip_range", "ent_coef", "buffer_size", "learning_starts", "train_freq", "gradient_steps",
-                   "target_update_interval", "exploration_fraction", "exploration_final_eps")
+HYPERPARAMETERS = (
+    "learning_rate",
+    "gamma",
+    "batch_size",
+    "net_arch",
+    "n_steps",
+    "n_epochs",
+    "gae_lambda",
+    "clip_range",
+    "ent_coef",
+    "buffer_size",
+    "learning_starts",
+    "train_freq",
+    "gradient_steps",
+    "target_update_interval",
+    "exploration_fraction",
+    "exploration_final_eps",
+)
 
 
 @dataclass(frozen=True)
@@ -155,8 +194,6 @@ def env_name(env_id: str) -> str:
     return env_id.split("/")[-1]
 
 
-
-
 def hyperparameters(cfg: TrainPolicyConfig) -> dict[str, Any]:
     """The algorithm's SB3 settings: its defaults with the config's overrides (ValueError for a foreign one)."""
     algo = Algo(cfg.algo)
@@ -167,8 +204,9 @@ def hyperparameters(cfg: TrainPolicyConfig) -> dict[str, Any]:
             continue
         if name not in hyper:
             other = next(a for a in Algo if name in DEFAULTS[a])
-            raise ValueError(f"{name} is a {other.value} setting, not a {algo.value} one; "
-                             f"drop --{name.replace('_', '-')}")
+            raise ValueError(
+                f"{name} is a {other.value} setting, not a {algo.value} one; drop --{name.replace('_', '-')}"
+            )
         hyper[name] = tuple(value) if name == "net_arch" else value
     return hyper
 
@@ -186,13 +224,22 @@ def resolve(cfg: TrainPolicyConfig) -> TrainPolicyConfig:
     assert cfg.num_envs is not None and cfg.total_timesteps is not None
     if cfg.max_minutes is not None and not cfg.max_minutes > 0:
         raise ValueError(f"max_minutes={cfg.max_minutes}; allowed: > 0 (or leave it out for no limit)")
-    for name, low in (("num_envs", 1), ("total_timesteps", 1), ("eval_episodes", 1), ("eval_every", 0), ("threads", 0),
-                      ("checkpoint_every", 0), ("log_every", 1)):
+    for name, low in (
+        ("num_envs", 1),
+        ("total_timesteps", 1),
+        ("eval_episodes", 1),
+        ("eval_every", 0),
+        ("threads", 0),
+        ("checkpoint_every", 0),
+        ("log_every", 1),
+    ):
         if getattr(cfg, name) < low:
             raise ValueError(f"{name}={getattr(cfg, name)}; allowed: >= {low}")
     if algo == Algo.PPO and hyper["batch_size"] > hyper["n_steps"] * cfg.num_envs:
-        raise ValueError(f"batch_size={hyper['batch_size']} exceeds a rollout of n_steps x num_envs = "
-                         f"{hyper['n_steps'] * cfg.num_envs} samples; lower --batch-size or raise --n-steps")
+        raise ValueError(
+            f"batch_size={hyper['batch_size']} exceeds a rollout of n_steps x num_envs = "
+            f"{hyper['n_steps'] * cfg.num_envs} samples; lower --batch-size or raise --n-steps"
+        )
     if not 0.0 < hyper["gamma"] <= 1.0:
         raise ValueError(f"gamma={hyper['gamma']}; allowed: 0 < gamma <= 1")
     return cfg
@@ -205,8 +252,9 @@ def config_dict(cfg: TrainPolicyConfig) -> dict[str, Any]:
 def make_train_env(cfg: TrainPolicyConfig) -> SB3DrivingVecEnv:
     """The training VecEnv of `cfg` (defaults resolved)."""
     cfg = resolve(cfg)
-    return SB3DrivingVecEnv(num_envs=cfg.num_envs or 1, config=env_config_for(cfg.env), device=cfg.device,
-                            seed=cfg.seed)
+    return SB3DrivingVecEnv(
+        num_envs=cfg.num_envs or 1, config=env_config_for(cfg.env), device=cfg.device, seed=cfg.seed
+    )
 
 
 def build_model(cfg: TrainPolicyConfig, env: SB3DrivingVecEnv) -> BaseAlgorithm:
@@ -245,9 +293,14 @@ def evaluate_model(model: BaseAlgorithm, env: SB3DrivingVecEnv, seed: int) -> di
             break
     durations = lengths / config.policy_frequency  # [s]
     speeds = distances / np.maximum(durations, 1e-9)  # [m/s] per episode
-    return {"return": float(returns.mean()), "collision_rate": float(crashed.mean()),
-            "off_road_rate": float(off_road.mean()), "mean_speed": float(speeds.mean()),
-            "episode_length": float(lengths.mean()), "episodes": float(B)}
+    return {
+        "return": float(returns.mean()),
+        "collision_rate": float(crashed.mean()),
+        "off_road_rate": float(off_road.mean()),
+        "mean_speed": float(speeds.mean()),
+        "episode_length": float(lengths.mean()),
+        "episodes": float(B),
+    }
 
 
 def _better(result: dict[str, float], best: dict[str, float] | None) -> bool:
@@ -308,9 +361,15 @@ class TrainingMonitor(BaseCallback):
         self.next_eval = (self.model.num_timesteps // every + 1) * every if every else None
         every = self.cfg.checkpoint_every
         self.next_checkpoint = (self.model.num_timesteps // every + 1) * every if every else None
-        self.pbar = tqdm(total=self.cfg.total_timesteps, initial=self.model.num_timesteps, unit="step",
-                         unit_scale=True, dynamic_ncols=True, disable=not self.cfg.progress,
-                         desc=f"{Algo(self.cfg.algo).value} {env_name(self.cfg.env)}")
+        self.pbar = tqdm(
+            total=self.cfg.total_timesteps,
+            initial=self.model.num_timesteps,
+            unit="step",
+            unit_scale=True,
+            dynamic_ncols=True,
+            disable=not self.cfg.progress,
+            desc=f"{Algo(self.cfg.algo).value} {env_name(self.cfg.env)}",
+        )
 
     def sps(self) -> float:
         elapsed = time.perf_counter() - self.start_time
@@ -320,8 +379,15 @@ class TrainingMonitor(BaseCallback):
         dones, infos = self.locals["dones"], self.locals["infos"]
         for i in np.flatnonzero(dones):  # finished environments only: a few per step
             info = infos[i]
-            self._episodes.append((info["episode_return"], info["episode_length"], info["episode_distance"],
-                                   bool(info["crashed"]), info["rewards"]["off_road"] > 0))
+            self._episodes.append(
+                (
+                    info["episode_return"],
+                    info["episode_length"],
+                    info["episode_distance"],
+                    bool(info["crashed"]),
+                    info["rewards"]["off_road"] > 0,
+                )
+            )
         if self.pbar is not None:
             self.pbar.update(len(dones))
         if self.cfg.max_minutes is not None and time.perf_counter() - self.start_time > 60.0 * self.cfg.max_minutes:
@@ -354,8 +420,11 @@ class TrainingMonitor(BaseCallback):
             self.next_eval = (steps // self.cfg.eval_every + 1) * self.cfg.eval_every
             if self.pbar is not None and self.run.last_eval is not None:
                 ev = self.run.last_eval
-                self.pbar.set_postfix_str(f"eval return {ev['return']:.1f}, collisions {ev['collision_rate']:.0%}, "
-                                          f"{ev['mean_speed']:.1f} m/s", refresh=False)
+                self.pbar.set_postfix_str(
+                    f"eval return {ev['return']:.1f}, collisions {ev['collision_rate']:.0%}, "
+                    f"{ev['mean_speed']:.1f} m/s",
+                    refresh=False,
+                )
             self.dump()
         if self.next_checkpoint is not None and steps >= self.next_checkpoint:
             self.run.save(self.model, f"step_{steps}")
@@ -377,10 +446,12 @@ class TrainingRun:
     def __init__(self, cfg: TrainPolicyConfig, env_config: EnvConfig, hyper: dict[str, Any]) -> None:
         self.cfg, self.env_config = cfg, env_config
         self.run_dir = Path(cfg.run_dir or ".")
-        self.meta = make_meta(Algo(cfg.algo).value, cfg.env, env_config, hyper, cfg.seed, num_envs=cfg.num_envs,
-                              device=cfg.device)
-        self.eval_env = SB3DrivingVecEnv(num_envs=cfg.eval_episodes, config=env_config, device=cfg.device,
-                                         seed=cfg.seed + EVAL_SEED_OFFSET)
+        self.meta = make_meta(
+            Algo(cfg.algo).value, cfg.env, env_config, hyper, cfg.seed, num_envs=cfg.num_envs, device=cfg.device
+        )
+        self.eval_env = SB3DrivingVecEnv(
+            num_envs=cfg.eval_episodes, config=env_config, device=cfg.device, seed=cfg.seed + EVAL_SEED_OFFSET
+        )
         self.last_eval: dict[str, float] | None = None
         self.last_eval_step = -1
         best = self.run_dir / "checkpoints" / "best"
@@ -404,11 +475,16 @@ class TrainingRun:
 def _resume_config(cfg: TrainPolicyConfig, saved: dict[str, Any], meta: dict[str, Any]) -> TrainPolicyConfig:
     """`cfg` with the resumed run's settings filled in; ValueError naming the first field that contradicts it."""
     where = cfg.run_dir
-    for name, ours, theirs in (("algo", Algo(cfg.algo).value, meta["algo"]), ("env", cfg.env, meta["env_id"]),
-                               ("seed", cfg.seed, meta.get("seed"))):
+    for name, ours, theirs in (
+        ("algo", Algo(cfg.algo).value, meta["algo"]),
+        ("env", cfg.env, meta["env_id"]),
+        ("seed", cfg.seed, meta.get("seed")),
+    ):
         if ours != theirs:
-            raise ValueError(f"cannot resume: {where} was trained with {name}={theirs!r}, not {ours!r}; pass "
-                             f"--{name} {theirs} or a new --run-dir")
+            raise ValueError(
+                f"cannot resume: {where} was trained with {name}={theirs!r}, not {ours!r}; pass "
+                f"--{name} {theirs} or a new --run-dir"
+            )
     fixed = {"num_envs": meta.get("num_envs", saved.get("num_envs"))}
     fixed.update({k: v for k, v in meta["hyperparameters"].items() if k in HYPERPARAMETERS})
     updates: dict[str, Any] = {}
@@ -416,17 +492,24 @@ def _resume_config(cfg: TrainPolicyConfig, saved: dict[str, Any], meta: dict[str
         ours = getattr(cfg, name)
         theirs = tuple(theirs) if isinstance(theirs, list) else theirs
         if ours is not None and ours != theirs:
-            raise ValueError(f"cannot resume: {where} was trained with {name}={theirs!r}, not {ours!r}; a resumed "
-                             f"run keeps its settings (drop --{name.replace('_', '-')} or start a new --run-dir)")
+            raise ValueError(
+                f"cannot resume: {where} was trained with {name}={theirs!r}, not {ours!r}; a resumed "
+                f"run keeps its settings (drop --{name.replace('_', '-')} or start a new --run-dir)"
+            )
         updates[name] = theirs
     return dataclasses.replace(cfg, **updates)
 
 
-def _write_config(cfg: TrainPolicyConfig, env_config: EnvConfig, hyper: dict[str, Any],
-                  resumed_from: Path | None) -> None:
+def _write_config(
+    cfg: TrainPolicyConfig, env_config: EnvConfig, hyper: dict[str, Any], resumed_from: Path | None
+) -> None:
     run_dir = Path(cfg.run_dir or ".")
-    data = {"config": config_dict(cfg), "hyperparameters": hyper,
-            "env_config": env_config_to_dict(env_config), "resumed_from": str(resumed_from) if resumed_from else None}
+    data = {
+        "config": config_dict(cfg),
+        "hyperparameters": hyper,
+        "env_config": env_config_to_dict(env_config),
+        "resumed_from": str(resumed_from) if resumed_from else None,
+    }
     tmp = run_dir / "config.json.tmp"
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     tmp.replace(run_dir / "config.json")
@@ -455,8 +538,9 @@ def _train(cfg: TrainPolicyConfig) -> dict[str, Any]:
         resumed_meta = read_meta(resumed_from)
         cfg = _resume_config(dataclasses.replace(cfg, run_dir=run_dir), saved, resumed_meta)
     elif run_dir.exists() and any(run_dir.iterdir()):
-        raise ValueError(f"run directory {run_dir} already holds a run; pass --resume to continue it or a new "
-                         f"--run-dir")
+        raise ValueError(
+            f"run directory {run_dir} already holds a run; pass --resume to continue it or a new --run-dir"
+        )
     cfg = resolve(cfg)
     assert cfg.num_envs is not None and cfg.total_timesteps is not None
     # a resumed run goes on with its checkpoint's own env config and settings (the defaults may have moved since)
@@ -470,12 +554,17 @@ def _train(cfg: TrainPolicyConfig) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     run = TrainingRun(cfg, env_config, hyper)
     if resumed_from is not None:
-        model, meta = load_checkpoint(resumed_from, env=env, device=cfg.device,
-                                      expect={"algo": run.meta["algo"], "env_id": cfg.env,
-                                              "observation": run.meta["observation"]})
+        model, meta = load_checkpoint(
+            resumed_from,
+            env=env,
+            device=cfg.device,
+            expect={"algo": run.meta["algo"], "env_id": cfg.env, "observation": run.meta["observation"]},
+        )
         if model.num_timesteps >= cfg.total_timesteps:
-            raise ValueError(f"nothing to do: {resumed_from} is already at {model.num_timesteps} timesteps >= "
-                             f"--total-timesteps {cfg.total_timesteps}; pass a larger --total-timesteps")
+            raise ValueError(
+                f"nothing to do: {resumed_from} is already at {model.num_timesteps} timesteps >= "
+                f"--total-timesteps {cfg.total_timesteps}; pass a larger --total-timesteps"
+            )
         # fresh scenarios and sampling after the resume point, still reproducible under the seed
         model.set_random_seed(cfg.seed + model.num_timesteps)
     else:
@@ -488,8 +577,13 @@ def _train(cfg: TrainPolicyConfig) -> dict[str, Any]:
     start = time.perf_counter()
     start_steps = model.num_timesteps
     try:
-        model.learn(cfg.total_timesteps - model.num_timesteps, callback=monitor, log_interval=None,  # type: ignore[arg-type]
-                    reset_num_timesteps=resumed_from is None, progress_bar=False)
+        model.learn(
+            cfg.total_timesteps - model.num_timesteps,
+            callback=monitor,
+            log_interval=None,  # type: ignore[arg-type]
+            reset_num_timesteps=resumed_from is None,
+            progress_bar=False,
+        )
     except KeyboardInterrupt:
         monitor.close()
         model.num_timesteps = monitor.consistent_steps  # the steps the weights have been trained on
@@ -512,8 +606,16 @@ def _train(cfg: TrainPolicyConfig) -> dict[str, Any]:
     model.logger.close()
     ev = run.last_eval
     assert ev is not None
-    print(f"trained {Algo(cfg.algo).value} on {cfg.env}: {model.num_timesteps:,} timesteps, {sps:,.0f} steps/s; "
-          f"eval over {int(ev['episodes'])} episodes: return {ev['return']:.2f}, collision rate "
-          f"{ev['collision_rate']:.1%}, mean speed {ev['mean_speed']:.1f} m/s; run written to {run_dir}")
-    return {"run_dir": str(run_dir), "num_timesteps": int(model.num_timesteps), "sps": sps, "seconds": elapsed,
-            "eval": ev, "best": run.best}
+    print(
+        f"trained {Algo(cfg.algo).value} on {cfg.env}: {model.num_timesteps:,} timesteps, {sps:,.0f} steps/s; "
+        f"eval over {int(ev['episodes'])} episodes: return {ev['return']:.2f}, collision rate "
+        f"{ev['collision_rate']:.1%}, mean speed {ev['mean_speed']:.1f} m/s; run written to {run_dir}"
+    )
+    return {
+        "run_dir": str(run_dir),
+        "num_timesteps": int(model.num_timesteps),
+        "sps": sps,
+        "seconds": elapsed,
+        "eval": ev,
+        "best": run.best,
+    }

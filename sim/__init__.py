@@ -17,8 +17,18 @@ _EXPORTS = {
     **{
         name: "drivestack.sim.config"
         for name in (
-            "ActionConfig", "ActionType", "EnvConfig", "ObservationConfig", "ObservationType", "RewardConfig",
-            "RoadConfig", "Scenario", "TrafficConfig", "VehicleConfig", "highway_config", "merge_config",
+            "ActionConfig",
+            "ActionType",
+            "EnvConfig",
+            "ObservationConfig",
+            "ObservationType",
+            "RewardConfig",
+            "RoadConfig",
+            "Scenario",
+            "TrafficConfig",
+            "VehicleConfig",
+            "highway_config",
+            "merge_config",
         )
     },
 }

@@ -38,8 +38,9 @@ def to_action_tensor(action: object, num_envs: int, config: ActionConfig, device
         a = torch.as_tensor(np.asarray(action) if not isinstance(action, torch.Tensor) else action, device=device)
         a = a.reshape(-1)
         if a.numel() != num_envs:
-            raise ValueError(f"meta action: expected {num_envs} integers (one per environment), got shape "
-                             f"{tuple(np.shape(action))}")
+            raise ValueError(
+                f"meta action: expected {num_envs} integers (one per environment), got shape {tuple(np.shape(action))}"
+            )
         if a.is_floating_point():
             if not torch.isfinite(a).all():
                 raise ValueError("meta action contains NaN or inf; expected integers 0..4")
@@ -47,24 +48,35 @@ def to_action_tensor(action: object, num_envs: int, config: ActionConfig, device
                 raise ValueError("meta action must be integers 0..4 (LANE_LEFT, IDLE, LANE_RIGHT, FASTER, SLOWER)")
         a = a.long()
         if ((a < 0) | (a > 4)).any():
-            raise ValueError(f"meta action out of range: got {a.min().item()}..{a.max().item()}, allowed 0..4 "
-                             "(LANE_LEFT, IDLE, LANE_RIGHT, FASTER, SLOWER)")
+            raise ValueError(
+                f"meta action out of range: got {a.min().item()}..{a.max().item()}, allowed 0..4 "
+                "(LANE_LEFT, IDLE, LANE_RIGHT, FASTER, SLOWER)"
+            )
         return a
-    a = torch.as_tensor(action if isinstance(action, torch.Tensor) else np.asarray(action, dtype=np.float32),
-                        device=device, dtype=torch.float32)
+    a = torch.as_tensor(
+        action if isinstance(action, torch.Tensor) else np.asarray(action, dtype=np.float32),
+        device=device,
+        dtype=torch.float32,
+    )
     if a.numel() != 2 * num_envs:
-        raise ValueError(f"continuous action: expected shape ({num_envs}, 2) as (steer, acceleration), got "
-                         f"{tuple(a.shape)}")
+        raise ValueError(
+            f"continuous action: expected shape ({num_envs}, 2) as (steer, acceleration), got {tuple(a.shape)}"
+        )
     a = a.reshape(num_envs, 2)
     if not torch.isfinite(a).all():
         bad = torch.nonzero(~torch.isfinite(a).all(dim=1)).flatten()[:5].tolist()
-        raise ValueError(f"continuous action contains NaN or inf (environments {bad}); actions must be finite "
-                         "numbers in [-1, 1]")
+        raise ValueError(
+            f"continuous action contains NaN or inf (environments {bad}); actions must be finite numbers in [-1, 1]"
+        )
     return a.clamp(-1.0, 1.0)
 
 
-def apply_meta(state: WorldState, action: torch.Tensor, road: RoadNetwork, env_config: EnvConfig,
-               ) -> tuple[WorldState, torch.Tensor]:
+def apply_meta(
+    state: WorldState,
+    action: torch.Tensor,
+    road: RoadNetwork,
+    env_config: EnvConfig,
+) -> tuple[WorldState, torch.Tensor]:
     """Apply meta actions (B,) to the ego's target lane and speed set-point. Returns the new state and
     a (B,) bool mask of actions that were impossible and therefore ignored. A new target lane starts a
     smooth lane-change reference path (see `sim.driver`)."""

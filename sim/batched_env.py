@@ -48,8 +48,15 @@ class BatchedDrivingEnv:
             Triton). Results agree with eager mode to float rounding, and are deterministic.
     """
 
-    def __init__(self, config: EnvConfig | None = None, num_envs: int = 1, device: str | torch.device = "cpu",
-                 seed: int | None = None, autoreset: bool = True, compile: bool = False) -> None:
+    def __init__(
+        self,
+        config: EnvConfig | None = None,
+        num_envs: int = 1,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+        autoreset: bool = True,
+        compile: bool = False,
+    ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs={num_envs!r}; allowed: >= 1")
         self.config = (config or EnvConfig()).validate()
@@ -112,8 +119,17 @@ class BatchedDrivingEnv:
         lane_changed = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         for _ in range(cfg.substeps):  # a loop over time, not over environments
             lane_before = state.vehicles.lane[:, 0]
-            state = sim_step(state, self.road, cfg, steer, accel, mobil_direction(self._global_step, cfg),
-                             lqr=self._lqr, idm_fn=self._idm_fn, advance_fn=self._advance_fn)
+            state = sim_step(
+                state,
+                self.road,
+                cfg,
+                steer,
+                accel,
+                mobil_direction(self._global_step, cfg),
+                lqr=self._lqr,
+                idm_fn=self._idm_fn,
+                advance_fn=self._advance_fn,
+            )
             lane_changed |= state.vehicles.lane[:, 0] != lane_before
             self._global_step += 1
         state = state.replace(policy_steps=state.policy_steps + 1)
@@ -132,8 +148,9 @@ class BatchedDrivingEnv:
             "speed": state.vehicles.speed[:, 0],
             "lane": state.vehicles.lane[:, 0],
         }
-        info["throttle"], info["brake"] = throttle_brake(state.vehicles.accel[:, 0], cfg.vehicle.max_accel,
-                                                         cfg.vehicle.max_brake, validate=False)
+        info["throttle"], info["brake"] = throttle_brake(
+            state.vehicles.accel[:, 0], cfg.vehicle.max_accel, cfg.vehicle.max_brake, validate=False
+        )
         done = terminated | truncated
         if self.autoreset and bool(done.any()):  # note: a CPU-GPU sync point, once per policy step
             info["final_observation"] = obs
@@ -155,4 +172,3 @@ class BatchedDrivingEnv:
         from drivestack.sim.render import render_topdown
 
         return render_topdown(self.road, self.state, env_index=env_index)
-

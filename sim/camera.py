@@ -22,38 +22,56 @@ NUSCENES_CAMERAS: dict[str, dict] = {
     "CAM_FRONT": {
         "translation": [1.72200568478, 0.00475453292289, 1.49491291905],
         "rotation": [0.5077241387638071, -0.4973392230703816, 0.49837167536166627, -0.4964832014373754],
-        "camera_intrinsic": [[1252.8131021185304, 0.0, 826.588114781398],
-                             [0.0, 1252.8131021185304, 469.9846626224581], [0.0, 0.0, 1.0]],
+        "camera_intrinsic": [
+            [1252.8131021185304, 0.0, 826.588114781398],
+            [0.0, 1252.8131021185304, 469.9846626224581],
+            [0.0, 0.0, 1.0],
+        ],
     },
     "CAM_FRONT_RIGHT": {
         "translation": [1.58082565783, -0.499078711449, 1.51749368405],
         "rotation": [0.20335173766558642, -0.19146333228946724, 0.6785710044972951, -0.6793609166212989],
-        "camera_intrinsic": [[1256.7485116440405, 0.0, 817.7887570959712],
-                             [0.0, 1256.7485116440403, 451.9541780095127], [0.0, 0.0, 1.0]],
+        "camera_intrinsic": [
+            [1256.7485116440405, 0.0, 817.7887570959712],
+            [0.0, 1256.7485116440403, 451.9541780095127],
+            [0.0, 0.0, 1.0],
+        ],
     },
     "CAM_BACK_RIGHT": {
         "translation": [1.05945173053, -0.46720294852, 1.55050857555],
         "rotation": [0.13819187705364147, -0.13796718183628456, -0.6893329941542625, 0.697630335509333],
-        "camera_intrinsic": [[1249.9629280788233, 0.0, 825.3768045375984],
-                             [0.0, 1249.9629280788233, 462.54816385708756], [0.0, 0.0, 1.0]],
+        "camera_intrinsic": [
+            [1249.9629280788233, 0.0, 825.3768045375984],
+            [0.0, 1249.9629280788233, 462.54816385708756],
+            [0.0, 0.0, 1.0],
+        ],
     },
     "CAM_BACK": {
         "translation": [0.05524611077, 0.0107882366898, 1.56794286957],
         "rotation": [0.5067997344989889, -0.4977567019405021, -0.4987849934090844, 0.496594225837321],
-        "camera_intrinsic": [[796.8910634503094, 0.0, 857.7774326863696],
-                             [0.0, 796.8910634503094, 476.8848988407415], [0.0, 0.0, 1.0]],
+        "camera_intrinsic": [
+            [796.8910634503094, 0.0, 857.7774326863696],
+            [0.0, 796.8910634503094, 476.8848988407415],
+            [0.0, 0.0, 1.0],
+        ],
     },
     "CAM_BACK_LEFT": {
         "translation": [1.04852047718, 0.483058131052, 1.56210154484],
         "rotation": [0.7048620297871717, -0.6907306801461466, -0.11209091960167808, 0.11617345743327073],
-        "camera_intrinsic": [[1254.9860565800168, 0.0, 829.5769333630991],
-                             [0.0, 1254.9860565800168, 467.1680561863987], [0.0, 0.0, 1.0]],
+        "camera_intrinsic": [
+            [1254.9860565800168, 0.0, 829.5769333630991],
+            [0.0, 1254.9860565800168, 467.1680561863987],
+            [0.0, 0.0, 1.0],
+        ],
     },
     "CAM_FRONT_LEFT": {
         "translation": [1.5752559464, 0.500519383135, 1.50696032589],
         "rotation": [0.6812088525125634, -0.6687507165046241, 0.2101702448905517, -0.21108161122114324],
-        "camera_intrinsic": [[1257.8625342125129, 0.0, 827.2410631095686],
-                             [0.0, 1257.8625342125129, 450.915498205774], [0.0, 0.0, 1.0]],
+        "camera_intrinsic": [
+            [1257.8625342125129, 0.0, 827.2410631095686],
+            [0.0, 1257.8625342125129, 450.915498205774],
+            [0.0, 0.0, 1.0],
+        ],
     },
     "LIDAR_TOP": {
         "translation": [0.985793, 0.0, 1.84019],
@@ -69,9 +87,17 @@ def quaternion_to_matrix(q: torch.Tensor) -> torch.Tensor:
     """Rotation matrices [..., 3, 3] of unit quaternions q [..., 4] (w, x, y, z)."""
     q = q / q.norm(dim=-1, keepdim=True)
     w, x, y, z = q.unbind(-1)
-    rows = [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-            2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-            2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]
+    rows = [
+        1 - 2 * (y * y + z * z),
+        2 * (x * y - w * z),
+        2 * (x * z + w * y),
+        2 * (x * y + w * z),
+        1 - 2 * (x * x + z * z),
+        2 * (y * z - w * x),
+        2 * (x * z - w * y),
+        2 * (y * z + w * x),
+        1 - 2 * (x * x + y * y),
+    ]
     return torch.stack(rows, dim=-1).unflatten(-1, (3, 3))
 
 
@@ -110,22 +136,30 @@ class CameraConfig:
         """Raise ValueError naming the field for anything out of range; returns self."""
         bad = [c for c in self.channels if c not in CAMERA_CHANNELS]
         if bad or not self.channels:
-            raise ValueError(f"invalid config: camera.channels={self.channels!r} has unknown channels {bad}; "
-                             f"allowed: {', '.join(CAMERA_CHANNELS)}")
+            raise ValueError(
+                f"invalid config: camera.channels={self.channels!r} has unknown channels {bad}; "
+                f"allowed: {', '.join(CAMERA_CHANNELS)}"
+            )
         if len(set(self.channels)) != len(self.channels):
             raise ValueError(f"invalid config: camera.channels={self.channels!r} repeats a channel")
         for name in ("width", "height", "max_vehicles"):
             if getattr(self, name) < 1:
                 raise ValueError(f"invalid config: camera.{name}={getattr(self, name)!r}; allowed: >= 1")
         if not 1.0 <= self.max_depth <= 250.0:
-            raise ValueError(f"invalid config: camera.max_depth={self.max_depth!r}; allowed: 1..250 m "
-                             "(the road's lookup tables reach 300 m past the ego)")
-        for name, lo_min, hi_max in (("sun_elevation_range", 1.0, 90.0), ("exposure_range", 0.05, 10.0),
-                                     ("contrast_range", 0.05, 10.0)):
+            raise ValueError(
+                f"invalid config: camera.max_depth={self.max_depth!r}; allowed: 1..250 m "
+                "(the road's lookup tables reach 300 m past the ego)"
+            )
+        for name, lo_min, hi_max in (
+            ("sun_elevation_range", 1.0, 90.0),
+            ("exposure_range", 0.05, 10.0),
+            ("contrast_range", 0.05, 10.0),
+        ):
             lo, hi = getattr(self, name)
             if not lo_min <= lo <= hi <= hi_max:
-                raise ValueError(f"invalid config: camera.{name}={(lo, hi)!r}; allowed: "
-                                 f"{lo_min} <= low <= high <= {hi_max}")
+                raise ValueError(
+                    f"invalid config: camera.{name}={(lo, hi)!r}; allowed: {lo_min} <= low <= high <= {hi_max}"
+                )
         if not 0.0 <= self.color_temperature <= 0.5:
             raise ValueError(f"invalid config: camera.color_temperature={self.color_temperature!r}; allowed: 0..0.5")
         if not 0.0 <= self.noise_std <= 50.0:
@@ -168,9 +202,16 @@ def camera_rig(config: CameraConfig | None = None, device: torch.device | str = 
     cam_to_ego = torch.eye(4, dtype=torch.float64).repeat(len(records), 1, 1)
     cam_to_ego[:, :3, :3] = quaternion_to_matrix(rotation)
     cam_to_ego[:, :3, 3] = translation
-    return CameraRig(channels=tuple(config.channels), width=config.width, height=config.height,
-                     intrinsic=intrinsic.to(**f32), translation=translation.to(**f32), rotation=rotation.to(**f32),
-                     cam_to_ego=cam_to_ego.to(**f32), config=config)
+    return CameraRig(
+        channels=tuple(config.channels),
+        width=config.width,
+        height=config.height,
+        intrinsic=intrinsic.to(**f32),
+        translation=translation.to(**f32),
+        rotation=rotation.to(**f32),
+        cam_to_ego=cam_to_ego.to(**f32),
+        config=config,
+    )
 
 
 def ego_to_camera(points_ego: torch.Tensor, rig: CameraRig) -> torch.Tensor:
@@ -219,8 +260,9 @@ def pixel_rays(rig: CameraRig, height: int | None = None, width: int | None = No
     return d_ego / d_ego.norm(dim=-1, keepdim=True)
 
 
-def points_bbox(points_cam: torch.Tensor, intrinsic: torch.Tensor, edges: tuple[tuple[int, int], ...],
-                near: float = 0.05) -> torch.Tensor:
+def points_bbox(
+    points_cam: torch.Tensor, intrinsic: torch.Tensor, edges: tuple[tuple[int, int], ...], near: float = 0.05
+) -> torch.Tensor:
     """Pixel bounding boxes (x0, y0, x1, y1) [..., 4] of convex bodies given by corners in camera frames.
 
     The body is clipped at the plane z = near first (corners behind it are replaced by the points where
@@ -245,8 +287,15 @@ def points_bbox(points_cam: torch.Tensor, intrinsic: torch.Tensor, edges: tuple[
     u = k[..., 0, 0] * pts[..., 0] / z + k[..., 0, 2]
     v = k[..., 1, 1] * pts[..., 1] / z + k[..., 1, 2]
     inf = torch.full_like(u, torch.inf)
-    box = torch.stack([torch.where(ok, u, inf).amin(-1), torch.where(ok, v, inf).amin(-1),
-                       torch.where(ok, u, -inf).amax(-1), torch.where(ok, v, -inf).amax(-1)], dim=-1)
+    box = torch.stack(
+        [
+            torch.where(ok, u, inf).amin(-1),
+            torch.where(ok, v, inf).amin(-1),
+            torch.where(ok, u, -inf).amax(-1),
+            torch.where(ok, v, -inf).amax(-1),
+        ],
+        dim=-1,
+    )
     return torch.where(ok.any(dim=-1, keepdim=True), box, torch.full_like(box, torch.nan))
 
 

@@ -124,16 +124,25 @@ def _untile(x: torch.Tensor, rays: _Rays, height: int, width: int) -> torch.Tens
     return x[..., :height, :width]
 
 
-def _select(boxes_ego: torch.Tensor, active: torch.Tensor, rig: CameraRig, k: int, normals: torch.Tensor,
-            ) -> tuple[torch.Tensor, torch.Tensor]:
+def _select(
+    boxes_ego: torch.Tensor,
+    active: torch.Tensor,
+    rig: CameraRig,
+    k: int,
+    normals: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The k nearest vehicles per camera whose bounding sphere meets the view: (B, C, k) index, valid."""
     w, l, h = boxes_ego[..., 3], boxes_ego[..., 4], boxes_ego[..., 5]
     radius = 0.5 * torch.sqrt(w * w + l * l + h * h) + SHADOW_MARGIN  # (B, N)
     p = ego_to_camera(boxes_ego[..., :3], rig).transpose(1, 2)  # (B, C, N, 3)
     r = radius.unsqueeze(1)  # (B, 1, N)
     side = torch.einsum("bcnj,cpj->bcnp", p, normals)  # (B, C, N, 4) signed distance to each side plane
-    ok = ((side >= -r.unsqueeze(-1)).all(dim=-1) & (p[..., 2] >= -r) & (p[..., 2] <= rig.config.max_depth + r)
-          & (active & torch.isfinite(boxes_ego).all(dim=-1)).unsqueeze(1))
+    ok = (
+        (side >= -r.unsqueeze(-1)).all(dim=-1)
+        & (p[..., 2] >= -r)
+        & (p[..., 2] <= rig.config.max_depth + r)
+        & (active & torch.isfinite(boxes_ego).all(dim=-1)).unsqueeze(1)
+    )
     ok[:, :, 0] = False  # the ego is not drawn
     dist = torch.where(ok, p.norm(dim=-1), torch.full_like(p[..., 0], math.inf))
     near, idx = dist.topk(k, dim=-1, largest=False)  # (B, C, k) sorted, nearest first
@@ -178,10 +187,21 @@ def _cast_vehicles(boxes_ego: torch.Tensor, active: torch.Tensor, rig: CameraRig
     tx1, ty1 = (bb[..., 2] / TILE).floor().clamp(0, TW - 1), (bb[..., 3] / TILE).floor().clamp(0, TH - 1)
     ty = torch.arange(TH, device=dev).view(TH, 1)
     tx = torch.arange(TW, device=dev).view(1, TW)
-    keep = (sel_ok & torch.isfinite(bb).all(dim=-1) & (bb[..., 2] >= 0) & (bb[..., 3] >= 0)
-            & (bb[..., 0] <= rig.width) & (bb[..., 1] <= rig.height))[..., None, None]
-    overlap = (keep & (ty >= ty0[..., None, None]) & (ty <= ty1[..., None, None])
-               & (tx >= tx0[..., None, None]) & (tx <= tx1[..., None, None]))  # (B, C, k, TH, TW)
+    keep = (
+        sel_ok
+        & torch.isfinite(bb).all(dim=-1)
+        & (bb[..., 2] >= 0)
+        & (bb[..., 3] >= 0)
+        & (bb[..., 0] <= rig.width)
+        & (bb[..., 1] <= rig.height)
+    )[..., None, None]
+    overlap = (
+        keep
+        & (ty >= ty0[..., None, None])
+        & (ty <= ty1[..., None, None])
+        & (tx >= tx0[..., None, None])
+        & (tx <= tx1[..., None, None])
+    )  # (B, C, k, TH, TW)
     pb, pc, pk, pty, ptx = overlap.nonzero(as_tuple=True)  # P pairs (env, camera, slot, tile)
     pg = pty * TW + ptx
     pn = idx[pb, pc, pk]  # vehicle index of each pair
@@ -189,15 +209,17 @@ def _cast_vehicles(boxes_ego: torch.Tensor, active: torch.Tensor, rig: CameraRig
     truck = is_truck(boxes_ego[..., 4])
     centre, half = body_parts(boxes_ego, truck)  # (B, N, 2, 3)
     cos, sin = torch.cos(boxes_ego[..., 6]), torch.sin(boxes_ego[..., 6])
-    hits = cast_pairs(rig.translation, rays.dirs, pc, pg, centre[pb, pn], half[pb, pn], cos[pb, pn],
-                      sin[pb, pn], rig.config.max_depth)
+    hits = cast_pairs(
+        rig.translation, rays.dirs, pc, pg, centre[pb, pn], half[pb, pn], cos[pb, pn], sin[pb, pn], rig.config.max_depth
+    )
     r = torch.arange(R, device=dev)
     ray_index = ((pb * C + pc) * T + pg).unsqueeze(1) * R + r  # (P, R) flat index into (B, C, T, R)
     win = nearest_pair(ray_index, hits.t, B * C * T * R)  # (B*C*T*R,)
     ray_ok = rays.valid[pg]  # (P, R) not padding
     slot = (pb * C + pc) * N + pn  # (P,) flat index into (B, C, N)
     full = torch.zeros(B * C * N, dtype=torch.long, device=dev).index_add_(
-        0, slot, (torch.isfinite(hits.t) & ray_ok).sum(dim=1))
+        0, slot, (torch.isfinite(hits.t) & ray_ok).sum(dim=1)
+    )
 
     # Contact shadow: ground points (shared by all environments) near each pair's vehicle footprint.
     t_g = rays.t_ground[pc, pg]  # (P, R)
@@ -207,13 +229,20 @@ def _cast_vehicles(boxes_ego: torch.Tensor, active: torch.Tensor, rig: CameraRig
     out_y = (local[..., 1].abs() - 0.5 * boxes_ego[pb, pn, 3, None]).clamp_min(0.0)
     shade = (1.0 - torch.hypot(out_x, out_y) / SHADOW_MARGIN).clamp_min(0.0)
     shade = torch.where(t_g <= rig.config.max_depth, shade, torch.zeros_like(shade))
-    shadow = torch.zeros(B * C * T * R, device=dev).scatter_reduce(
-        0, ray_index.reshape(-1), shade.reshape(-1), "amax")
+    shadow = torch.zeros(B * C * T * R, device=dev).scatter_reduce(0, ray_index.reshape(-1), shade.reshape(-1), "amax")
     return _VehicleHits(win, hits, pb, pc, pg, pn, full.view(B, C, N), shadow.view(B, C, T, R), truck)
 
 
-def _ground_color(road: RoadNetwork, s_ego: torch.Tensor, ego_pose: torch.Tensor, rig: CameraRig, rays: _Rays,
-                  ground: torch.Tensor, shadow: torch.Tensor, light: Lighting) -> torch.Tensor:
+def _ground_color(
+    road: RoadNetwork,
+    s_ego: torch.Tensor,
+    ego_pose: torch.Tensor,
+    rig: CameraRig,
+    rays: _Rays,
+    ground: torch.Tensor,
+    shadow: torch.Tensor,
+    light: Lighting,
+) -> torch.Tensor:
     """Colours (B, q, 3) of the ground seen by rays `ground` (q,) (flat (C, T, R) indices) of B environments."""
     T, R = rays.dirs.shape[1:3]
     t_g = rays.t_ground.view(-1)[ground]
@@ -231,9 +260,16 @@ def _ground_color(road: RoadNetwork, s_ego: torch.Tensor, ego_pose: torch.Tensor
     return ground_color(surface, gx, gy, t_g, shadow, light, rig.config.max_depth, road.lane_width)
 
 
-def _render_chunk(road: RoadNetwork, state: WorldState, boxes_ego: torch.Tensor, ego_pose: torch.Tensor,
-                  appearance: VehicleAppearance, light: Lighting, rig: CameraRig, rays: _Rays,
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _render_chunk(
+    road: RoadNetwork,
+    state: WorldState,
+    boxes_ego: torch.Tensor,
+    ego_pose: torch.Tensor,
+    appearance: VehicleAppearance,
+    light: Lighting,
+    rig: CameraRig,
+    rays: _Rays,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     veh = state.vehicles
     B, N = veh.s.shape
     C, T, R = rays.dirs.shape[:3]
@@ -248,9 +284,10 @@ def _render_chunk(road: RoadNetwork, state: WorldState, boxes_ego: torch.Tensor,
 
     step = max(1, GROUND_BUDGET // B)
     for i in range(0, rays.ground.shape[0], step):  # chunks of ground rays bound the per-lane temporaries
-        ground = rays.ground[i:i + step]
-        color.view(B, -1, 3)[:, ground] = _ground_color(road, veh.s[:, 0:1], ego_pose, rig, rays, ground,
-                                                        vh.shadow.view(B, -1)[:, ground], light)
+        ground = rays.ground[i : i + step]
+        color.view(B, -1, 3)[:, ground] = _ground_color(
+            road, veh.s[:, 0:1], ego_pose, rig, rays, ground, vh.shadow.view(B, -1)[:, ground], light
+        )
 
     # Vehicles: the winning (pair, ray) element of every ray a vehicle covers.
     rays_hit = (vh.win >= 0).nonzero().squeeze(1)  # (V,) flat (B, C, T, R) indices
@@ -260,17 +297,29 @@ def _render_chunk(road: RoadNetwork, state: WorldState, boxes_ego: torch.Tensor,
     t = vh.hits.t.view(-1)[elem]
     hit_point = origin[cam] + t.unsqueeze(-1) * rays.dirs[cam, vh.pair_tile[pair], r]  # (V, 3)
     yaw = boxes_ego[b, n, 6]
-    local = to_box_frame(hit_point - boxes_ego[b, n, :3] * torch.tensor([1.0, 1.0, 0.0], device=dev),
-                         torch.cos(yaw), torch.sin(yaw))  # (V, 3) in the vehicle frame, z above the ground
+    local = to_box_frame(
+        hit_point - boxes_ego[b, n, :3] * torch.tensor([1.0, 1.0, 0.0], device=dev), torch.cos(yaw), torch.sin(yaw)
+    )  # (V, 3) in the vehicle frame, z above the ground
     color.view(-1, 3)[rays_hit] = vehicle_color(
-        local, vh.hits.face.view(-1)[elem], vh.hits.part.view(-1)[elem], yaw, boxes_ego[b, n, 3:6], vh.truck[b, n],
-        appearance.color[b, n], t, light, b, cfg.max_depth)
+        local,
+        vh.hits.face.view(-1)[elem],
+        vh.hits.part.view(-1)[elem],
+        yaw,
+        boxes_ego[b, n, 3:6],
+        vh.truck[b, n],
+        appearance.color[b, n],
+        t,
+        light,
+        b,
+        cfg.max_depth,
+    )
 
     instance = torch.full((B * C * T * R,), -1, dtype=torch.long, device=dev)
     instance[rays_hit] = n
     ray_ok = rays.valid.view(-1)[rays_hit % (T * R)]
     visible = torch.zeros(B * C * N, dtype=torch.long, device=dev).index_add_(
-        0, ((b * C + cam) * N + n)[ray_ok], torch.ones_like(n[ray_ok]))
+        0, ((b * C + cam) * N + n)[ray_ok], torch.ones_like(n[ray_ok])
+    )
 
     H, W = rig.height, rig.width
     # finish in tile order (contiguous, channels last), then reorder the uint8 result into images
@@ -280,8 +329,9 @@ def _render_chunk(road: RoadNetwork, state: WorldState, boxes_ego: torch.Tensor,
 
 
 @torch.no_grad()
-def render_cameras(road: RoadNetwork, state: WorldState, rig: CameraRig, appearance: VehicleAppearance,
-                   generator: torch.Generator) -> CameraFrame:
+def render_cameras(
+    road: RoadNetwork, state: WorldState, rig: CameraRig, appearance: VehicleAppearance, generator: torch.Generator
+) -> CameraFrame:
     """Render every camera of the rig in every environment.
 
     Args:
@@ -301,8 +351,10 @@ def render_cameras(road: RoadNetwork, state: WorldState, rig: CameraRig, appeara
     dev = veh.s.device
     C, H, W = rig.num_cameras, rig.height, rig.width
     if rig.device != dev:
-        raise ValueError(f"render_cameras: the camera rig is on {rig.device} but the state on {dev}; "
-                         "build the rig with camera_rig(config, device=state's device)")
+        raise ValueError(
+            f"render_cameras: the camera rig is on {rig.device} but the state on {dev}; "
+            "build the rig with camera_rig(config, device=state's device)"
+        )
     light = draw_lighting(rig.config, B, generator, dev)
     ego_pose, _, boxes_ego = vehicle_boxes(road, state, appearance)
     rays = _tile_rays(rig)
@@ -314,14 +366,30 @@ def render_cameras(road: RoadNetwork, state: WorldState, rig: CameraRig, appeara
 
     per_env = C * rays.dirs.shape[1] * rays.dirs.shape[2]
     step = max(1, PIXEL_BUDGET // per_env)
-    parts = [_render_chunk(road, state.index(slice(i, i + step)), boxes_ego[i:i + step], ego_pose[i:i + step],
-                           VehicleAppearance(appearance.height[i:i + step], appearance.color[i:i + step]),
-                           light.index(slice(i, i + step)), rig, rays)
-             for i in range(0, B, step)]  # chunks of environments bound memory
+    parts = [
+        _render_chunk(
+            road,
+            state.index(slice(i, i + step)),
+            boxes_ego[i : i + step],
+            ego_pose[i : i + step],
+            VehicleAppearance(appearance.height[i : i + step], appearance.color[i : i + step]),
+            light.index(slice(i, i + step)),
+            rig,
+            rays,
+        )
+        for i in range(0, B, step)
+    ]  # chunks of environments bound memory
     images, instance, visible, full = (torch.cat(x) for x in zip(*parts))
     total = full.sum(dim=1)
-    visibility = torch.where(total > 0, visible.sum(dim=1) / total.clamp_min(1), torch.zeros_like(total,
-                                                                                                 dtype=torch.float32))
+    visibility = torch.where(
+        total > 0, visible.sum(dim=1) / total.clamp_min(1), torch.zeros_like(total, dtype=torch.float32)
+    )
     dtype = torch.int16 if N <= torch.iinfo(torch.int16).max else torch.int32
-    return CameraFrame(images=images, instance=instance.to(dtype), visible_pixels=visible, full_pixels=full,
-                       visibility=visibility.float(), box_2d=box_2d)
+    return CameraFrame(
+        images=images,
+        instance=instance.to(dtype),
+        visible_pixels=visible,
+        full_pixels=full,
+        visibility=visibility.float(),
+        box_2d=box_2d,
+    )

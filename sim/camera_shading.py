@@ -63,8 +63,13 @@ class Lighting:
         view = (-1,) + (1,) * (image.dim() - 1)
         gain = torch.stack([1.0 + self.temperature, torch.ones_like(self.temperature), 1.0 - self.temperature], 1)
         # in place: these images are the largest tensors of a render call
-        return image.mul_(self.exposure.view(view)).sub_(0.5).mul_(self.contrast.view(view)).add_(0.5).mul_(
-            gain.view(-1, *(1,) * (image.dim() - 2), 3))
+        return (
+            image.mul_(self.exposure.view(view))
+            .sub_(0.5)
+            .mul_(self.contrast.view(view))
+            .add_(0.5)
+            .mul_(gain.view(-1, *(1,) * (image.dim() - 2), 3))
+        )
 
 
 def draw_lighting(config: CameraConfig, num_envs: int, generator: torch.Generator, device: torch.device) -> Lighting:
@@ -80,19 +85,31 @@ def draw_lighting(config: CameraConfig, num_envs: int, generator: torch.Generato
     overcast = 0.8 * u[:, 2] ** 2  # mostly clear skies
     clear = (1.0 - overcast).unsqueeze(1)
     blue = 1.0 + 0.15 * (2.0 * u[:, 3:4] - 1.0)  # a deeper or paler blue
-    zenith = clear * _rgb(ZENITH_CLEAR, device) * torch.cat([2.0 - blue, torch.ones_like(blue), blue], 1) \
-        + (1.0 - clear) * _rgb(OVERCAST, device)
+    zenith = clear * _rgb(ZENITH_CLEAR, device) * torch.cat([2.0 - blue, torch.ones_like(blue), blue], 1) + (
+        1.0 - clear
+    ) * _rgb(OVERCAST, device)
     horizon = clear * _rgb(HORIZON_CLEAR, device) + (1.0 - clear) * _rgb(OVERCAST, device)
     dry = u[:, 4:5]
     grass = ((1.0 - dry) * _rgb(GRASS[0], device) + dry * _rgb(GRASS[1], device)) * lerp((0.8, 1.15), u[:, 5:6])
-    trees = torch.stack([torch.deg2rad(lerp((0.6, 2.2), u[:, 6])), 2 * math.pi * u[:, 7], 2 * math.pi * u[:, 8],
-                         2 * math.pi * u[:, 9]], dim=1)
+    trees = torch.stack(
+        [torch.deg2rad(lerp((0.6, 2.2), u[:, 6])), 2 * math.pi * u[:, 7], 2 * math.pi * u[:, 8], 2 * math.pi * u[:, 9]],
+        dim=1,
+    )
     return Lighting(
-        sun=sun, ambient=0.45 + 0.25 * overcast, diffuse=0.75 * (1.0 - 0.8 * overcast),
-        exposure=lerp(config.exposure_range, u[:, 10]), contrast=lerp(config.contrast_range, u[:, 11]),
-        temperature=config.color_temperature * (2.0 * u[:, 12] - 1.0), zenith=zenith, horizon=horizon,
-        asphalt=lerp((0.27, 0.42), u[:, 13]), grass=grass, haze_power=lerp((1.4, 2.6), u[:, 14]), trees=trees,
-        seed=(u[:, 15] * 2**30).int())
+        sun=sun,
+        ambient=0.45 + 0.25 * overcast,
+        diffuse=0.75 * (1.0 - 0.8 * overcast),
+        exposure=lerp(config.exposure_range, u[:, 10]),
+        contrast=lerp(config.contrast_range, u[:, 11]),
+        temperature=config.color_temperature * (2.0 * u[:, 12] - 1.0),
+        zenith=zenith,
+        horizon=horizon,
+        asphalt=lerp((0.27, 0.42), u[:, 13]),
+        grass=grass,
+        haze_power=lerp((1.4, 2.6), u[:, 14]),
+        trees=trees,
+        seed=(u[:, 15] * 2**30).int(),
+    )
 
 
 def hash32(key: torch.Tensor) -> torch.Tensor:
@@ -126,8 +143,9 @@ def value_noise(x: torch.Tensor, y: torch.Tensor, cell: float, seed: torch.Tenso
     return torch.lerp(top, bottom, ty)
 
 
-def _haze(color: torch.Tensor, distance: torch.Tensor, power: torch.Tensor, horizon: torch.Tensor,
-          max_depth: float) -> torch.Tensor:
+def _haze(
+    color: torch.Tensor, distance: torch.Tensor, power: torch.Tensor, horizon: torch.Tensor, max_depth: float
+) -> torch.Tensor:
     """Blend colours [..., 3] towards the horizon colour [..., 3] with distance [m] (all haze at max_depth)."""
     f = (distance / max_depth).clamp(0.0, 1.0) ** power
     return torch.lerp(color, horizon, f.unsqueeze(-1))
@@ -149,16 +167,28 @@ def sky_color(dirs: torch.Tensor, light: Lighting, yaw: torch.Tensor) -> torch.T
     d = dirs[band]
     az = torch.atan2(d[:, 1], d[:, 0]) + yaw.unsqueeze(1)  # (B, Sb) global azimuth
     p = light.trees
-    wave = (0.55 + 0.25 * torch.sin(3 * az + p[:, 1:2]) + 0.12 * torch.sin(11 * az + p[:, 2:3])
-            + 0.08 * torch.sin(37 * az + p[:, 3:4]))
+    wave = (
+        0.55
+        + 0.25 * torch.sin(3 * az + p[:, 1:2])
+        + 0.12 * torch.sin(11 * az + p[:, 2:3])
+        + 0.08 * torch.sin(37 * az + p[:, 3:4])
+    )
     under = el[band] < p[:, 0:1] * wave  # (B, Sb)
     trees = torch.lerp(_rgb(TREES, dirs.device), light.horizon, 0.55)  # (B, 3) hazed by distance
     color[:, band] = torch.where(under.unsqueeze(-1), trees.unsqueeze(1), color[:, band])
     return color
 
 
-def ground_color(surface: RoadSurface, gx: torch.Tensor, gy: torch.Tensor, distance: torch.Tensor,
-                 shadow: torch.Tensor, light: Lighting, max_depth: float, lane_width: float) -> torch.Tensor:
+def ground_color(
+    surface: RoadSurface,
+    gx: torch.Tensor,
+    gy: torch.Tensor,
+    distance: torch.Tensor,
+    shadow: torch.Tensor,
+    light: Lighting,
+    max_depth: float,
+    lane_width: float,
+) -> torch.Tensor:
     """Colours (B, Q, 3) of ground points: asphalt, markings, shoulder, grass; lit, shadowed, hazed.
 
     gx, gy: (B, Q) global position [m]; distance: (Q,) [m] from the camera; shadow: (B, Q) in [0, 1].
@@ -173,17 +203,26 @@ def ground_color(surface: RoadSurface, gx: torch.Tensor, gy: torch.Tensor, dista
     grass = light.grass.unsqueeze(1) * (0.7 + 0.6 * value_noise(gx, gy, 0.9, seed + 1)).unsqueeze(-1)
     gray = torch.where(surface.on_road, asphalt, shoulder).unsqueeze(-1).expand(-1, -1, 3)
     color = torch.where((surface.outside <= SHOULDER_WIDTH).unsqueeze(-1), gray, grass)
-    color = torch.where(surface.marking.unsqueeze(-1), _rgb(MARKING, dev) * (0.9 + 0.1 * blotch).unsqueeze(-1),
-                        color)
+    color = torch.where(surface.marking.unsqueeze(-1), _rgb(MARKING, dev) * (0.9 + 0.1 * blotch).unsqueeze(-1), color)
     sun_up = light.sun[:, 2:3].clamp_min(0.0)
     lum = light.ambient.unsqueeze(1) * (1.0 - 0.5 * shadow) + light.diffuse.unsqueeze(1) * sun_up * (1.0 - shadow)
     color = color * lum.unsqueeze(-1) * _rgb(SUN_TINT, dev)
     return _haze(color, distance.unsqueeze(0), light.haze_power.unsqueeze(1), light.horizon.unsqueeze(1), max_depth)
 
 
-def vehicle_color(local: torch.Tensor, face: torch.Tensor, part: torch.Tensor, yaw: torch.Tensor,
-                  size: torch.Tensor, truck: torch.Tensor, paint: torch.Tensor, distance: torch.Tensor,
-                  light: Lighting, env: torch.Tensor, max_depth: float) -> torch.Tensor:
+def vehicle_color(
+    local: torch.Tensor,
+    face: torch.Tensor,
+    part: torch.Tensor,
+    yaw: torch.Tensor,
+    size: torch.Tensor,
+    truck: torch.Tensor,
+    paint: torch.Tensor,
+    distance: torch.Tensor,
+    light: Lighting,
+    env: torch.Tensor,
+    max_depth: float,
+) -> torch.Tensor:
     """Colours (V, 3) of V vehicle hits: paint, glass, tyres and lights, Lambert-lit, hazed.
 
     local: (V, 3) [m] hit point in the vehicle frame (z above the ground); face, part: from the caster;
@@ -197,8 +236,11 @@ def vehicle_color(local: torch.Tensor, face: torch.Tensor, part: torch.Tensor, y
     cab_h = TRUCK_CAB[2] * h
     car, cab = ~truck, part == 1
     # car windows: the cabin's vertical faces between the belt line and the roof, framed by pillars
-    pillar = torch.where(face >= 2, (lx - CAR_CABIN[2] * l).abs() > 0.5 * CAR_CABIN[0] * l - 0.12,
-                         ly.abs() > 0.5 * CAR_CABIN[1] * w - 0.1)
+    pillar = torch.where(
+        face >= 2,
+        (lx - CAR_CABIN[2] * l).abs() > 0.5 * CAR_CABIN[0] * l - 0.12,
+        ly.abs() > 0.5 * CAR_CABIN[1] * w - 0.1,
+    )
     car_glass = (lz > belt + 0.04) & (lz < h - 0.07) & ~pillar
     glass = vertical & cab & torch.where(truck, (face != 0) & (lz > 0.5 * cab_h) & (lz < 0.88 * cab_h), car_glass)
     dark = torch.where(truck, lz < torch.where(cab, 0.45, 0.95), lz < 0.22)
@@ -216,8 +258,9 @@ def vehicle_color(local: torch.Tensor, face: torch.Tensor, part: torch.Tensor, y
     axis, sign = face // 2, (face % 2) * 2.0 - 1.0
     n_local = torch.nn.functional.one_hot(axis, 3).float() * sign.unsqueeze(-1)  # (V, 3) outward normal
     c, s = torch.cos(yaw), torch.sin(yaw)
-    normal = torch.stack([c * n_local[:, 0] - s * n_local[:, 1], s * n_local[:, 0] + c * n_local[:, 1],
-                          n_local[:, 2]], dim=-1)
+    normal = torch.stack(
+        [c * n_local[:, 0] - s * n_local[:, 1], s * n_local[:, 0] + c * n_local[:, 1], n_local[:, 2]], dim=-1
+    )
     lambert = (normal * light.sun[env]).sum(dim=-1).clamp_min(0.0)
     lum = light.ambient[env] + light.diffuse[env] * lambert * torch.where(glass, 0.4, 1.0)
     color = color * lum.unsqueeze(-1) * _rgb(SUN_TINT, dev)

@@ -8,9 +8,18 @@ from drivestack.sim.road import RoadNetwork
 from drivestack.sim.state import VehicleState
 
 
-def boxes_overlap(xa: torch.Tensor, ya: torch.Tensor, yaw_a: torch.Tensor, la: torch.Tensor, wa: torch.Tensor,
-                  xb: torch.Tensor, yb: torch.Tensor, yaw_b: torch.Tensor, lb: torch.Tensor, wb: torch.Tensor,
-                  ) -> torch.Tensor:
+def boxes_overlap(
+    xa: torch.Tensor,
+    ya: torch.Tensor,
+    yaw_a: torch.Tensor,
+    la: torch.Tensor,
+    wa: torch.Tensor,
+    xb: torch.Tensor,
+    yb: torch.Tensor,
+    yaw_b: torch.Tensor,
+    lb: torch.Tensor,
+    wb: torch.Tensor,
+) -> torch.Tensor:
     """Whether two oriented rectangles overlap (touching counts), by the separating-axis theorem.
 
     Two convex polygons are disjoint iff their projections are disjoint on some edge normal; for two
@@ -20,8 +29,7 @@ def boxes_overlap(xa: torch.Tensor, ya: torch.Tensor, yaw_a: torch.Tensor, la: t
     ca, sa, cb, sb = torch.cos(yaw_a), torch.sin(yaw_a), torch.cos(yaw_b), torch.sin(yaw_b)
     dx, dy = xb - xa, yb - ya
     hla, hwa, hlb, hwb = 0.5 * la, 0.5 * wa, 0.5 * lb, 0.5 * wb
-    separated = torch.zeros(torch.broadcast_shapes(dx.shape, ca.shape, cb.shape), dtype=torch.bool,
-                            device=dx.device)
+    separated = torch.zeros(torch.broadcast_shapes(dx.shape, ca.shape, cb.shape), dtype=torch.bool, device=dx.device)
     for ux, uy in ((ca, sa), (-sa, ca), (cb, sb), (-sb, cb)):
         dist = (dx * ux + dy * uy).abs()
         ra = hla * (ca * ux + sa * uy).abs() + hwa * (-sa * ux + ca * uy).abs()
@@ -47,8 +55,17 @@ def ego_collisions(veh: VehicleState, road: RoadNetwork) -> torch.Tensor:
     """
     dx, dy = relative_positions(veh, road)
     hit = boxes_overlap(
-        torch.zeros_like(dx[:, :1]), torch.zeros_like(dy[:, :1]), veh.psi[:, :1], veh.length[:, :1],
-        veh.width[:, :1], dx, dy, veh.psi, veh.length, veh.width)
+        torch.zeros_like(dx[:, :1]),
+        torch.zeros_like(dy[:, :1]),
+        veh.psi[:, :1],
+        veh.length[:, :1],
+        veh.width[:, :1],
+        dx,
+        dy,
+        veh.psi,
+        veh.length,
+        veh.width,
+    )
     # Broad phase: boxes whose circumscribed circles are apart cannot touch.
     radius = 0.5 * torch.hypot(veh.length, veh.width)
     near = (torch.hypot(dx, dy) <= radius + radius[:, :1]) & veh.active

@@ -88,15 +88,22 @@ class RoadConfig:
     """[m] spacing of the lookup tables along the reference line."""
 
     def validate(self) -> None:
-        _require(self.scenario in {sc.value for sc in Scenario}, "road.scenario",
-                 ", ".join(sc.value for sc in Scenario), self.scenario)
+        _require(
+            self.scenario in {sc.value for sc in Scenario},
+            "road.scenario",
+            ", ".join(sc.value for sc in Scenario),
+            self.scenario,
+        )
         _require(1 <= self.num_lanes <= 8, "road.num_lanes", "1..8", self.num_lanes)
         _require(self.length >= 200.0, "road.length", ">= 200 m", self.length)
         _require(2.5 <= self.lane_width <= 6.0, "road.lane_width", "2.5..6.0 m", self.lane_width)
-        _require(0.0 <= self.max_curvature <= 1.0 / 150.0, "road.max_curvature", "0..1/150 1/m",
-                 self.max_curvature)
-        _require(self.curve_profile in {c.value for c in CurveProfile}, "road.curve_profile",
-                 ", ".join(c.value for c in CurveProfile), self.curve_profile)
+        _require(0.0 <= self.max_curvature <= 1.0 / 150.0, "road.max_curvature", "0..1/150 1/m", self.max_curvature)
+        _require(
+            self.curve_profile in {c.value for c in CurveProfile},
+            "road.curve_profile",
+            ", ".join(c.value for c in CurveProfile),
+            self.curve_profile,
+        )
         _require(self.curve_wavelength >= 100.0, "road.curve_wavelength", ">= 100 m", self.curve_wavelength)
         _require(0.1 <= self.grid_step <= 5.0, "road.grid_step", "0.1..5 m", self.grid_step)
         if self.scenario == Scenario.MERGE:
@@ -105,9 +112,12 @@ class RoadConfig:
             _require(self.merge_length > 0.0, "road.merge_length", "> 0 m", self.merge_length)
             _require(self.ramp_offset >= 0.0, "road.ramp_offset", ">= 0 m", self.ramp_offset)
             end = self.ramp_start + self.ramp_approach + self.merge_length
-            _require(end < self.length - 50.0, "road.merge_length",
-                     f"ramp_start + ramp_approach + merge_length < length - 50 = {self.length - 50.0} m",
-                     self.merge_length)
+            _require(
+                end < self.length - 50.0,
+                "road.merge_length",
+                f"ramp_start + ramp_approach + merge_length < length - 50 = {self.length - 50.0} m",
+                self.merge_length,
+            )
 
 
 @dataclass(frozen=True)
@@ -136,18 +146,26 @@ class VehicleConfig:
     """[m/s] speed cap; speeds are never negative (no reversing)."""
 
     def validate(self) -> None:
-        for name, (lo, hi) in (("vehicle.length_range", self.length_range),
-                               ("vehicle.width_range", self.width_range),
-                               ("vehicle.truck_length_range", self.truck_length_range),
-                               ("vehicle.truck_width_range", self.truck_width_range)):
+        for name, (lo, hi) in (
+            ("vehicle.length_range", self.length_range),
+            ("vehicle.width_range", self.width_range),
+            ("vehicle.truck_length_range", self.truck_length_range),
+            ("vehicle.truck_width_range", self.truck_width_range),
+        ):
             _require(0.5 <= lo <= hi <= 20.0, name, "0.5 <= low <= high <= 20 m", (lo, hi))
         # Cars and trucks are told apart by length alone (is_truck), so the two ranges must not meet.
-        _require(self.length_range[1] < TRUCK_MIN_LENGTH, "vehicle.length_range",
-                 f"cars shorter than TRUCK_MIN_LENGTH = {TRUCK_MIN_LENGTH} m (high < {TRUCK_MIN_LENGTH})",
-                 self.length_range)
-        _require(self.truck_length_range[0] >= TRUCK_MIN_LENGTH, "vehicle.truck_length_range",
-                 f"trucks at least TRUCK_MIN_LENGTH = {TRUCK_MIN_LENGTH} m long (low >= {TRUCK_MIN_LENGTH})",
-                 self.truck_length_range)
+        _require(
+            self.length_range[1] < TRUCK_MIN_LENGTH,
+            "vehicle.length_range",
+            f"cars shorter than TRUCK_MIN_LENGTH = {TRUCK_MIN_LENGTH} m (high < {TRUCK_MIN_LENGTH})",
+            self.length_range,
+        )
+        _require(
+            self.truck_length_range[0] >= TRUCK_MIN_LENGTH,
+            "vehicle.truck_length_range",
+            f"trucks at least TRUCK_MIN_LENGTH = {TRUCK_MIN_LENGTH} m long (low >= {TRUCK_MIN_LENGTH})",
+            self.truck_length_range,
+        )
         _require(0.2 <= self.wheelbase_ratio <= 1.0, "vehicle.wheelbase_ratio", "0.2..1.0", self.wheelbase_ratio)
         _require(0.0 < self.max_steer < math.pi / 2, "vehicle.max_steer", "0..pi/2 rad", self.max_steer)
         _require(self.max_steer_rate > 0.0, "vehicle.max_steer_rate", "> 0 rad/s", self.max_steer_rate)
@@ -196,8 +214,15 @@ class TrafficConfig:
         lo, hi = self.truck_desired_speed_range
         _require(0.0 < lo <= hi, "traffic.truck_desired_speed_range", "0 < low <= high m/s", (lo, hi))
         _require(0.0 <= self.truck_fraction <= 1.0, "traffic.truck_fraction", "0..1", self.truck_fraction)
-        for name in ("idm_accel", "idm_decel", "idm_min_gap", "idm_time_headway", "idm_delta",
-                     "mobil_max_braking", "lane_change_interval"):
+        for name in (
+            "idm_accel",
+            "idm_decel",
+            "idm_min_gap",
+            "idm_time_headway",
+            "idm_delta",
+            "mobil_max_braking",
+            "lane_change_interval",
+        ):
             value = getattr(self, name)
             _require(value > 0.0, f"traffic.{name}", "> 0", value)
         _require(0.0 <= self.mobil_politeness <= 1.0, "traffic.mobil_politeness", "0..1", self.mobil_politeness)
@@ -228,8 +253,9 @@ class ObservationConfig:
     def validate(self) -> None:
         allowed = {"presence", "x", "y", "vx", "vy", "cos_h", "sin_h"}
         bad = [f for f in self.features if f not in allowed]
-        _require(not bad and len(self.features) > 0, "observation.features", f"subset of {sorted(allowed)}",
-                 self.features)
+        _require(
+            not bad and len(self.features) > 0, "observation.features", f"subset of {sorted(allowed)}", self.features
+        )
         _require(self.vehicles_count >= 1, "observation.vehicles_count", ">= 1", self.vehicles_count)
         for name in ("x_range", "y_range", "v_range"):
             _require(getattr(self, name) > 0.0, f"observation.{name}", "> 0", getattr(self, name))
@@ -252,8 +278,12 @@ class ActionConfig:
 
     def validate(self) -> None:
         speeds = self.target_speeds
-        _require(len(speeds) >= 1 and all(v >= 0 for v in speeds) and list(speeds) == sorted(speeds),
-                 "action.target_speeds", "non-empty, increasing, >= 0 m/s", speeds)
+        _require(
+            len(speeds) >= 1 and all(v >= 0 for v in speeds) and list(speeds) == sorted(speeds),
+            "action.target_speeds",
+            "non-empty, increasing, >= 0 m/s",
+            speeds,
+        )
         _require(self.steer_range > 0.0, "action.steer_range", "> 0 rad", self.steer_range)
         _require(self.accel_range > 0.0, "action.accel_range", "> 0 m/s^2", self.accel_range)
 
@@ -331,16 +361,28 @@ class EnvConfig:
         self.reward.validate()
         self.control.validate()
         _require(1.0 <= self.sim_frequency <= 1000.0, "sim_frequency", "1..1000 Hz", self.sim_frequency)
-        _require(0.0 < self.policy_frequency <= self.sim_frequency, "policy_frequency",
-                 f"0 < policy_frequency <= sim_frequency ({self.sim_frequency} Hz)", self.policy_frequency)
+        _require(
+            0.0 < self.policy_frequency <= self.sim_frequency,
+            "policy_frequency",
+            f"0 < policy_frequency <= sim_frequency ({self.sim_frequency} Hz)",
+            self.policy_frequency,
+        )
         ratio = self.sim_frequency / self.policy_frequency
-        _require(abs(ratio - round(ratio)) < 1e-6, "policy_frequency",
-                 "a divisor of sim_frequency (sim_frequency / policy_frequency an integer)", self.policy_frequency)
+        _require(
+            abs(ratio - round(ratio)) < 1e-6,
+            "policy_frequency",
+            "a divisor of sim_frequency (sim_frequency / policy_frequency an integer)",
+            self.policy_frequency,
+        )
         _require(self.duration > 0.0, "duration", "> 0 s", self.duration)
         _require(self.duration * self.policy_frequency >= 1.0, "duration", ">= one policy step", self.duration)
         lo, hi = self.ego_speed_range
-        _require(0.0 <= lo <= hi <= self.vehicle.max_speed, "ego_speed_range",
-                 f"0 <= low <= high <= vehicle.max_speed ({self.vehicle.max_speed} m/s)", (lo, hi))
+        _require(
+            0.0 <= lo <= hi <= self.vehicle.max_speed,
+            "ego_speed_range",
+            f"0 <= low <= high <= vehicle.max_speed ({self.vehicle.max_speed} m/s)",
+            (lo, hi),
+        )
         # Room on the ring: traffic is dealt round-robin over the through lanes, so the fullest lane holds
         # ceil((N - 1) / lanes) vehicles, each needing a body length plus the jam gap; on the highway one
         # lane also keeps the ego's clearance free.
@@ -348,9 +390,12 @@ class EnvConfig:
         lanes = self.road.num_lanes
         free = self.road.length - (2.0 * EGO_CLEARANCE if self.road.scenario == Scenario.HIGHWAY else 0.0)
         capacity = lanes * int(free // slot)
-        _require(0 <= self.traffic.num_vehicles - 1 <= capacity, "traffic.num_vehicles",
-                 f"1..{capacity + 1} for {lanes} lanes of {self.road.length} m "
-                 f"(one slot of {slot:.1f} m per vehicle)", self.traffic.num_vehicles)
+        _require(
+            0 <= self.traffic.num_vehicles - 1 <= capacity,
+            "traffic.num_vehicles",
+            f"1..{capacity + 1} for {lanes} lanes of {self.road.length} m (one slot of {slot:.1f} m per vehicle)",
+            self.traffic.num_vehicles,
+        )
         return self
 
 

@@ -31,8 +31,12 @@ from drivestack.sim.road import RoadNetwork
 from drivestack.sim.state import VehicleState
 
 
-def start_lane_changes(veh: VehicleState, target_lane: torch.Tensor, road: RoadNetwork, config: EnvConfig,
-                       ) -> VehicleState:
+def start_lane_changes(
+    veh: VehicleState,
+    target_lane: torch.Tensor,
+    road: RoadNetwork,
+    config: EnvConfig,
+) -> VehicleState:
     """Set new target lanes (B, N); vehicles whose target changed start a lane-change reference path
     from where they are now."""
     changed = target_lane != veh.target_lane
@@ -47,16 +51,21 @@ def start_lane_changes(veh: VehicleState, target_lane: torch.Tensor, road: RoadN
     )
 
 
-def _reference_offset(veh: VehicleState, road: RoadNetwork, s: torch.Tensor, centre: torch.Tensor | None = None,
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _reference_offset(
+    veh: VehicleState,
+    road: RoadNetwork,
+    s: torch.Tensor,
+    centre: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Reference path at arc length s (unwrapped ok): offset from the reference line [m], its slope and
     second derivative along s (lane centre plus the lane-change quintic). `centre`: the target lane's
     centre offset at s, when the caller already has it."""
     if centre is None:
         centre, _, _, _ = road.lane_frame(veh.target_lane, s)
     travelled = road.wrap(s - veh.lc_start_s)
-    offset, slope, second = lane_change_offset(travelled, torch.zeros_like(s), veh.lc_length, veh.lc_offset,
-                                               validate=False)
+    offset, slope, second = lane_change_offset(
+        travelled, torch.zeros_like(s), veh.lc_length, veh.lc_offset, validate=False
+    )
     return centre + offset, slope, second
 
 
@@ -74,8 +83,12 @@ def tracking_errors(veh: VehicleState, road: RoadNetwork) -> tuple[torch.Tensor,
     return veh.d - ref, veh.psi - heading - torch.atan(slope), kappa + second
 
 
-def steering(veh: VehicleState, road: RoadNetwork, config: EnvConfig, lqr: LQRTable | None = None,
-             ) -> torch.Tensor:
+def steering(
+    veh: VehicleState,
+    road: RoadNetwork,
+    config: EnvConfig,
+    lqr: LQRTable | None = None,
+) -> torch.Tensor:
     """Steering command [rad] (B, N) of the configured lateral controller; limits are applied by the
     vehicle model."""
     c = config.control
@@ -93,12 +106,21 @@ def steering(veh: VehicleState, road: RoadNetwork, config: EnvConfig, lqr: LQRTa
     error, heading_error, curvature = tracking_errors(veh, road)
     if c.lateral == LateralController.STANLEY:
         front_error = error + 0.5 * wheelbase * torch.sin(heading_error)  # CoG sits at mid-wheelbase
-        return stanley_steer(front_error, heading_error, curvature, veh.speed, wheelbase, c.stanley,
-                             rear_to_point=0.5 * wheelbase, validate=False)
+        return stanley_steer(
+            front_error,
+            heading_error,
+            curvature,
+            veh.speed,
+            wheelbase,
+            c.stanley,
+            rear_to_point=0.5 * wheelbase,
+            validate=False,
+        )
     if c.lateral == LateralController.LQR:
         assert lqr is not None, "the LQR controller needs its gain table"
-        return lqr_steer(error, heading_error, curvature, veh.speed, wheelbase, lqr, rear_to_point=0.5 * wheelbase,
-                         validate=False)
+        return lqr_steer(
+            error, heading_error, curvature, veh.speed, wheelbase, lqr, rear_to_point=0.5 * wheelbase, validate=False
+        )
     return lane_keeping_steer(error, heading_error, curvature, veh.speed, wheelbase, c.cascade, validate=False)
 
 
@@ -106,6 +128,15 @@ def ego_speed_command(veh: VehicleState, config: EnvConfig) -> tuple[torch.Tenso
     """Ego acceleration command [m/s^2] (B,) tracking its speed set-point, and the new PID integral."""
     limits = config.vehicle
     return pid_speed_control(
-        veh.speed[:, 0], veh.desired_speed[:, 0], torch.zeros_like(veh.speed[:, 0]), veh.speed_integral[:, 0],
-        veh.accel[:, 0], config.dt, config.control.speed, limits.max_accel, limits.max_brake,
-        config.control.max_jerk, validate=False)
+        veh.speed[:, 0],
+        veh.desired_speed[:, 0],
+        torch.zeros_like(veh.speed[:, 0]),
+        veh.speed_integral[:, 0],
+        veh.accel[:, 0],
+        config.dt,
+        config.control.speed,
+        limits.max_accel,
+        limits.max_brake,
+        config.control.max_jerk,
+        validate=False,
+    )

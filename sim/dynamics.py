@@ -26,8 +26,9 @@ from drivestack.sim.road import RoadNetwork
 from drivestack.sim.state import VehicleState
 
 
-def apply_limits(state: VehicleState, steer_cmd: torch.Tensor, accel_cmd: torch.Tensor,
-                 limits: VehicleConfig, dt: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def apply_limits(
+    state: VehicleState, steer_cmd: torch.Tensor, accel_cmd: torch.Tensor, limits: VehicleConfig, dt: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Steering angle [rad], acceleration [m/s^2] and new speed [m/s] after all actuator limits."""
     steer_target = steer_cmd.clamp(-limits.max_steer, limits.max_steer)
     max_delta = limits.max_steer_rate * dt
@@ -37,8 +38,14 @@ def apply_limits(state: VehicleState, steer_cmd: torch.Tensor, accel_cmd: torch.
     return steer, (speed - state.speed) / dt, speed
 
 
-def bicycle_step(state: VehicleState, steer_cmd: torch.Tensor, accel_cmd: torch.Tensor, road: RoadNetwork,
-                 limits: VehicleConfig, dt: float) -> VehicleState:
+def bicycle_step(
+    state: VehicleState,
+    steer_cmd: torch.Tensor,
+    accel_cmd: torch.Tensor,
+    road: RoadNetwork,
+    limits: VehicleConfig,
+    dt: float,
+) -> VehicleState:
     """Advance all vehicles by one step of dt [s] under steering [rad] and acceleration [m/s^2]
     commands shaped (B, N). Returns the new state; lanes are not updated here."""
     steer, accel, new_speed = apply_limits(state, steer_cmd, accel_cmd, limits, dt)

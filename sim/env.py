@@ -38,8 +38,13 @@ class DrivingEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
 
-    def __init__(self, scenario: str = "highway", config: EnvConfig | None = None, render_mode: str | None = None,
-                 device: str = "cpu") -> None:
+    def __init__(
+        self,
+        scenario: str = "highway",
+        config: EnvConfig | None = None,
+        render_mode: str | None = None,
+        device: str = "cpu",
+    ) -> None:
         if config is None:
             if scenario not in SCENARIOS:
                 raise ValueError(f"unknown scenario {scenario!r}; allowed: {sorted(SCENARIOS)}")
@@ -64,8 +69,7 @@ class DrivingEnv(gym.Env):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         obs, reward, terminated, truncated, info = self.core.step(np.asarray(action)[None])
-        return (obs[0].cpu().numpy(), float(reward[0]), bool(terminated[0]), bool(truncated[0]),
-                _to_python(info))
+        return (obs[0].cpu().numpy(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), _to_python(info))
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":

@@ -44,9 +44,15 @@ def _sensor() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def lidar_scan(road: RoadNetwork, state: WorldState, appearance: VehicleAppearance, num_beams: int = 32,
-               num_azimuths: int = 1024, max_range: float = 100.0, max_vehicles: int = 32,
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def lidar_scan(
+    road: RoadNetwork,
+    state: WorldState,
+    appearance: VehicleAppearance,
+    num_beams: int = 32,
+    num_azimuths: int = 1024,
+    max_range: float = 100.0,
+    max_vehicles: int = 32,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One full lidar turn in every environment from the LIDAR_TOP mounting.
 
     Args:
@@ -65,8 +71,10 @@ def lidar_scan(road: RoadNetwork, state: WorldState, appearance: VehicleAppearan
         instance (B, P) long: vehicle slot hit, -1 for the ground or no return.
     """
     if num_beams < 1 or num_azimuths < 1 or max_range <= 0.0 or max_vehicles < 1:
-        raise ValueError(f"lidar_scan: need num_beams, num_azimuths, max_vehicles >= 1 and max_range > 0 m, got "
-                         f"{num_beams}, {num_azimuths}, {max_vehicles}, {max_range}")
+        raise ValueError(
+            f"lidar_scan: need num_beams, num_azimuths, max_vehicles >= 1 and max_range > 0 m, got "
+            f"{num_beams}, {num_azimuths}, {max_vehicles}, {max_range}"
+        )
     if max_range > 250.0:
         raise ValueError(f"lidar_scan: max_range={max_range} m; allowed up to 250 m (the road tables' reach)")
     veh = state.vehicles
@@ -79,8 +87,14 @@ def lidar_scan(road: RoadNetwork, state: WorldState, appearance: VehicleAppearan
     el = torch.deg2rad(torch.linspace(*ELEVATION_RANGE, num_beams, device=dev))
     col = torch.arange(G * SECTOR, device=dev)
     az = col.float() * (2.0 * math.pi / num_azimuths)
-    d_sensor = torch.stack([torch.cos(el)[:, None] * torch.cos(az), torch.cos(el)[:, None] * torch.sin(az),
-                            torch.sin(el)[:, None].expand(-1, az.shape[0])], dim=-1)  # (beams, cols, 3)
+    d_sensor = torch.stack(
+        [
+            torch.cos(el)[:, None] * torch.cos(az),
+            torch.cos(el)[:, None] * torch.sin(az),
+            torch.sin(el)[:, None].expand(-1, az.shape[0]),
+        ],
+        dim=-1,
+    )  # (beams, cols, 3)
     d_sensor = d_sensor.view(num_beams, G, SECTOR, 3).transpose(0, 1).reshape(G, -1, 3)  # (G, R, 3)
     valid = (col < num_azimuths).view(G, SECTOR).unsqueeze(1).expand(-1, num_beams, -1).reshape(G, -1)
     dirs = d_sensor @ rot.T  # (G, R, 3) ego frame
@@ -98,24 +112,36 @@ def lidar_scan(road: RoadNetwork, state: WorldState, appearance: VehicleAppearan
     near, idx = dist.topk(k, dim=-1, largest=False)  # (B, k)
     az_v = torch.atan2(centre[..., 1], centre[..., 0])  # (B, N)
     spread = wrap_angle(torch.atan2(corners[..., 1], corners[..., 0]) - az_v.unsqueeze(-1)).abs().amax(-1)
-    inside = (centre.norm(dim=-1) <= radius)  # the sensor within a body's circle: every sector
+    inside = centre.norm(dim=-1) <= radius  # the sensor within a body's circle: every sector
     az_g, half_g = group_extent(dirs.unsqueeze(0), valid)  # (1, G)
     az_k, spread_k = az_v.gather(1, idx), spread.gather(1, idx)
-    overlap = ((wrap_angle(az_k.unsqueeze(-1) - az_g).abs() <= spread_k.unsqueeze(-1) + half_g + 1e-3)
-               | inside.gather(1, idx).unsqueeze(-1)) & torch.isfinite(near).unsqueeze(-1)  # (B, k, G)
+    overlap = (
+        (wrap_angle(az_k.unsqueeze(-1) - az_g).abs() <= spread_k.unsqueeze(-1) + half_g + 1e-3)
+        | inside.gather(1, idx).unsqueeze(-1)
+    ) & torch.isfinite(near).unsqueeze(-1)  # (B, k, G)
     pb, pk, pg = overlap.nonzero(as_tuple=True)
     pn = idx[pb, pk]
     truck = is_truck(boxes[..., 4])
     part_c, part_h = body_parts(boxes, truck)
     yaw = boxes[..., 6]
-    hits = cast_pairs(origin.view(1, 3), dirs.unsqueeze(0), torch.zeros_like(pg), pg, part_c[pb, pn],
-                      part_h[pb, pn], torch.cos(yaw)[pb, pn], torch.sin(yaw)[pb, pn], max_range)
+    hits = cast_pairs(
+        origin.view(1, 3),
+        dirs.unsqueeze(0),
+        torch.zeros_like(pg),
+        pg,
+        part_c[pb, pn],
+        part_h[pb, pn],
+        torch.cos(yaw)[pb, pn],
+        torch.sin(yaw)[pb, pn],
+        max_range,
+    )
     r = torch.arange(R, device=dev)
     win = nearest_pair((pb * G + pg).unsqueeze(1) * R + r, hits.t, B * G * R).view(B, G, R)
 
     # Ground returns where no vehicle is hit first.
-    t_ground = torch.where(dirs[..., 2] < -1e-6, -origin[2] / dirs[..., 2].clamp_max(-1e-6),
-                           torch.full_like(dirs[..., 2], math.inf))  # (G, R)
+    t_ground = torch.where(
+        dirs[..., 2] < -1e-6, -origin[2] / dirs[..., 2].clamp_max(-1e-6), torch.full_like(dirs[..., 2], math.inf)
+    )  # (G, R)
     on_ground = (t_ground <= max_range) & valid
     t = torch.where(on_ground, t_ground, torch.full_like(t_ground, math.inf)).expand(B, -1, -1).clone()
     intensity = torch.zeros((B, G, R), device=dev)
@@ -128,8 +154,13 @@ def lidar_scan(road: RoadNetwork, state: WorldState, appearance: VehicleAppearan
     rx, ry, heading, _ = road.reference(s_ego)
     s_guess = s_ego + (gx - rx) * torch.cos(heading) + (gy - ry) * torch.sin(heading)
     surface = road_layer(road, gx, gy, s_guess, 0.05, marking_width=0.15, iterations=2)
-    ground_i = torch.where(surface.marking, MARKING_INTENSITY, torch.where(
-        surface.on_road, ASPHALT_INTENSITY, torch.where(surface.outside <= 2.5, SHOULDER_INTENSITY, GRASS_INTENSITY)))
+    ground_i = torch.where(
+        surface.marking,
+        MARKING_INTENSITY,
+        torch.where(
+            surface.on_road, ASPHALT_INTENSITY, torch.where(surface.outside <= 2.5, SHOULDER_INTENSITY, GRASS_INTENSITY)
+        ),
+    )
     incidence = (-dirs.view(-1, 3)[gi, 2]).clamp_min(0.0)  # cos of the angle to the ground normal
     intensity.view(B, -1)[:, gi] = ground_i * (0.3 + 0.7 * incidence)
 
@@ -145,8 +176,9 @@ def lidar_scan(road: RoadNetwork, state: WorldState, appearance: VehicleAppearan
     axis = face // 2
     n_local = torch.nn.functional.one_hot(axis, 3).float() * ((face % 2) * 2.0 - 1.0).unsqueeze(-1)
     cy, sy = torch.cos(yaw[b, n]), torch.sin(yaw[b, n])
-    normal = torch.stack([cy * n_local[:, 0] - sy * n_local[:, 1], sy * n_local[:, 0] + cy * n_local[:, 1],
-                          n_local[:, 2]], dim=-1)
+    normal = torch.stack(
+        [cy * n_local[:, 0] - sy * n_local[:, 1], sy * n_local[:, 0] + cy * n_local[:, 1], n_local[:, 2]], dim=-1
+    )
     cos_inc = -(normal * dirs.view(-1, 3)[hit_rays % (G * R)]).sum(-1)
     glass = (part == 1) & (axis < 2) & ~truck[b, n]  # car cabin front and rear windows
     intensity.view(-1)[hit_rays] = torch.where(glass, GLASS_INTENSITY, PAINT_INTENSITY) * cos_inc.clamp(0.05, 1.0)

@@ -107,17 +107,34 @@ class DatasetConfig:
         checks = [
             (self.scenes >= 1, "scenes", ">= 1", self.scenes),
             (self.seconds >= 1.0, "seconds", ">= 1 s (two keyframes or more)", self.seconds),
-            (self.version.endswith("trainval"), "version", 'a name ending in "trainval", e.g. v1.0-trainval',
-             self.version),
+            (
+                self.version.endswith("trainval"),
+                "version",
+                'a name ending in "trainval", e.g. v1.0-trainval',
+                self.version,
+            ),
             (0.0 <= self.val_fraction <= 1.0, "val_fraction", "0..1", self.val_fraction),
-            (len(self.channels) >= 1 and len(set(self.channels)) == len(self.channels)
-             and set(self.channels) <= set(CAMERA_CHANNELS), "channels",
-             f"distinct names from {', '.join(CAMERA_CHANNELS)}", self.channels),
-            (16 <= self.width <= 4096 and 16 <= self.height <= 4096, "width/height", "16..4096 px",
-             (self.width, self.height)),
+            (
+                len(self.channels) >= 1
+                and len(set(self.channels)) == len(self.channels)
+                and set(self.channels) <= set(CAMERA_CHANNELS),
+                "channels",
+                f"distinct names from {', '.join(CAMERA_CHANNELS)}",
+                self.channels,
+            ),
+            (
+                16 <= self.width <= 4096 and 16 <= self.height <= 4096,
+                "width/height",
+                "16..4096 px",
+                (self.width, self.height),
+            ),
             (1 <= self.jpeg_quality <= 100, "jpeg_quality", "1..100", self.jpeg_quality),
-            (1 <= self.lidar_beams <= 128 and 8 <= self.lidar_azimuths <= 8192, "lidar_beams/lidar_azimuths",
-             "1..128 beams, 8..8192 azimuths", (self.lidar_beams, self.lidar_azimuths)),
+            (
+                1 <= self.lidar_beams <= 128 and 8 <= self.lidar_azimuths <= 8192,
+                "lidar_beams/lidar_azimuths",
+                "1..128 beams, 8..8192 azimuths",
+                (self.lidar_beams, self.lidar_azimuths),
+            ),
             (self.vehicles_per_km > 0.0, "vehicles_per_km", "> 0", self.vehicles_per_km),
             (self.batch_scenes >= 1, "batch_scenes", ">= 1", self.batch_scenes),
         ]
@@ -233,8 +250,9 @@ def export_dataset(cfg: DatasetConfig, progress: bool = True) -> ExportSummary:
     starts = [START_TIME + 86_400 * (cfg.seed % 3650) + spacing * b for b in range(B)]
     stamps = [datetime.fromtimestamp(t, tz=timezone.utc) for t in starts]
     logfiles = [f"{VEHICLE}-{d:%Y-%m-%d-%H-%M-%S}+0000" for d in stamps]
-    timestamps = (np.array(starts, dtype=np.int64)[:, None] * 1_000_000
-                  + np.arange(K, dtype=np.int64)[None, :] * int(KEYFRAME_INTERVAL * 1e6))  # (B, K) [us]
+    timestamps = np.array(starts, dtype=np.int64)[:, None] * 1_000_000 + np.arange(K, dtype=np.int64)[None, :] * int(
+        KEYFRAME_INTERVAL * 1e6
+    )  # (B, K) [us]
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -254,10 +272,18 @@ def export_dataset(cfg: DatasetConfig, progress: bool = True) -> ExportSummary:
         with tqdm(total=B * K, desc="nuScenes export", unit="keyframe", disable=not progress) as bar:
             rec, descriptions, crashes = simulate(cfg, env, road, offset, timestamps, writer, keyframes_done)
         writer.finish()
-        info = DatasetInfo(seed=cfg.seed, cameras=tuple(cfg.channels), width=cfg.width, height=cfg.height,
-                           calibration=calibration(cfg.channels, cfg.width, cfg.height), logfiles=logfiles,
-                           dates=[f"{d:%Y-%m-%d}" for d in stamps], names=train_names + val_names,
-                           descriptions=descriptions, map_token=map_token)
+        info = DatasetInfo(
+            seed=cfg.seed,
+            cameras=tuple(cfg.channels),
+            width=cfg.width,
+            height=cfg.height,
+            calibration=calibration(cfg.channels, cfg.width, cfg.height),
+            logfiles=logfiles,
+            dates=[f"{d:%Y-%m-%d}" for d in stamps],
+            names=train_names + val_names,
+            descriptions=descriptions,
+            map_token=map_token,
+        )
         tables = build_tables(rec, info)
         for name, records in tables.items():
             (tmp / cfg.version / f"{name}.json").write_text(json.dumps(records, indent=0))
@@ -272,11 +298,21 @@ def export_dataset(cfg: DatasetConfig, progress: bool = True) -> ExportSummary:
 
     elapsed = time.perf_counter() - start
     images = B * K * len(cfg.channels)
-    summary = ExportSummary(path=str(out), scenes=B, keyframes=B * K, images=images,
-                            annotations=len(tables["sample_annotation"]), bytes=size, seconds=elapsed,
-                            keyframes_per_s=B * K / elapsed, ego_crashes=crashes)
-    print(f"wrote {B} scenes, {B * K} keyframes, {images} images, {summary.annotations} annotations "
-          f"({size / 1e6:.1f} MB) to {out} in {elapsed:.1f} s ({summary.keyframes_per_s:.1f} keyframes/s)")
+    summary = ExportSummary(
+        path=str(out),
+        scenes=B,
+        keyframes=B * K,
+        images=images,
+        annotations=len(tables["sample_annotation"]),
+        bytes=size,
+        seconds=elapsed,
+        keyframes_per_s=B * K / elapsed,
+        ego_crashes=crashes,
+    )
+    print(
+        f"wrote {B} scenes, {B * K} keyframes, {images} images, {summary.annotations} annotations "
+        f"({size / 1e6:.1f} MB) to {out} in {elapsed:.1f} s ({summary.keyframes_per_s:.1f} keyframes/s)"
+    )
     return summary
 
 

@@ -54,8 +54,10 @@ def env_config(cfg: DatasetConfig) -> EnvConfig:
     if cfg.road_length is None:
         length = max(MIN_ROAD_LENGTH, 100.0 * math.ceil(needed / 100.0))
     elif cfg.road_length < needed:
-        raise ValueError(f"road_length={cfg.road_length} m is too short for {cfg.seconds} s scenes: the ego could "
-                         f"reach the ring seam; allowed: >= {needed:.0f} m (or leave it unset)")
+        raise ValueError(
+            f"road_length={cfg.road_length} m is too short for {cfg.seconds} s scenes: the ego could "
+            f"reach the ring seam; allowed: >= {needed:.0f} m (or leave it unset)"
+        )
     else:
         length = cfg.road_length
     num_vehicles = 1 + int(round(cfg.vehicles_per_km * cfg.lanes * length / 1000.0))
@@ -68,16 +70,19 @@ def env_config(cfg: DatasetConfig) -> EnvConfig:
     try:
         return config.validate()
     except ValueError as err:
-        raise ValueError(f"lanes={cfg.lanes}, vehicles_per_km={cfg.vehicles_per_km} on a {length:.0f} m ring "
-                         f"({cfg.seconds} s scenes need it), curvature={cfg.curvature}: {err}") from None
+        raise ValueError(
+            f"lanes={cfg.lanes}, vehicles_per_km={cfg.vehicles_per_km} on a {length:.0f} m ring "
+            f"({cfg.seconds} s scenes need it), curvature={cfg.curvature}: {err}"
+        ) from None
 
 
 def _permute(veh: VehicleState, perm: torch.Tensor) -> VehicleState:
     return type(veh)(**{f.name: getattr(veh, f.name)[:, perm] for f in fields(veh)})
 
 
-def start_state(config: EnvConfig, road: RoadNetwork, seconds: float, num_scenes: int,
-                generator: torch.Generator) -> WorldState:
+def start_state(
+    config: EnvConfig, road: RoadNetwork, seconds: float, num_scenes: int, generator: torch.Generator
+) -> WorldState:
     """Initial state of `num_scenes` scenes, rotated along the ring so each ego starts at least the annotated
     range plus SEAM_CLEARANCE past the seam with room to drive `seconds` [s] at max speed before the end."""
     state = initial_state(config, road, num_scenes, generator)
@@ -91,13 +96,13 @@ def start_state(config: EnvConfig, road: RoadNetwork, seconds: float, num_scenes
     lo, hi = config.traffic.desired_speed_range
     desired = veh.desired_speed.clone()
     desired[:, 0] = lo + (hi - lo) * torch.rand(num_scenes, generator=generator, device=dev)
-    veh = replace(veh, s=road.wrap(veh.s + shift), lc_start_s=road.wrap(veh.lc_start_s + shift),
-                  desired_speed=desired)
+    veh = replace(veh, s=road.wrap(veh.s + shift), lc_start_s=road.wrap(veh.lc_start_s + shift), desired_speed=desired)
     return state.replace(vehicles=veh)
 
 
-def sim_step(state: WorldState, road: RoadNetwork, config: EnvConfig, step: int, lqr: LQRTable | None,
-             generator: torch.Generator) -> WorldState:
+def sim_step(
+    state: WorldState, road: RoadNetwork, config: EnvConfig, step: int, lqr: LQRTable | None, generator: torch.Generator
+) -> WorldState:
     """One simulation step with the ego under IDM + MOBIL like the traffic (`step`: global step counter).
 
     On a decision tick the ego takes MOBIL's choice; besides, with probability EGO_LANE_CHANGE_RATE per
@@ -144,9 +149,15 @@ class Keyframe:
     num_lidar_pts: np.ndarray  # (B, N) int
 
 
-def capture(road: RoadNetwork, state: WorldState, rig: CameraRig, appearance: VehicleAppearance,
-            generator: torch.Generator, offset: np.ndarray, lidar: tuple[int, int],
-            ) -> tuple[Keyframe, np.ndarray, list[np.ndarray]]:
+def capture(
+    road: RoadNetwork,
+    state: WorldState,
+    rig: CameraRig,
+    appearance: VehicleAppearance,
+    generator: torch.Generator,
+    offset: np.ndarray,
+    lidar: tuple[int, int],
+) -> tuple[Keyframe, np.ndarray, list[np.ndarray]]:
     """Render the rig's cameras and the LIDAR_TOP scan (lidar = (beams, azimuths)) of B scenes at one keyframe.
 
     Returns the keyframe's arrays (`offset` [m] (2,) shifts the sim global frame to the dataset's), the
@@ -156,8 +167,9 @@ def capture(road: RoadNetwork, state: WorldState, rig: CameraRig, appearance: Ve
     B, N = veh.shape
     ego_pose, boxes, _ = vehicle_boxes(road, state, appearance)  # (B, 4), (B, N, 7)
     frame = render_cameras(road, state, rig, appearance, generator)
-    points, hit, instance = lidar_scan(road, state, appearance, num_beams=lidar[0], num_azimuths=lidar[1],
-                                       max_range=LIDAR_RANGE)  # (B, P, 4), (B, P), (B, P); P beam-major
+    points, hit, instance = lidar_scan(
+        road, state, appearance, num_beams=lidar[0], num_azimuths=lidar[1], max_range=LIDAR_RANGE
+    )  # (B, P, 4), (B, P), (B, P); P beam-major
     # Lidar points on each vehicle. The eval drops a box with no lidar and no radar point, so a vehicle the
     # exported cameras do not see gets 0 and one they see gets at least 1: the eval keeps what they see.
     counts = torch.zeros((B, N), dtype=torch.long, device=road.device)
@@ -174,14 +186,22 @@ def capture(road: RoadNetwork, state: WorldState, rig: CameraRig, appearance: Ve
     ego_pose, boxes = ego_pose.double().cpu().numpy(), boxes.double().cpu().numpy()
     ego_pose[:, :3] += offset3
     boxes[..., :3] += offset3
-    frame_arrays = Keyframe(ego_pose=ego_pose, boxes=boxes, speed=veh.speed.cpu().numpy(),
-                            annotated=annotated.cpu().numpy(), visibility=frame.visibility.cpu().numpy(),
-                            num_lidar_pts=num_pts.cpu().numpy())
+    frame_arrays = Keyframe(
+        ego_pose=ego_pose,
+        boxes=boxes,
+        speed=veh.speed.cpu().numpy(),
+        annotated=annotated.cpu().numpy(),
+        visibility=frame.visibility.cpu().numpy(),
+        num_lidar_pts=num_pts.cpu().numpy(),
+    )
     return frame_arrays, frame.images.permute(0, 1, 3, 4, 2).cpu().numpy(), clouds
 
 
-def calibration(channels: tuple[str, ...], width: int, height: int,
-                ) -> dict[str, tuple[list[float], list[float], list[list[float]]]]:
+def calibration(
+    channels: tuple[str, ...],
+    width: int,
+    height: int,
+) -> dict[str, tuple[list[float], list[float], list[list[float]]]]:
     """channel -> (translation, rotation (w, x, y, z), camera_intrinsic or []) of the cameras and LIDAR_TOP:
     nuScenes' calibration, intrinsics scaled to width x height as `camera_rig` scales them (in float64)."""
     scale = np.array([[width / NUSCENES_IMAGE_SIZE[0]], [height / NUSCENES_IMAGE_SIZE[1]], [1.0]])
@@ -193,8 +213,15 @@ def calibration(channels: tuple[str, ...], width: int, height: int,
     return out
 
 
-def simulate(cfg: DatasetConfig, env: EnvConfig, road: RoadNetwork, offset: np.ndarray, timestamps: np.ndarray,
-             write: Write, on_keyframes: Callable[[int], None]) -> tuple[Recording, list[str], int]:
+def simulate(
+    cfg: DatasetConfig,
+    env: EnvConfig,
+    road: RoadNetwork,
+    offset: np.ndarray,
+    timestamps: np.ndarray,
+    write: Write,
+    on_keyframes: Callable[[int], None],
+) -> tuple[Recording, list[str], int]:
     """Simulate and capture all scenes, `cfg.batch_scenes` at a time; sensor files go to `write`.
 
     Returns the recording, a description per scene and the number of scenes whose ego crashed (0 expected).
@@ -218,8 +245,9 @@ def simulate(cfg: DatasetConfig, env: EnvConfig, road: RoadNetwork, offset: np.n
         for k in range(cfg.num_keyframes):
             for i in range(substeps if k > 0 else 0):
                 state = sim_step(state, road, env, (k - 1) * substeps + i, lqr, gen)
-            arrays, images, clouds = capture(road, state, rig, appearance, render_gen, offset,
-                                             (cfg.lidar_beams, cfg.lidar_azimuths))
+            arrays, images, clouds = capture(
+                road, state, rig, appearance, render_gen, offset, (cfg.lidar_beams, cfg.lidar_azimuths)
+            )
             for b in range(nb):  # file hand-off only: the writer encodes in its threads
                 for c, channel in enumerate(rig.channels):
                     write(first + b, k, channel, images[b, c])
@@ -235,12 +263,20 @@ def simulate(cfg: DatasetConfig, env: EnvConfig, road: RoadNetwork, offset: np.n
             f"Synthetic highway (drivestack simulator, seed {cfg.seed}): {cfg.lanes} lanes, "
             f"{env.traffic.num_vehicles - 1} vehicles on a {env.road.length:.0f} m ring, ego desired speed "
             f"{float(veh.desired_speed[b, 0]):.1f} m/s, {int(state.lane_changes[b])} ego lane changes"
-            for b in range(nb)]
+            for b in range(nb)
+        ]
 
     def stack(name: str) -> np.ndarray:  # (B, K, ...) from batches of keyframes
         return np.concatenate([np.stack([getattr(f, name) for f in batch], axis=1) for batch in frames])
 
-    recording = Recording(timestamps=timestamps, ego_pose=stack("ego_pose"), boxes=stack("boxes"),
-                          speed=stack("speed"), annotated=stack("annotated"), visibility=stack("visibility"),
-                          num_lidar_pts=stack("num_lidar_pts"), is_truck=np.concatenate(trucks))
+    recording = Recording(
+        timestamps=timestamps,
+        ego_pose=stack("ego_pose"),
+        boxes=stack("boxes"),
+        speed=stack("speed"),
+        annotated=stack("annotated"),
+        visibility=stack("visibility"),
+        num_lidar_pts=stack("num_lidar_pts"),
+        is_truck=np.concatenate(trucks),
+    )
     return recording, descriptions, crashes

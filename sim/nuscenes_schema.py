@@ -29,8 +29,21 @@ import torch
 
 from drivestack.sim.road import MARGIN, RoadNetwork
 
-TABLE_NAMES = ("category", "attribute", "visibility", "instance", "sensor", "calibrated_sensor", "ego_pose", "log",
-               "scene", "sample", "sample_data", "sample_annotation", "map")
+TABLE_NAMES = (
+    "category",
+    "attribute",
+    "visibility",
+    "instance",
+    "sensor",
+    "calibrated_sensor",
+    "ego_pose",
+    "log",
+    "scene",
+    "sample",
+    "sample_data",
+    "sample_annotation",
+    "map",
+)
 KEYFRAME_INTERVAL = 0.5  # [s] nuScenes keyframes (samples) are at 2 Hz
 ANNOTATION_RANGE = 80.0  # [m] vehicles within this distance of the ego are annotated
 MOVING_SPEED = 0.5  # [m/s] above this a vehicle is vehicle.moving, else vehicle.stopped
@@ -82,8 +95,10 @@ def scene_names(num_train: int, num_val: int) -> tuple[list[str], list[str]]:
     from nuscenes.utils.splits import train, val  # noqa: PLC0415 (the devkit is heavy; import on use)
 
     if num_train > len(train) or num_val > len(val):
-        raise ValueError(f"scenes: at most {len(train)} train and {len(val)} val scenes fit the nuScenes v1.0-trainval "
-                         f"split names; got {num_train} train and {num_val} val (lower --scenes or --val-fraction)")
+        raise ValueError(
+            f"scenes: at most {len(train)} train and {len(val)} val scenes fit the nuScenes v1.0-trainval "
+            f"split names; got {num_train} train and {num_val} val (lower --scenes or --val-fraction)"
+        )
     return list(train[:num_train]), list(val[:num_val])
 
 
@@ -146,15 +161,40 @@ def build_tables(rec: Recording, info: DatasetInfo) -> dict[str, list[dict]]:
     inst_tok = _tokens(seed, "instance", (B, N))
     ts = rec.timestamps.tolist()
 
-    logs = [{"token": log_tok[b], "logfile": info.logfiles[b], "vehicle": VEHICLE,
-             "date_captured": info.dates[b], "location": LOCATION}
-            for b in range(B)]
-    scenes = [{"token": scene_tok[b], "log_token": log_tok[b], "nbr_samples": K, "first_sample_token": sample_tok[b, 0],
-               "last_sample_token": sample_tok[b, -1], "name": info.names[b], "description": info.descriptions[b]}
-              for b in range(B)]
+    logs = [
+        {
+            "token": log_tok[b],
+            "logfile": info.logfiles[b],
+            "vehicle": VEHICLE,
+            "date_captured": info.dates[b],
+            "location": LOCATION,
+        }
+        for b in range(B)
+    ]
+    scenes = [
+        {
+            "token": scene_tok[b],
+            "log_token": log_tok[b],
+            "nbr_samples": K,
+            "first_sample_token": sample_tok[b, 0],
+            "last_sample_token": sample_tok[b, -1],
+            "name": info.names[b],
+            "description": info.descriptions[b],
+        }
+        for b in range(B)
+    ]
     prev, nxt = _chain(sample_tok, 1)
-    samples = [{"token": sample_tok[b, k], "timestamp": ts[b][k], "prev": prev[b, k], "next": nxt[b, k],
-                "scene_token": scene_tok[b]} for b in range(B) for k in range(K)]
+    samples = [
+        {
+            "token": sample_tok[b, k],
+            "timestamp": ts[b][k],
+            "prev": prev[b, k],
+            "next": nxt[b, k],
+            "scene_token": scene_tok[b],
+        }
+        for b in range(B)
+        for k in range(K)
+    ]
 
     calibrated, sample_data, ego_poses = [], [], []
     quat = yaw_quaternion(rec.ego_pose[..., 3]).tolist()
@@ -163,41 +203,78 @@ def build_tables(rec: Recording, info: DatasetInfo) -> dict[str, list[dict]]:
         camera = channel != "LIDAR_TOP"
         cs_tok = _tokens(seed, "calibrated_sensor", (B,), channel)
         t, q, intrinsic = info.calibration[channel]
-        calibrated += [{"token": cs_tok[b], "sensor_token": token_of("sensor", channel), "translation": t,
-                        "rotation": q, "camera_intrinsic": intrinsic} for b in range(B)]
+        calibrated += [
+            {
+                "token": cs_tok[b],
+                "sensor_token": token_of("sensor", channel),
+                "translation": t,
+                "rotation": q,
+                "camera_intrinsic": intrinsic,
+            }
+            for b in range(B)
+        ]
         sd_tok = _tokens(seed, "sample_data", (B, K), channel)
         prev, nxt = _chain(sd_tok, 1)
         for b in range(B):
             for k in range(K):
                 # One ego pose per sample_data, sharing its token (as nuScenes does).
-                ego_poses.append({"token": sd_tok[b, k], "timestamp": ts[b][k], "rotation": quat[b][k],
-                                  "translation": xyz[b][k]})
-                sample_data.append({
-                    "token": sd_tok[b, k], "sample_token": sample_tok[b, k], "ego_pose_token": sd_tok[b, k],
-                    "calibrated_sensor_token": cs_tok[b], "timestamp": ts[b][k],
-                    "fileformat": "jpg" if camera else "pcd", "is_key_frame": True,
-                    "height": info.height if camera else 0, "width": info.width if camera else 0,
-                    "filename": sensor_filename(info.logfiles[b], channel, ts[b][k], camera),
-                    "prev": prev[b, k], "next": nxt[b, k]})
+                ego_poses.append(
+                    {"token": sd_tok[b, k], "timestamp": ts[b][k], "rotation": quat[b][k], "translation": xyz[b][k]}
+                )
+                sample_data.append(
+                    {
+                        "token": sd_tok[b, k],
+                        "sample_token": sample_tok[b, k],
+                        "ego_pose_token": sd_tok[b, k],
+                        "calibrated_sensor_token": cs_tok[b],
+                        "timestamp": ts[b][k],
+                        "fileformat": "jpg" if camera else "pcd",
+                        "is_key_frame": True,
+                        "height": info.height if camera else 0,
+                        "width": info.width if camera else 0,
+                        "filename": sensor_filename(info.logfiles[b], channel, ts[b][k], camera),
+                        "prev": prev[b, k],
+                        "next": nxt[b, k],
+                    }
+                )
 
     annotations, instances = _annotations(rec, seed, sample_tok, inst_tok)
     return {
-        "category": static_table("category"), "attribute": static_table("attribute"),
-        "visibility": static_table("visibility"), "instance": instances, "sensor": static_table("sensor"),
-        "calibrated_sensor": calibrated, "ego_pose": ego_poses, "log": logs, "scene": scenes, "sample": samples,
-        "sample_data": sample_data, "sample_annotation": annotations,
-        "map": [{"category": "semantic_prior", "token": info.map_token, "filename": f"maps/{info.map_token}.png",
-                 "log_tokens": list(log_tok)}],
+        "category": static_table("category"),
+        "attribute": static_table("attribute"),
+        "visibility": static_table("visibility"),
+        "instance": instances,
+        "sensor": static_table("sensor"),
+        "calibrated_sensor": calibrated,
+        "ego_pose": ego_poses,
+        "log": logs,
+        "scene": scenes,
+        "sample": samples,
+        "sample_data": sample_data,
+        "sample_annotation": annotations,
+        "map": [
+            {
+                "category": "semantic_prior",
+                "token": info.map_token,
+                "filename": f"maps/{info.map_token}.png",
+                "log_tokens": list(log_tok),
+            }
+        ],
     }
 
 
-def _annotations(rec: Recording, seed: int, sample_tok: np.ndarray, inst_tok: np.ndarray,
-                 ) -> tuple[list[dict], list[dict]]:
+def _annotations(
+    rec: Recording,
+    seed: int,
+    sample_tok: np.ndarray,
+    inst_tok: np.ndarray,
+) -> tuple[list[dict], list[dict]]:
     """sample_annotation and instance records; an instance is one vehicle slot of one scene."""
     # Annotations in (scene, slot, keyframe) order: consecutive entries of one instance form its chain.
     b, n, k = np.nonzero(rec.annotated.transpose(0, 2, 1))
-    tokens = np.array([make_token(seed, "sample_annotation", *i) for i in zip(b.tolist(), k.tolist(), n.tolist())],
-                      dtype=object)
+    tokens = np.array(
+        [make_token(seed, "sample_annotation", *i) for i in zip(b.tolist(), k.tolist(), n.tolist())], dtype=object
+    )
     inst = b * rec.annotated.shape[2] + n
     same_prev = np.concatenate([[False], inst[1:] == inst[:-1]])
     same_next = np.concatenate([inst[1:] == inst[:-1], [False]])
@@ -212,19 +289,38 @@ def _annotations(rec: Recording, seed: int, sample_tok: np.ndarray, inst_tok: np
     moving = (rec.speed[b, k, n] > MOVING_SPEED).tolist()
     attr = {True: [token_of("attribute", "vehicle.moving")], False: [token_of("attribute", "vehicle.stopped")]}
     points = rec.num_lidar_pts[b, k, n].tolist()
-    annotations = [{
-        "token": tokens[i], "sample_token": sample_tok[b[i], k[i]], "instance_token": inst_tok[b[i], n[i]],
-        "visibility_token": vis[i], "attribute_tokens": list(attr[moving[i]]), "translation": translation[i],
-        "size": size[i], "rotation": rotation[i], "prev": prev[i], "next": nxt[i], "num_lidar_pts": points[i],
-        "num_radar_pts": 0} for i in range(len(tokens))]
+    annotations = [
+        {
+            "token": tokens[i],
+            "sample_token": sample_tok[b[i], k[i]],
+            "instance_token": inst_tok[b[i], n[i]],
+            "visibility_token": vis[i],
+            "attribute_tokens": list(attr[moving[i]]),
+            "translation": translation[i],
+            "size": size[i],
+            "rotation": rotation[i],
+            "prev": prev[i],
+            "next": nxt[i],
+            "num_lidar_pts": points[i],
+            "num_radar_pts": 0,
+        }
+        for i in range(len(tokens))
+    ]
 
     unique, first, count = np.unique(inst, return_index=True, return_counts=True)
     ub, un = np.divmod(unique, rec.annotated.shape[2])
     category = {True: token_of("category", "vehicle.truck"), False: token_of("category", "vehicle.car")}
     trucks = rec.is_truck[ub, un].tolist()
-    instances = [{"token": inst_tok[ub[j], un[j]], "category_token": category[trucks[j]],
-                  "nbr_annotations": int(count[j]), "first_annotation_token": tokens[first[j]],
-                  "last_annotation_token": tokens[first[j] + count[j] - 1]} for j in range(len(unique))]
+    instances = [
+        {
+            "token": inst_tok[ub[j], un[j]],
+            "category_token": category[trucks[j]],
+            "nbr_annotations": int(count[j]),
+            "first_annotation_token": tokens[first[j]],
+            "last_annotation_token": tokens[first[j] + count[j] - 1],
+        }
+        for j in range(len(unique))
+    ]
     return annotations, instances
 
 

@@ -42,9 +42,19 @@ def observation_space(config: ObservationConfig) -> spaces.Box:
     return spaces.Box(low=-1.0, high=1.0, shape=shape, dtype=np.float32)
 
 
-def encode_kinematics(ego_y: torch.Tensor, ego_vx: torch.Tensor, ego_vy: torch.Tensor, ego_heading: torch.Tensor,
-                      rel_x: torch.Tensor, rel_y: torch.Tensor, rel_vx: torch.Tensor, rel_vy: torch.Tensor,
-                      heading: torch.Tensor, present: torch.Tensor, config: ObservationConfig) -> torch.Tensor:
+def encode_kinematics(
+    ego_y: torch.Tensor,
+    ego_vx: torch.Tensor,
+    ego_vy: torch.Tensor,
+    ego_heading: torch.Tensor,
+    rel_x: torch.Tensor,
+    rel_y: torch.Tensor,
+    rel_vx: torch.Tensor,
+    rel_vy: torch.Tensor,
+    heading: torch.Tensor,
+    present: torch.Tensor,
+    config: ObservationConfig,
+) -> torch.Tensor:
     """Encode an ego and M candidate vehicles into the kinematics observation (B, K, F).
 
     Args:
@@ -92,9 +102,18 @@ def kinematics(state: WorldState, road: RoadNetwork, config: ObservationConfig) 
     dx, dy = relative_positions(veh, road)
     vx, vy = _road_frame_velocity(state)
     return encode_kinematics(
-        ego_y=veh.d[:, 0], ego_vx=vx[:, 0], ego_vy=vy[:, 0], ego_heading=veh.psi[:, 0],
-        rel_x=dx[:, 1:], rel_y=dy[:, 1:], rel_vx=vx[:, 1:] - vx[:, :1], rel_vy=vy[:, 1:] - vy[:, :1],
-        heading=veh.psi[:, 1:], present=veh.active[:, 1:], config=config)
+        ego_y=veh.d[:, 0],
+        ego_vx=vx[:, 0],
+        ego_vy=vy[:, 0],
+        ego_heading=veh.psi[:, 0],
+        rel_x=dx[:, 1:],
+        rel_y=dy[:, 1:],
+        rel_vx=vx[:, 1:] - vx[:, :1],
+        rel_vy=vy[:, 1:] - vy[:, :1],
+        heading=veh.psi[:, 1:],
+        present=veh.active[:, 1:],
+        config=config,
+    )
 
 
 def occupancy(state: WorldState, road: RoadNetwork, config: ObservationConfig) -> torch.Tensor:
@@ -111,8 +130,9 @@ def occupancy(state: WorldState, road: RoadNetwork, config: ObservationConfig) -
     inside[:, 0] = False  # the ego is the grid's centre, not an obstacle
     cell = torch.where(inside, row * W + col, H * W)  # the extra cell H*W collects the rest
     grid = torch.zeros((B, 3, H * W + 1), device=dx.device)
-    values = torch.stack([torch.ones_like(dx), (vx - vx[:, :1]) / config.v_range,
-                          (vy - vy[:, :1]) / config.v_range], dim=1)  # (B, 3, N)
+    values = torch.stack(
+        [torch.ones_like(dx), (vx - vx[:, :1]) / config.v_range, (vy - vy[:, :1]) / config.v_range], dim=1
+    )  # (B, 3, N)
     grid.scatter_(2, cell[:, None, :].expand(B, 3, N), values)
     # On-road channel from the cell centres' road coordinates.
     xc = (torch.arange(H, device=dx.device) + 0.5 - 0.5 * H) * step_x

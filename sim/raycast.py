@@ -24,8 +24,17 @@ from drivestack.sim.state import WorldState
 CAR_HEIGHT_RANGE = (1.4, 1.9)  # [m] body height of cars, drawn per vehicle
 TRUCK_HEIGHT_RANGE = (3.2, 4.0)  # [m] body height of trucks
 # Body colours (sRGB in [0, 1]) with their shares among cars and trucks (roughly the world's car fleet).
-PALETTE = ((0.86, 0.87, 0.88), (0.06, 0.06, 0.07), (0.36, 0.37, 0.39), (0.64, 0.65, 0.67), (0.10, 0.20, 0.45),
-           (0.62, 0.07, 0.07), (0.46, 0.39, 0.29), (0.12, 0.30, 0.18), (0.86, 0.56, 0.10))
+PALETTE = (
+    (0.86, 0.87, 0.88),
+    (0.06, 0.06, 0.07),
+    (0.36, 0.37, 0.39),
+    (0.64, 0.65, 0.67),
+    (0.10, 0.20, 0.45),
+    (0.62, 0.07, 0.07),
+    (0.46, 0.39, 0.29),
+    (0.12, 0.30, 0.18),
+    (0.86, 0.56, 0.10),
+)
 CAR_COLOR_SHARE = (0.24, 0.19, 0.16, 0.14, 0.10, 0.09, 0.04, 0.03, 0.01)
 TRUCK_COLOR_SHARE = (0.45, 0.05, 0.12, 0.15, 0.08, 0.08, 0.03, 0.03, 0.01)
 COLOR_JITTER = 0.12  # [-] per-vehicle brightness variation around the palette colour
@@ -72,8 +81,9 @@ def wrap_angle(a: torch.Tensor) -> torch.Tensor:
     return torch.atan2(torch.sin(a), torch.cos(a))
 
 
-def vehicle_boxes(road: RoadNetwork, state: WorldState, appearance: VehicleAppearance,
-                  s_ego: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def vehicle_boxes(
+    road: RoadNetwork, state: WorldState, appearance: VehicleAppearance, s_ego: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """3D boxes of every vehicle in the global and ego frames.
 
     The ego sits at road.to_global(s_ego, d_ego, psi_ego); every other vehicle at s_ego + delta_s(s_i, s_ego)
@@ -117,8 +127,10 @@ def box_corners(boxes: torch.Tensor, grow: float = 0.0) -> torch.Tensor:
 
     Corner k has bits (x, y, z) = (k >> 2 & 1, k >> 1 & 1, k & 1): 0 the low end, 1 the high end.
     """
-    bits = torch.tensor([[(k >> 2) & 1, (k >> 1) & 1, k & 1] for k in range(8)], device=boxes.device,
-                        dtype=boxes.dtype) - 0.5  # (8, 3) in {-0.5, 0.5}
+    bits = (
+        torch.tensor([[(k >> 2) & 1, (k >> 1) & 1, k & 1] for k in range(8)], device=boxes.device, dtype=boxes.dtype)
+        - 0.5
+    )  # (8, 3) in {-0.5, 0.5}
     size = torch.stack([boxes[..., 4] + 2 * grow, boxes[..., 3] + 2 * grow, boxes[..., 5]], dim=-1)
     local = bits * size.unsqueeze(-2)  # (..., 8, 3) along, across, up
     c, s = torch.cos(boxes[..., 6]).unsqueeze(-1), torch.sin(boxes[..., 6]).unsqueeze(-1)
@@ -140,12 +152,16 @@ def body_parts(boxes: torch.Tensor, truck: torch.Tensor) -> tuple[torch.Tensor, 
     w, l, h = boxes[..., 3], boxes[..., 4], boxes[..., 5]
     belt = CAR_BELT * h
     # car: body over the full length up to the belt line, cabin above it
-    car = [(torch.zeros_like(l), 0.5 * l, 0.5 * w, 0.5 * belt, 0.5 * belt),
-           (CAR_CABIN[2] * l, 0.5 * CAR_CABIN[0] * l, 0.5 * CAR_CABIN[1] * w, 0.5 * (h + belt), 0.5 * (h - belt))]
+    car = [
+        (torch.zeros_like(l), 0.5 * l, 0.5 * w, 0.5 * belt, 0.5 * belt),
+        (CAR_CABIN[2] * l, 0.5 * CAR_CABIN[0] * l, 0.5 * CAR_CABIN[1] * w, 0.5 * (h + belt), 0.5 * (h - belt)),
+    ]
     # truck: cargo box at the rear over the full height, cab at the front
     cab_l, cab_w, cab_h = TRUCK_CAB
-    trk = [(-0.5 * (1.0 - TRUCK_CARGO) * l, 0.5 * TRUCK_CARGO * l, 0.5 * w, 0.5 * h, 0.5 * h),
-           ((0.5 - 0.5 * cab_l) * l, 0.5 * cab_l * l, 0.5 * cab_w * w, 0.5 * cab_h * h, 0.5 * cab_h * h)]
+    trk = [
+        (-0.5 * (1.0 - TRUCK_CARGO) * l, 0.5 * TRUCK_CARGO * l, 0.5 * w, 0.5 * h, 0.5 * h),
+        ((0.5 - 0.5 * cab_l) * l, 0.5 * cab_l * l, 0.5 * cab_w * w, 0.5 * cab_h * h, 0.5 * cab_h * h),
+    ]
     centres, halves = [], []
     c, s = torch.cos(boxes[..., 6]), torch.sin(boxes[..., 6])
     for (cx, hx, hy, cz, hz), (tx, thx, thy, tz, thz) in zip(car, trk):
@@ -161,8 +177,14 @@ def to_box_frame(p: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return torch.stack([cos * p[..., 0] + sin * p[..., 1], -sin * p[..., 0] + cos * p[..., 1], p[..., 2]], dim=-1)
 
 
-def ray_box(origin: torch.Tensor, dirs: torch.Tensor, centre: torch.Tensor, half: torch.Tensor,
-            cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def ray_box(
+    origin: torch.Tensor,
+    dirs: torch.Tensor,
+    centre: torch.Tensor,
+    half: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact slab intersection of rays with upright boxes rotated by yaw about z (shapes broadcast).
 
     Args:
@@ -196,9 +218,17 @@ class PairHits:
     face: torch.Tensor  # (P, R) long: entered face of that part (see ray_box)
 
 
-def cast_pairs(origin: torch.Tensor, dirs: torch.Tensor, pair_sensor: torch.Tensor, pair_group: torch.Tensor,
-               part_centre: torch.Tensor, part_half: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-               max_t: float) -> PairHits:
+def cast_pairs(
+    origin: torch.Tensor,
+    dirs: torch.Tensor,
+    pair_sensor: torch.Tensor,
+    pair_group: torch.Tensor,
+    part_centre: torch.Tensor,
+    part_half: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    max_t: float,
+) -> PairHits:
     """Intersect each pair's ray group with its vehicle's two boxes.
 
     Args:
@@ -216,8 +246,14 @@ def cast_pairs(origin: torch.Tensor, dirs: torch.Tensor, pair_sensor: torch.Tens
         sl = slice(i, i + step)
         o = origin[pair_sensor[sl]].view(-1, 1, 1, 3)  # (p, 1, 1, 3)
         d = dirs[pair_sensor[sl], pair_group[sl]].unsqueeze(2)  # (p, R, 1, 3)
-        t, face = ray_box(o, d, part_centre[sl].unsqueeze(1), part_half[sl].unsqueeze(1),
-                          cos[sl].view(-1, 1, 1), sin[sl].view(-1, 1, 1))  # (p, R, 2)
+        t, face = ray_box(
+            o,
+            d,
+            part_centre[sl].unsqueeze(1),
+            part_half[sl].unsqueeze(1),
+            cos[sl].view(-1, 1, 1),
+            sin[sl].view(-1, 1, 1),
+        )  # (p, R, 2)
         t_min, part = t.min(dim=-1)
         t_out[sl] = torch.where(t_min <= max_t, t_min, torch.full_like(t_min, math.inf))
         part_out[sl] = part
@@ -238,7 +274,8 @@ def nearest_pair(ray_index: torch.Tensor, t: torch.Tensor, num_rays: int) -> tor
     element = torch.arange(flat_t.numel(), device=t.device)
     # amax keeps the choice deterministic on exact ties (two boxes touching along the ray)
     return torch.full((num_rays,), -1, dtype=torch.long, device=t.device).scatter_reduce(
-        0, flat_ray[win], element[win], "amax")
+        0, flat_ray[win], element[win], "amax"
+    )
 
 
 def group_extent(dirs: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

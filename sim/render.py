@@ -40,8 +40,9 @@ ADJACENT_TOL = 0.1  # [m] two lanes share an edge when their centres are a lane 
 TRAFFIC_SHADE = (0.6, 1.0)  # [-] range of the per-vehicle brightness factor of traffic
 
 
-def _view_axes(width: int, height: int, scale: float, centering: tuple[float, float],
-               device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def _view_axes(
+    width: int, height: int, scale: float, centering: tuple[float, float], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """View-frame coordinates [m] of pixel centres: x forward along columns [W], y left up rows [H]."""
     cols = torch.arange(width, device=device, dtype=torch.float32) + 0.5
     rows = torch.arange(height, device=device, dtype=torch.float32) + 0.5
@@ -63,9 +64,15 @@ class RoadSurface(NamedTuple):
     outside: torch.Tensor  # [m] distance beyond the nearest existing lane edge (0 on the road)
 
 
-def road_layer(road: RoadNetwork, gx: torch.Tensor, gy: torch.Tensor, s_guess: torch.Tensor,
-               px_size: float | torch.Tensor, marking_width: float = MARKING_WIDTH, iterations: int = 2,
-               ) -> RoadSurface:
+def road_layer(
+    road: RoadNetwork,
+    gx: torch.Tensor,
+    gy: torch.Tensor,
+    s_guess: torch.Tensor,
+    px_size: float | torch.Tensor,
+    marking_width: float = MARKING_WIDTH,
+    iterations: int = 2,
+) -> RoadSurface:
     """Asphalt, markings and road coordinates of global points (gx, gy) [m] (any shape, e.g. [E, P]).
 
     s_guess: a nearby arc length per point (Newton start); px_size [m]: the size of one pixel there
@@ -88,8 +95,9 @@ def road_layer(road: RoadNetwork, gx: torch.Tensor, gy: torch.Tensor, s_guess: t
     NL = road.num_lanes
     # Lane i and i+1 share an edge where both exist a lane width apart; that edge is dashed where a
     # change across it is allowed (e.g. the merge zone), solid elsewhere.
-    adjacent = (exists[..., 1:] & exists[..., :-1]
-                & ((off[..., 1:] - off[..., :-1] - road.lane_width).abs() <= ADJACENT_TOL))  # (E, P, NL-1)
+    adjacent = (
+        exists[..., 1:] & exists[..., :-1] & ((off[..., 1:] - off[..., :-1] - road.lane_width).abs() <= ADJACENT_TOL)
+    )  # (E, P, NL-1)
     lanes = torch.arange(NL, device=s.device)
     s_col = s.unsqueeze(-1)
     allowed = road.change_allowed(lanes[:-1], s_col, +1) | road.change_allowed(lanes[1:], s_col, -1)
@@ -103,9 +111,18 @@ def road_layer(road: RoadNetwork, gx: torch.Tensor, gy: torch.Tensor, s_guess: t
     return RoadSurface(on_road, solid | dashed, s, d, outside)
 
 
-def _vehicle_layer(road: RoadNetwork, state: WorldState, env: torch.Tensor, s_ego: torch.Tensor,
-                   x0: torch.Tensor, y0: torch.Tensor, h0: torch.Tensor, vx: torch.Tensor, vy: torch.Tensor,
-                   px_size: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _vehicle_layer(
+    road: RoadNetwork,
+    state: WorldState,
+    env: torch.Tensor,
+    s_ego: torch.Tensor,
+    x0: torch.Tensor,
+    y0: torch.Tensor,
+    h0: torch.Tensor,
+    vx: torch.Tensor,
+    vy: torch.Tensor,
+    px_size: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Vehicle fill colours [E, P, 3] and masks (covered, outline) [E, P] at view points (vx, vy) [P]."""
     veh = state.vehicles
     s, d, psi = veh.s[env], veh.d[env], veh.psi[env]  # (E, N)
@@ -126,8 +143,14 @@ def _vehicle_layer(road: RoadNetwork, state: WorldState, env: torch.Tensor, s_eg
 
     # Keep only vehicles whose box can reach the view, gathered to the front: (E, M), M = most in any env.
     radius = 0.5 * torch.hypot(length, width)
-    near = (active & in_reach & (cx >= vx[0] - radius) & (cx <= vx[-1] + radius)
-            & (cy <= vy[0] + radius) & (cy >= vy[-1] - radius))
+    near = (
+        active
+        & in_reach
+        & (cx >= vx[0] - radius)
+        & (cx <= vx[-1] + radius)
+        & (cy <= vy[0] + radius)
+        & (cy >= vy[-1] - radius)
+    )
     M = max(int(near.sum(dim=1).max()), 1)  # note: a CPU-GPU sync point (sizes the per-pixel test)
     order = torch.argsort((~near).to(torch.int8), dim=1, stable=True)[:, :M]  # near vehicles first, by index
     valid = near.gather(1, order)
@@ -156,18 +179,26 @@ def _vehicle_layer(road: RoadNetwork, state: WorldState, env: torch.Tensor, s_eg
     lo, hi = TRAFFIC_SHADE
     shade = lo + (hi - lo) * golden
     traffic = torch.tensor(TRAFFIC_COLOR, dtype=torch.float32, device=s.device) * shade.unsqueeze(-1)
-    ego_rgb = torch.where(state.crashed[env].view(E, 1),
-                          torch.tensor(CRASHED_COLOR, dtype=torch.float32, device=s.device),
-                          torch.tensor(EGO_COLOR, dtype=torch.float32, device=s.device))  # (E, 3)
+    ego_rgb = torch.where(
+        state.crashed[env].view(E, 1),
+        torch.tensor(CRASHED_COLOR, dtype=torch.float32, device=s.device),
+        torch.tensor(EGO_COLOR, dtype=torch.float32, device=s.device),
+    )  # (E, 3)
     colors = torch.where((order == 0).unsqueeze(-1), ego_rgb.unsqueeze(1), traffic)  # (E, M, 3)
     fill = colors.gather(1, top.view(E, -1, 1).expand(-1, -1, 3))  # (E, H*W, 3)
     return fill, covered.view(E, -1), outline.view(E, -1)
 
 
 @torch.no_grad()
-def render_topdown_batch(road: RoadNetwork, state: WorldState, env_indices: Sequence[int] | torch.Tensor,
-                         width: int = 600, height: int = 150, scale: float = 5.5,
-                         centering: tuple[float, float] = (0.3, 0.5)) -> np.ndarray:
+def render_topdown_batch(
+    road: RoadNetwork,
+    state: WorldState,
+    env_indices: Sequence[int] | torch.Tensor,
+    width: int = 600,
+    height: int = 150,
+    scale: float = 5.5,
+    centering: tuple[float, float] = (0.3, 0.5),
+) -> np.ndarray:
     """Top-down RGB views of several environments, each centred on its ego.
 
     Args:
@@ -182,21 +213,24 @@ def render_topdown_batch(road: RoadNetwork, state: WorldState, env_indices: Sequ
         uint8 array [E, height, width, 3].
     """
     if width < 1 or height < 1 or scale <= 0.0:
-        raise ValueError(f"render_topdown: need width, height >= 1 px and scale > 0 px/m, "
-                         f"got width={width}, height={height}, scale={scale}")
+        raise ValueError(
+            f"render_topdown: need width, height >= 1 px and scale > 0 px/m, "
+            f"got width={width}, height={height}, scale={scale}"
+        )
     dev = road.device
     env = torch.as_tensor(env_indices, dtype=torch.long, device=dev).view(-1)
     if env.numel() == 0 or int(env.min()) < -state.num_envs or int(env.max()) >= state.num_envs:
-        raise ValueError(f"render_topdown: env indices {env.tolist()} out of range for "
-                         f"{state.num_envs} environments")
+        raise ValueError(f"render_topdown: env indices {env.tolist()} out of range for {state.num_envs} environments")
     veh = state.vehicles
     E = env.numel()
     px_size = 1.0 / scale  # [m] one pixel
     vx, vy = _view_axes(width, height, scale, centering, dev)  # (W,), (H,)
     if _view_reach(vx, vy) > MARGIN:
-        raise ValueError(f"render_topdown: a {width}x{height} px view at {scale} px/m spans more road "
-                         f"than the lookup tables cover ({MARGIN} m past the ring); raise scale or shrink "
-                         "the image")
+        raise ValueError(
+            f"render_topdown: a {width}x{height} px view at {scale} px/m spans more road "
+            f"than the lookup tables cover ({MARGIN} m past the ring); raise scale or shrink "
+            "the image"
+        )
 
     # View frame: origin at the ego, x along the road tangent at the ego's arc length.
     s_ego = veh.s[env, 0]  # (E,) wrapped ring arc length doubles as the unwrapped base
@@ -222,9 +256,15 @@ def render_topdown_batch(road: RoadNetwork, state: WorldState, env_indices: Sequ
     return img.round().clamp(0, 255).to(torch.uint8).view(E, height, width, 3).cpu().numpy()
 
 
-def render_topdown(road: RoadNetwork, state: WorldState, env_index: int = 0, width: int = 600,
-                   height: int = 150, scale: float = 5.5, centering: tuple[float, float] = (0.3, 0.5),
-                   ) -> np.ndarray:
+def render_topdown(
+    road: RoadNetwork,
+    state: WorldState,
+    env_index: int = 0,
+    width: int = 600,
+    height: int = 150,
+    scale: float = 5.5,
+    centering: tuple[float, float] = (0.3, 0.5),
+) -> np.ndarray:
     """Top-down RGB view of one environment centred on its ego (highway-env's default framing).
 
     Args:
@@ -243,9 +283,17 @@ def render_topdown(road: RoadNetwork, state: WorldState, env_index: int = 0, wid
     return render_topdown_batch(road, state, [env_index], width, height, scale, centering)[0]
 
 
-def pixel_of(road: RoadNetwork, state: WorldState, s: float, d: float, env_index: int = 0,
-             width: int = 600, height: int = 150, scale: float = 5.5,
-             centering: tuple[float, float] = (0.3, 0.5)) -> tuple[int, int]:
+def pixel_of(
+    road: RoadNetwork,
+    state: WorldState,
+    s: float,
+    d: float,
+    env_index: int = 0,
+    width: int = 600,
+    height: int = 150,
+    scale: float = 5.5,
+    centering: tuple[float, float] = (0.3, 0.5),
+) -> tuple[int, int]:
     """(row, column) [px] of the road point (s [m], d [m]) in `render_topdown`'s image (may lie outside)."""
     veh = state.vehicles
     s_ego = veh.s[env_index, 0]

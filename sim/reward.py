@@ -12,8 +12,12 @@ from drivestack.sim.state import WorldState
 TERMS = ("speed", "collision", "right_lane", "lane_change", "off_road")
 
 
-def reward_terms(state: WorldState, lane_changed: torch.Tensor, road: RoadNetwork, config: RewardConfig,
-                 ) -> dict[str, torch.Tensor]:
+def reward_terms(
+    state: WorldState,
+    lane_changed: torch.Tensor,
+    road: RoadNetwork,
+    config: RewardConfig,
+) -> dict[str, torch.Tensor]:
     """Unweighted terms (B,) at the end of a policy step.
 
     speed: forward speed mapped linearly from speed_range to [0, 1] (clipped); collision and off_road:

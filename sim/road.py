@@ -82,8 +82,12 @@ class RoadNetwork:
     def reference(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Reference line at arc length s: (x [m], y [m], heading [rad], curvature [1/m])."""
         i0, w = self._grid(s)
-        return (self._interp(self.ref_x, i0, w), self._interp(self.ref_y, i0, w),
-                self._interp(self.ref_heading, i0, w), self._interp(self.ref_curvature, i0, w))
+        return (
+            self._interp(self.ref_x, i0, w),
+            self._interp(self.ref_y, i0, w),
+            self._interp(self.ref_heading, i0, w),
+            self._interp(self.ref_curvature, i0, w),
+        )
 
     def lane_frame(self, lane: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Lane-frame query for lane indices `lane` at arc lengths `s` (same shape, any).
@@ -122,8 +126,12 @@ class RoadNetwork:
         table = self.left_allowed if direction > 0 else self.right_allowed
         return torch.take(table, lane.long() * self.ref_x.shape[0] + i0)
 
-    def to_global(self, s: torch.Tensor, d: torch.Tensor, psi: torch.Tensor | None = None,
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def to_global(
+        self,
+        s: torch.Tensor,
+        d: torch.Tensor,
+        psi: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Global pose (x [m], y [m], yaw [rad]) of points at road coordinates (s, d) with heading
         psi relative to the reference line. s may be unwrapped (within the tables' margin)."""
         x, y, heading, _ = self.reference(s)
@@ -132,8 +140,13 @@ class RoadNetwork:
         yaw = heading if psi is None else heading + psi
         return x, y, yaw
 
-    def project(self, x: torch.Tensor, y: torch.Tensor, s_guess: torch.Tensor, iterations: int = 4,
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def project(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        s_guess: torch.Tensor,
+        iterations: int = 4,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Road coordinates (s, d) of global points, by Newton steps from a nearby guess of s.
 
         Converges when the guess is within a few tens of metres (gentle curvature). s is not wrapped.

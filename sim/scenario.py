@@ -17,8 +17,12 @@ def _uniform(lo: float, hi: float, shape: tuple[int, ...], gen: torch.Generator,
     return lo + (hi - lo) * torch.rand(shape, generator=gen, device=device)
 
 
-def initial_state(config: EnvConfig, road: RoadNetwork, num_envs: int, generator: torch.Generator,
-                  ) -> WorldState:
+def initial_state(
+    config: EnvConfig,
+    road: RoadNetwork,
+    num_envs: int,
+    generator: torch.Generator,
+) -> WorldState:
     """Sample the initial state of `num_envs` environments.
 
     Traffic is spread over the through lanes in balanced numbers, evenly spaced around the ring with
@@ -58,8 +62,11 @@ def initial_state(config: EnvConfig, road: RoadNetwork, num_envs: int, generator
     lane = first_through + lane_slot
     ego_here = lane == ego_lane[:, None]
     arc = torch.where(ego_here, L - 2.0 * EGO_CLEARANCE, L)  # free arc of the lane
-    start = torch.where(ego_here, ego_s[:, None] + EGO_CLEARANCE,
-                        ego_s[:, None] + _uniform(0.0, L, (B, nl), g, dev).gather(1, lane_slot))
+    start = torch.where(
+        ego_here,
+        ego_s[:, None] + EGO_CLEARANCE,
+        ego_s[:, None] + _uniform(0.0, L, (B, nl), g, dev).gather(1, lane_slot),
+    )
     slot = arc / n_in_lane
     min_spacing = config.max_body_length + traffic.idm_min_gap
     jitter = (0.5 * (1.0 - min_spacing / slot)).clamp(0.0, 0.3)
@@ -83,13 +90,34 @@ def initial_state(config: EnvConfig, road: RoadNetwork, num_envs: int, generator
     desired_all = torch.cat([speeds[ego_speed_index][:, None], desired], dim=1)
     zeros = torch.zeros((B, N), device=dev)
     vehicles = VehicleState(
-        s=s_all, d=offset, psi=heading, speed=speed, steer=zeros, accel=zeros.clone(), length=length,
-        width=width, lane=lane_all, target_lane=lane_all.clone(), desired_speed=desired_all,
-        lc_start_s=s_all.clone(), lc_offset=zeros.clone(), lc_length=torch.ones_like(zeros),
+        s=s_all,
+        d=offset,
+        psi=heading,
+        speed=speed,
+        steer=zeros,
+        accel=zeros.clone(),
+        length=length,
+        width=width,
+        lane=lane_all,
+        target_lane=lane_all.clone(),
+        desired_speed=desired_all,
+        lc_start_s=s_all.clone(),
+        lc_offset=zeros.clone(),
+        lc_length=torch.ones_like(zeros),
         speed_integral=zeros.clone(),
-        active=torch.ones((B, N), dtype=torch.bool, device=dev))
+        active=torch.ones((B, N), dtype=torch.bool, device=dev),
+    )
     zb = torch.zeros(B, device=dev)
     zl = torch.zeros(B, dtype=torch.long, device=dev)
-    return WorldState(vehicles=vehicles, time=zb, policy_steps=zl, sim_steps=zl.clone(),
-                      ego_speed_index=ego_speed_index, crashed=zb.bool(), off_road=zb.bool(), distance=zb.clone(),
-                      jerk_sum=zb.clone(), lane_changes=zl.clone())
+    return WorldState(
+        vehicles=vehicles,
+        time=zb,
+        policy_steps=zl,
+        sim_steps=zl.clone(),
+        ego_speed_index=ego_speed_index,
+        crashed=zb.bool(),
+        off_road=zb.bool(),
+        distance=zb.clone(),
+        jerk_sum=zb.clone(),
+        lane_changes=zl.clone(),
+    )

@@ -78,11 +78,17 @@ class WorldState:
             m = mask.view(-1, *([1] * (a.dim() - 1)))
             return torch.where(m, b, a)
 
-        veh = type(self.vehicles)(**{
-            f.name: pick(f.name, getattr(self.vehicles, f.name), getattr(other.vehicles, f.name))
-            for f in fields(self.vehicles)})
-        rest = {f.name: pick(f.name, getattr(self, f.name), getattr(other, f.name))
-                for f in fields(self) if f.name != "vehicles"}
+        veh = type(self.vehicles)(
+            **{
+                f.name: pick(f.name, getattr(self.vehicles, f.name), getattr(other.vehicles, f.name))
+                for f in fields(self.vehicles)
+            }
+        )
+        rest = {
+            f.name: pick(f.name, getattr(self, f.name), getattr(other, f.name))
+            for f in fields(self)
+            if f.name != "vehicles"
+        }
         return WorldState(vehicles=veh, **rest)
 
     def index(self, idx: torch.Tensor | slice) -> WorldState:
@@ -103,7 +109,8 @@ class WorldState:
 def concat(states: list[WorldState]) -> WorldState:
     """Stack environments of several states along B (used by tests: batched == loop of singles)."""
     first = states[0]
-    veh = type(first.vehicles)(**{
-        f.name: torch.cat([getattr(s.vehicles, f.name) for s in states]) for f in fields(first.vehicles)})
+    veh = type(first.vehicles)(
+        **{f.name: torch.cat([getattr(s.vehicles, f.name) for s in states]) for f in fields(first.vehicles)}
+    )
     rest = {f.name: torch.cat([getattr(s, f.name) for s in states]) for f in fields(first) if f.name != "vehicles"}
     return WorldState(vehicles=veh, **rest)

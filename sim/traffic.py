@@ -22,8 +22,9 @@ NO_LANE = 100  # lane id of entries that are not in any lane (padding, non-chang
 FAR = 1.0e4  # [m] gap used when there is no leader
 
 
-def idm_acceleration(speed: torch.Tensor, desired_speed: torch.Tensor, gap: torch.Tensor,
-                     closing_speed: torch.Tensor, p: TrafficConfig) -> torch.Tensor:
+def idm_acceleration(
+    speed: torch.Tensor, desired_speed: torch.Tensor, gap: torch.Tensor, closing_speed: torch.Tensor, p: TrafficConfig
+) -> torch.Tensor:
     """Intelligent Driver Model acceleration [m/s^2].
 
     Args:
@@ -38,8 +39,9 @@ def idm_acceleration(speed: torch.Tensor, desired_speed: torch.Tensor, gap: torc
         free = 1.0 - ratio2 * ratio2
     else:
         free = 1.0 - ratio.pow(p.idm_delta)
-    desired_gap = (p.idm_min_gap + speed * p.idm_time_headway
-                   + speed * closing_speed / (2.0 * (p.idm_accel * p.idm_decel) ** 0.5)).clamp_min(p.idm_min_gap)
+    desired_gap = (
+        p.idm_min_gap + speed * p.idm_time_headway + speed * closing_speed / (2.0 * (p.idm_accel * p.idm_decel) ** 0.5)
+    ).clamp_min(p.idm_min_gap)
     interaction = desired_gap / gap.clamp_min(0.1)
     interaction = interaction * interaction
     return p.idm_accel * (free - interaction)
@@ -132,8 +134,15 @@ def idm_step(veh: VehicleState, road: RoadNetwork, p: TrafficConfig) -> tuple[to
     return acc, index, acc_sorted
 
 
-def mobil_targets(veh: VehicleState, road: RoadNetwork, index: LaneIndex, acc_sorted: torch.Tensor,
-                  acc: torch.Tensor, direction: int, p: TrafficConfig) -> torch.Tensor:
+def mobil_targets(
+    veh: VehicleState,
+    road: RoadNetwork,
+    index: LaneIndex,
+    acc_sorted: torch.Tensor,
+    acc: torch.Tensor,
+    direction: int,
+    p: TrafficConfig,
+) -> torch.Tensor:
     """Target lanes after one MOBIL decision towards `direction` (+1 left, -1 right) for traffic.
 
     A vehicle changes when the target lane exists and may be entered here, both new gaps are open,

@@ -34,8 +34,9 @@ def _numpy(tree: Any) -> Any:
     return tree
 
 
-def _make_core(scenario: str, config: EnvConfig | None, num_envs: int, device: str, seed: int | None,
-               compile: bool) -> BatchedDrivingEnv:
+def _make_core(
+    scenario: str, config: EnvConfig | None, num_envs: int, device: str, seed: int | None, compile: bool
+) -> BatchedDrivingEnv:
     if config is None:
         if scenario not in SCENARIOS:
             raise ValueError(f"unknown scenario {scenario!r}; allowed: {sorted(SCENARIOS)}")
@@ -52,9 +53,16 @@ class DrivingVectorEnv(VectorEnv):
 
     metadata = {"render_modes": ["rgb_array"], "autoreset_mode": AutoresetMode.SAME_STEP}
 
-    def __init__(self, num_envs: int = 1, scenario: str = "highway", config: EnvConfig | None = None,
-                 device: str = "cpu", seed: int | None = None, compile: bool = False,
-                 render_mode: str | None = None) -> None:
+    def __init__(
+        self,
+        num_envs: int = 1,
+        scenario: str = "highway",
+        config: EnvConfig | None = None,
+        device: str = "cpu",
+        seed: int | None = None,
+        compile: bool = False,
+        render_mode: str | None = None,
+    ) -> None:
         self.core = _make_core(scenario, config, num_envs, device, seed, compile)
         self.num_envs = num_envs
         self.render_mode = render_mode
@@ -63,8 +71,12 @@ class DrivingVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
 
-    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None,
-              ) -> tuple[np.ndarray, dict]:
+    def reset(
+        self,
+        *,
+        seed: int | list[int] | None = None,
+        options: dict | None = None,
+    ) -> tuple[np.ndarray, dict]:
         if isinstance(seed, list):
             seed = seed[0]
         obs, info = self.core.reset(seed=seed)
@@ -77,8 +89,13 @@ class DrivingVectorEnv(VectorEnv):
         if "final_observation" in info:
             infos["final_obs"] = info["final_observation"].cpu().numpy()
             infos["_final_obs"] = done.cpu().numpy()
-        return (obs.cpu().numpy(), reward.cpu().numpy().astype(np.float64), terminated.cpu().numpy(),
-                truncated.cpu().numpy(), infos)
+        return (
+            obs.cpu().numpy(),
+            reward.cpu().numpy().astype(np.float64),
+            terminated.cpu().numpy(),
+            truncated.cpu().numpy(),
+            infos,
+        )
 
     def render(self) -> tuple[np.ndarray, ...] | None:
         if self.render_mode != "rgb_array":
@@ -89,8 +106,15 @@ class DrivingVectorEnv(VectorEnv):
 class SB3DrivingVecEnv(VecEnv):
     """stable-baselines3 `VecEnv` of `num_envs` driving environments stepped as one batch."""
 
-    def __init__(self, num_envs: int = 1, scenario: str = "highway", config: EnvConfig | None = None,
-                 device: str = "cpu", seed: int | None = None, compile: bool = False) -> None:
+    def __init__(
+        self,
+        num_envs: int = 1,
+        scenario: str = "highway",
+        config: EnvConfig | None = None,
+        device: str = "cpu",
+        seed: int | None = None,
+        compile: bool = False,
+    ) -> None:
         self.core = _make_core(scenario, config, num_envs, device, seed, compile)
         super().__init__(num_envs, self.core.single_observation_space, self.core.single_action_space)
         self._actions: Any = None
@@ -114,8 +138,9 @@ class SB3DrivingVecEnv(VecEnv):
         crashed = info["crashed"].cpu().numpy()
         # SB3's API is a list of dicts, one per environment: built in one comprehension.
         names = list(terms)
-        infos = [{"rewards": dict(zip(names, row)), "crashed": bool(c)}
-                 for row, c in zip(zip(*terms.values()), crashed)]
+        infos = [
+            {"rewards": dict(zip(names, row)), "crashed": bool(c)} for row, c in zip(zip(*terms.values()), crashed)
+        ]
         if done.any():
             final = info["final_observation"].cpu().numpy()
             trunc = truncated.cpu().numpy()
@@ -149,13 +174,17 @@ class SB3DrivingVecEnv(VecEnv):
     def set_attr(self, attr_name: str, value: Any, indices: None | int | Sequence[int] = None) -> None:
         setattr(self.core, attr_name, value)
 
-    def env_method(self, method_name: str, *method_args: Any, indices: None | int | Sequence[int] = None,
-                   **method_kwargs: Any) -> list[Any]:
+    def env_method(
+        self, method_name: str, *method_args: Any, indices: None | int | Sequence[int] = None, **method_kwargs: Any
+    ) -> list[Any]:
         method = getattr(self.core, method_name)
         return [method(*method_args, **method_kwargs) for _ in self._indices(indices)]
 
-    def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: None | int | Sequence[int] = None,
-                       ) -> list[bool]:
+    def env_is_wrapped(
+        self,
+        wrapper_class: type[gym.Wrapper],
+        indices: None | int | Sequence[int] = None,
+    ) -> list[bool]:
         return [False for _ in self._indices(indices)]
 
     def get_images(self) -> Sequence[np.ndarray | None]:

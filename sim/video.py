@@ -25,13 +25,17 @@ def _check_frame(frame: object, index: int, shape: tuple[int, ...] | None) -> np
     if not isinstance(frame, np.ndarray):
         raise ValueError(f"frame {index}: expected a numpy array, got {type(frame).__name__}")
     if frame.dtype != np.uint8:
-        raise ValueError(f"frame {index}: expected dtype uint8, got {frame.dtype}; "
-                         "convert with (frame * 255).clip(0, 255).astype(np.uint8) or similar")
+        raise ValueError(
+            f"frame {index}: expected dtype uint8, got {frame.dtype}; "
+            "convert with (frame * 255).clip(0, 255).astype(np.uint8) or similar"
+        )
     if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 1 or frame.shape[1] < 1:
         raise ValueError(f"frame {index}: expected an RGB image shaped (H, W, 3), got {frame.shape}")
     if shape is not None and frame.shape != shape:
-        raise ValueError(f"frame {index}: shape {frame.shape} differs from the first frame's {shape}; "
-                         "all frames of a video must have the same size")
+        raise ValueError(
+            f"frame {index}: shape {frame.shape} differs from the first frame's {shape}; "
+            "all frames of a video must have the same size"
+        )
     return frame
 
 
@@ -43,8 +47,9 @@ def _pad_even(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frame)
 
 
-def write_mp4(frames: Iterable[np.ndarray] | np.ndarray, path: str | os.PathLike[str],
-              fps: float = DEFAULT_FPS) -> Path:
+def write_mp4(
+    frames: Iterable[np.ndarray] | np.ndarray, path: str | os.PathLike[str], fps: float = DEFAULT_FPS
+) -> Path:
     """Encode RGB frames into an H.264 MP4 file, atomically.
 
     Args:
@@ -77,8 +82,16 @@ def write_mp4(frames: Iterable[np.ndarray] | np.ndarray, path: str | os.PathLike
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        writer = imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264",
-                                    pixelformat="yuv420p", macro_block_size=1, ffmpeg_log_level="error")
+        writer = imageio.get_writer(
+            tmp,
+            format="FFMPEG",
+            mode="I",
+            fps=fps,
+            codec="libx264",
+            pixelformat="yuv420p",
+            macro_block_size=1,
+            ffmpeg_log_level="error",
+        )
         try:
             writer.append_data(_pad_even(first))
             for i, frame in enumerate(it, start=1):

@@ -36,9 +36,15 @@ def mobil_direction(global_step: int, config: EnvConfig) -> int:
     return 1 if (global_step // every) % 2 == 0 else -1
 
 
-def advance(state: WorldState, accel: torch.Tensor, road: RoadNetwork, config: EnvConfig,
-            ego_steer: torch.Tensor | None = None, ego_accel: torch.Tensor | None = None,
-            lqr: LQRTable | None = None) -> WorldState:
+def advance(
+    state: WorldState,
+    accel: torch.Tensor,
+    road: RoadNetwork,
+    config: EnvConfig,
+    ego_steer: torch.Tensor | None = None,
+    ego_accel: torch.Tensor | None = None,
+    lqr: LQRTable | None = None,
+) -> WorldState:
     """Everything after the traffic decisions: controls, dynamics, lanes, collisions, counters.
 
     accel: [m/s^2] (B, N) IDM acceleration of every vehicle (the ego's entry is replaced).
@@ -81,9 +87,18 @@ def advance(state: WorldState, accel: torch.Tensor, road: RoadNetwork, config: E
     )
 
 
-def sim_step(state: WorldState, road: RoadNetwork, config: EnvConfig, ego_steer: torch.Tensor | None = None,
-             ego_accel: torch.Tensor | None = None, mobil: int = 0, *, lqr: LQRTable | None = None,
-             idm_fn=idm_step, advance_fn=advance) -> WorldState:
+def sim_step(
+    state: WorldState,
+    road: RoadNetwork,
+    config: EnvConfig,
+    ego_steer: torch.Tensor | None = None,
+    ego_accel: torch.Tensor | None = None,
+    mobil: int = 0,
+    *,
+    lqr: LQRTable | None = None,
+    idm_fn=idm_step,
+    advance_fn=advance,
+) -> WorldState:
     """Advance B environments by one simulation step of `config.dt` seconds.
 
     Args:

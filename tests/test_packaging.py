@@ -15,9 +15,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDERS = {"drivestack": "drivestack", "common": "drivestack/common", "control": "drivestack/control",
-           "perception": "drivestack/perception", "planning": "drivestack/planning", "sim": "drivestack/sim",
-           "tracking": "drivestack/tracking"}
+FOLDERS = {
+    "drivestack": "drivestack",
+    "common": "drivestack/common",
+    "control": "drivestack/control",
+    "perception": "drivestack/perception",
+    "planning": "drivestack/planning",
+    "sim": "drivestack/sim",
+    "tracking": "drivestack/tracking",
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +36,24 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     for folder in FOLDERS:
         shutil.copytree(ROOT / folder, src / folder, ignore=ignore)
     dist = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                           "-q", "-w", str(dist), str(src)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(dist),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (path,) = dist.glob("drivestack-*.whl")
     return zipfile.ZipFile(path)

@@ -43,8 +43,13 @@ def mahalanobis_distance(track_xy: np.ndarray, innovation_var: np.ndarray, det_x
     return _quadratic_form(track_xy, 1.0 / innovation_var, det_xy, 0.0)
 
 
-def negative_log_likelihood(track_xy: np.ndarray, innovation_var: np.ndarray, det_xy: np.ndarray,
-                            noise_var: np.ndarray, max_log_det: float = np.inf) -> np.ndarray:
+def negative_log_likelihood(
+    track_xy: np.ndarray,
+    innovation_var: np.ndarray,
+    det_xy: np.ndarray,
+    noise_var: np.ndarray,
+    max_log_det: float = np.inf,
+) -> np.ndarray:
     """d^2 + min(ln(det S / det R), max_log_det) [T, D]: squared Mahalanobis distance plus the log-volume of the
     innovation covariance S [T, 2] relative to the measurement noise R [2] (>= 0, since S = P + R), capped so
     that a track with no velocity yet (wide S) can still be matched within its gate."""
@@ -53,8 +58,9 @@ def negative_log_likelihood(track_xy: np.ndarray, innovation_var: np.ndarray, de
     return _quadratic_form(track_xy, 1.0 / innovation_var, det_xy, log_det)
 
 
-def _quadratic_form(track_xy: np.ndarray, inv_var: np.ndarray, det_xy: np.ndarray,
-                    offset: np.ndarray | float) -> np.ndarray:
+def _quadratic_form(
+    track_xy: np.ndarray, inv_var: np.ndarray, det_xy: np.ndarray, offset: np.ndarray | float
+) -> np.ndarray:
     """sum_k inv_var[t, k] (det[d, k] - track[t, k])^2 + offset[t], expanded into one [T, 5] x [5, D] product:
     features (1/s, -2 t/s, sum t^2/s + offset) of the tracks against (d^2, d, 1) of the detections. Per-op
     overhead, not arithmetic, is what costs at ~50 x 50, and this is the fewest ops. Coordinates are taken
@@ -67,15 +73,15 @@ def _quadratic_form(track_xy: np.ndarray, inv_var: np.ndarray, det_xy: np.ndarra
     return track_feat @ det_feat.T
 
 
-def gate(cost: np.ndarray, track_label: np.ndarray, det_label: np.ndarray, threshold: float | np.ndarray
-         ) -> np.ndarray:
+def gate(cost: np.ndarray, track_label: np.ndarray, det_label: np.ndarray, threshold: float | np.ndarray) -> np.ndarray:
     """Valid pairs [T, D]: same class and cost below `threshold` (a scalar, or [T, 1] per track; NaN costs are
     invalid)."""
     return (track_label[:, None] == det_label[None, :]) & (cost < threshold)
 
 
-def match(cost: np.ndarray, valid: np.ndarray, threshold: float, matcher: Matcher = Matcher.HUNGARIAN
-          ) -> tuple[np.ndarray, np.ndarray]:
+def match(
+    cost: np.ndarray, valid: np.ndarray, threshold: float, matcher: Matcher = Matcher.HUNGARIAN
+) -> tuple[np.ndarray, np.ndarray]:
     """Matched pairs (track rows [K], detection columns [K]) among the `valid` [T, D] entries of `cost` [T, D].
 
     Hungarian maximises the sum of margins (threshold - cost) over the chosen pairs, so leaving a track or a

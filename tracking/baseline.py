@@ -32,8 +32,9 @@ class NearestNeighbourConfig:
 
     def validate(self) -> NearestNeighbourConfig:
         if not (self.max_speed >= 0 and self.min_gate > 0):
-            raise ValueError(f"baseline.max_speed must be >= 0 and baseline.min_gate > 0, got {self.max_speed}, "
-                             f"{self.min_gate}")
+            raise ValueError(
+                f"baseline.max_speed must be >= 0 and baseline.min_gate > 0, got {self.max_speed}, {self.min_gate}"
+            )
         if self.max_misses < 0:
             raise ValueError(f"baseline.max_misses must be >= 0, got {self.max_misses}")
         return self
@@ -60,8 +61,10 @@ class NearestNeighbourTracker:
         """Match `frame`'s detections to the tracks and return them with track ids."""
         frame.validate()
         if self._last is not None and not frame.timestamp > self._last:
-            raise ValueError(f"sample {frame.token}: timestamp {frame.timestamp:.6f} s is not after the previous "
-                             f"frame's ({self._last:.6f} s); give frames in time order")
+            raise ValueError(
+                f"sample {frame.token}: timestamp {frame.timestamp:.6f} s is not after the previous "
+                f"frame's ({self._last:.6f} s); give frames in time order"
+            )
         self._last = frame.timestamp
         det_xy = frame.translation[:, :2]
         rows = cols = np.zeros(0, dtype=np.int64)
@@ -87,5 +90,14 @@ class NearestNeighbourTracker:
         self._id = np.concatenate([self._id[keep], ids[new]])
         self._label = np.concatenate([self._label[keep], frame.label[new]])
         self._misses = np.concatenate([self._misses[keep], np.zeros(num_new, dtype=np.int64)])
-        return FrameTracks(frame.token, frame.timestamp, ids, frame.translation.copy(), frame.size.copy(),
-                           frame.yaw.copy(), velocity, frame.score.copy(), frame.label.copy())
+        return FrameTracks(
+            frame.token,
+            frame.timestamp,
+            ids,
+            frame.translation.copy(),
+            frame.size.copy(),
+            frame.yaw.copy(),
+            velocity,
+            frame.score.copy(),
+            frame.label.copy(),
+        )

@@ -40,9 +40,13 @@ def wrap_angle(a: np.ndarray) -> np.ndarray:
 
 def _rotation_matrix(q: np.ndarray) -> np.ndarray:
     w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 @dataclass
@@ -75,17 +79,38 @@ class FrameDetections:
         return self.box[:, 4:7]  # [N, 3] (w, l, h) [m]
 
     @classmethod
-    def from_boxes(cls, token: str, timestamp: float, translation: np.ndarray, size: np.ndarray, yaw: np.ndarray,
-                   score: np.ndarray, label: np.ndarray, velocity: np.ndarray | None = None) -> FrameDetections:
+    def from_boxes(
+        cls,
+        token: str,
+        timestamp: float,
+        translation: np.ndarray,
+        size: np.ndarray,
+        yaw: np.ndarray,
+        score: np.ndarray,
+        label: np.ndarray,
+        velocity: np.ndarray | None = None,
+    ) -> FrameDetections:
         """Pack centres [N, 3], sizes (w, l, h) [N, 3], yaws [N], scores [N], labels [N] and optional velocities
         [N, 2] (None: unknown) into a frame, checked with `validate`."""
         translation = np.asarray(translation, dtype=np.float64).reshape(-1, 3)
         n = len(translation)
-        box = np.concatenate([translation, np.asarray(yaw, dtype=np.float64).reshape(n, 1),
-                              np.asarray(size, dtype=np.float64).reshape(n, 3)], axis=1)
+        box = np.concatenate(
+            [
+                translation,
+                np.asarray(yaw, dtype=np.float64).reshape(n, 1),
+                np.asarray(size, dtype=np.float64).reshape(n, 3),
+            ],
+            axis=1,
+        )
         velocity = np.full((n, 2), np.nan) if velocity is None else np.asarray(velocity, dtype=np.float64)
-        frame = cls(token, float(timestamp), box, velocity.reshape(n, 2), np.asarray(score, dtype=np.float64),
-                    np.asarray(label, dtype=np.int64))
+        frame = cls(
+            token,
+            float(timestamp),
+            box,
+            velocity.reshape(n, 2),
+            np.asarray(score, dtype=np.float64),
+            np.asarray(label, dtype=np.int64),
+        )
         return frame.validate()
 
     @classmethod
@@ -98,28 +123,39 @@ class FrameDetections:
         shapes = {"box": (n, 7), "velocity": (n, 2), "score": (n,), "label": (n,)}
         for name, shape in shapes.items():
             if np.shape(getattr(self, name)) != shape:
-                raise ValueError(f"sample {self.token}: detections.{name} has shape {np.shape(getattr(self, name))}, "
-                                 f"expected {shape} for {n} boxes")
+                raise ValueError(
+                    f"sample {self.token}: detections.{name} has shape {np.shape(getattr(self, name))}, "
+                    f"expected {shape} for {n} boxes"
+                )
         if not np.isfinite(self.timestamp):
             raise ValueError(f"sample {self.token}: timestamp is {self.timestamp}; give a finite time in seconds")
-        fields = {"translation": self.translation, "yaw": self.yaw[:, None], "size": self.size,
-                  "score": self.score[:, None]}
+        fields = {
+            "translation": self.translation,
+            "yaw": self.yaw[:, None],
+            "size": self.size,
+            "score": self.score[:, None],
+        }
         for name, values in fields.items():
             bad = ~np.isfinite(values).all(axis=1)
             if bad.any():
-                raise ValueError(f"sample {self.token}: detection {int(np.argmax(bad))} has a NaN or infinite {name}; "
-                                 "drop or fix that box")
+                raise ValueError(
+                    f"sample {self.token}: detection {int(np.argmax(bad))} has a NaN or infinite {name}; "
+                    "drop or fix that box"
+                )
         if np.isinf(self.velocity).any() or (np.isnan(self.velocity[:, 0]) != np.isnan(self.velocity[:, 1])).any():
-            raise ValueError(f"sample {self.token}: a detection velocity is infinite or half NaN; give (vx, vy) or "
-                             "(NaN, NaN) for 'unknown'")
+            raise ValueError(
+                f"sample {self.token}: a detection velocity is infinite or half NaN; give (vx, vy) or "
+                "(NaN, NaN) for 'unknown'"
+            )
         if n and (self.label.min() < 0 or self.label.max() >= len(TRACKING_NAMES)):
             raise ValueError(f"sample {self.token}: labels must index TRACKING_NAMES (0..{len(TRACKING_NAMES) - 1})")
         return self
 
     def select(self, mask: np.ndarray) -> FrameDetections:
         """The detections where `mask` [N] (bool or indices) holds."""
-        return FrameDetections(self.token, self.timestamp, self.box[mask], self.velocity[mask], self.score[mask],
-                               self.label[mask])
+        return FrameDetections(
+            self.token, self.timestamp, self.box[mask], self.velocity[mask], self.score[mask], self.label[mask]
+        )
 
     def to_global(self, ego_translation: np.ndarray, ego_rotation: np.ndarray) -> FrameDetections:
         """These detections moved from the ego frame to the global frame with the ego pose (translation [3] m,

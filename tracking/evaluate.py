@@ -25,8 +25,25 @@ from nuscenes.eval.tracking.utils import category_to_tracking_name
 from drivestack.tracking.nuscenes_io import scene_samples, write_json_atomic
 
 # the headline metrics, in the order the devkit prints them
-SUMMARY_METRICS = ("amota", "amotp", "recall", "motar", "gt", "mota", "motp", "mt", "ml", "faf", "tp", "fp", "fn",
-                   "ids", "frag", "tid", "lgd")
+SUMMARY_METRICS = (
+    "amota",
+    "amotp",
+    "recall",
+    "motar",
+    "gt",
+    "mota",
+    "motp",
+    "mt",
+    "ml",
+    "faf",
+    "tp",
+    "fp",
+    "fn",
+    "ids",
+    "frag",
+    "tid",
+    "lgd",
+)
 
 
 def classes_with_ground_truth(nusc: NuScenes, scenes: list[dict[str, Any]], base: TrackingConfig) -> list[str]:
@@ -41,8 +58,9 @@ def classes_with_ground_truth(nusc: NuScenes, scenes: list[dict[str, Any]], base
                 name = category_to_tracking_name(ann["category_name"])
                 if name is None or name not in base.class_range or name in present:
                     continue
-                dist = np.hypot(ann["translation"][0] - ego["translation"][0],
-                                ann["translation"][1] - ego["translation"][1])
+                dist = np.hypot(
+                    ann["translation"][0] - ego["translation"][0], ann["translation"][1] - ego["translation"][1]
+                )
                 if dist < base.class_range[name] and ann["num_lidar_pts"] + ann["num_radar_pts"] > 0:
                     present.add(name)
     return sorted(present)
@@ -60,8 +78,14 @@ def restricted_config(classes: list[str], base_name: str = "tracking_nips_2019")
     return TrackingConfig.deserialize(base)
 
 
-def evaluate_submission(submission: dict[str, Any], nusc: NuScenes, split: str, scenes: list[dict[str, Any]],
-                        out_dir: Path, base_config: str = "tracking_nips_2019") -> dict[str, Any]:
+def evaluate_submission(
+    submission: dict[str, Any],
+    nusc: NuScenes,
+    split: str,
+    scenes: list[dict[str, Any]],
+    out_dir: Path,
+    base_config: str = "tracking_nips_2019",
+) -> dict[str, Any]:
     """Score a tracking submission with the devkit on `split`; writes the devkit's metrics_summary.json and
     metrics_details.json under `out_dir` and returns the summary plus the config used ("eval_config")."""
     out_dir = Path(out_dir)
@@ -70,14 +94,14 @@ def evaluate_submission(submission: dict[str, Any], nusc: NuScenes, split: str, 
         raise ValueError(f"split {split!r}: no ground-truth box of a tracking class within range; nothing to score")
     config = restricted_config(classes, base_config)
     # the devkit rejects boxes of classes outside its config: keep the scored classes only
-    results = {token: [b for b in boxes if b["tracking_name"] in classes]
-               for token, boxes in submission["results"].items()}
+    results = {
+        token: [b for b in boxes if b["tracking_name"] in classes] for token, boxes in submission["results"].items()
+    }
     path = write_json_atomic(out_dir / "submission_scored.json", {"meta": submission["meta"], "results": results})
     log = io.StringIO()
     try:
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):  # the devkit prints tables and bars
-            evaluator = TrackingEval(config, str(path), split, str(out_dir), nusc.version, nusc.dataroot,
-                                     verbose=False)
+            evaluator = TrackingEval(config, str(path), split, str(out_dir), nusc.version, nusc.dataroot, verbose=False)
             summary = evaluator.main(render_curves=False)
     except AssertionError as err:  # the devkit reports bad input (e.g. a split of another version) by assert
         raise ValueError(f"nuscenes-devkit TrackingEval refused split {split!r} of {nusc.dataroot}: {err}") from err

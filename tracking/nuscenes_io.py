@@ -30,8 +30,7 @@ from drivestack.tracking.data_classes import (
 )
 
 MAX_BOXES_PER_SAMPLE = 500  # the devkit's limit (tracking_nips_2019 max_boxes_per_sample)
-SUBMISSION_META = {"use_camera": False, "use_lidar": False, "use_radar": False, "use_map": False,
-                   "use_external": False}
+SUBMISSION_META = {"use_camera": False, "use_lidar": False, "use_radar": False, "use_map": False, "use_external": False}
 
 
 @dataclass
@@ -47,8 +46,10 @@ def load_nuscenes(dataroot: Path, version: str) -> NuScenes:
     """Open a nuScenes-format dataset; FileNotFoundError with a hint when the tables are not there."""
     tables = Path(dataroot) / version
     if not (tables / "sample.json").is_file():
-        raise FileNotFoundError(f"{tables}: no nuScenes tables (sample.json); point --dataroot at the folder that "
-                                f"holds {version}/, or make one with `drivestack data make --out DIR`")
+        raise FileNotFoundError(
+            f"{tables}: no nuScenes tables (sample.json); point --dataroot at the folder that "
+            f"holds {version}/, or make one with `drivestack data make --out DIR`"
+        )
     return NuScenes(version=version, dataroot=str(dataroot), verbose=False)
 
 
@@ -59,12 +60,16 @@ def split_scenes(nusc: NuScenes, split: str) -> list[dict[str, Any]]:
     except ValueError as err:  # no splits.json, or the name is not in it
         custom = Path(nusc.dataroot) / nusc.version / "splits.json"
         known = sorted(json.loads(custom.read_text())) if custom.is_file() else []
-        raise ValueError(f"split {split!r} is unknown: use a nuScenes split ({', '.join(create_splits_scenes())}) "
-                         f"or one from {custom} ({', '.join(known) or 'no such file'})") from err
+        raise ValueError(
+            f"split {split!r} is unknown: use a nuScenes split ({', '.join(create_splits_scenes())}) "
+            f"or one from {custom} ({', '.join(known) or 'no such file'})"
+        ) from err
     scenes = [s for s in nusc.scene if s["name"] in names]
     if not scenes:
-        raise ValueError(f"split {split!r} has no scene in {nusc.dataroot} (scenes there: "
-                         f"{', '.join(s['name'] for s in nusc.scene[:5])}...); pick the split that holds them")
+        raise ValueError(
+            f"split {split!r} has no scene in {nusc.dataroot} (scenes there: "
+            f"{', '.join(s['name'] for s in nusc.scene[:5])}...); pick the split that holds them"
+        )
     return scenes
 
 
@@ -88,16 +93,20 @@ def read_detection_submission(path: Path, nusc: NuScenes, scenes: list[dict[str,
     try:
         results = json.loads(path.read_text())["results"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise ValueError(f"{path}: not a nuScenes detection submission (a JSON object with a 'results' dict of "
-                         f"sample token -> boxes): {err}") from err
+        raise ValueError(
+            f"{path}: not a nuScenes detection submission (a JSON object with a 'results' dict of "
+            f"sample token -> boxes): {err}"
+        ) from err
     if not isinstance(results, dict):
         raise ValueError(f"{path}: 'results' must map sample tokens to lists of boxes")
     split_samples = {s["token"]: s for scene in scenes for s in scene_samples(nusc, scene)}
     outside = [t for t in results if t not in split_samples]
     if outside:
         more = f" (and {len(outside) - 1} more)" if len(outside) > 1 else ""
-        raise ValueError(f"{path}: sample {outside[0]}{more} is not in the split ({len(split_samples)} samples); "
-                         "evaluate the split the detections were made for")
+        raise ValueError(
+            f"{path}: sample {outside[0]}{more} is not in the split ({len(split_samples)} samples); "
+            "evaluate the split the detections were made for"
+        )
     out = []
     for scene in scenes:
         frames = [_parse_sample(path, s, results.get(s["token"], [])) for s in scene_samples(nusc, scene)]
@@ -110,26 +119,32 @@ def _parse_sample(path: Path, sample: dict[str, Any], boxes: list[dict[str, Any]
     names = [b.get("detection_name") for b in boxes]
     unknown = sorted({str(n) for n in names if n not in NAME_TO_LABEL and n not in UNTRACKED_DETECTION_NAMES})
     if unknown:
-        raise ValueError(f"{path}: sample {token} has unknown detection_name {unknown[0]!r}; nuScenes classes are "
-                         f"{', '.join(TRACKING_NAMES + UNTRACKED_DETECTION_NAMES)}")
+        raise ValueError(
+            f"{path}: sample {token} has unknown detection_name {unknown[0]!r}; nuScenes classes are "
+            f"{', '.join(TRACKING_NAMES + UNTRACKED_DETECTION_NAMES)}"
+        )
     boxes = [b for b, n in zip(boxes, names) if n in NAME_TO_LABEL]
     try:
         translation = np.array([b["translation"] for b in boxes], dtype=np.float64).reshape(-1, 3)
         size = np.array([b["size"] for b in boxes], dtype=np.float64).reshape(-1, 3)
         rotation = np.array([b["rotation"] for b in boxes], dtype=np.float64).reshape(-1, 4)
-        velocity = np.array([b.get("velocity", [math.nan, math.nan])[:2] for b in boxes],
-                            dtype=np.float64).reshape(-1, 2)
+        velocity = np.array([b.get("velocity", [math.nan, math.nan])[:2] for b in boxes], dtype=np.float64).reshape(
+            -1, 2
+        )
         score = np.array([b["detection_score"] for b in boxes], dtype=np.float64)
     except (KeyError, ValueError, TypeError) as err:
-        raise ValueError(f"{path}: sample {token} has a malformed box ({err}); each box needs translation [3], "
-                         "size [3], rotation [4], detection_name and detection_score") from err
+        raise ValueError(
+            f"{path}: sample {token} has a malformed box ({err}); each box needs translation [3], "
+            "size [3], rotation [4], detection_name and detection_score"
+        ) from err
     if not np.isfinite(rotation).all():
         raise ValueError(f"{path}: sample {token} has a NaN or infinite rotation; drop or fix that box")
     velocity[~np.isfinite(velocity).all(axis=1)] = np.nan  # a half-known velocity counts as unknown
     label = np.array([NAME_TO_LABEL[b["detection_name"]] for b in boxes], dtype=np.int64)
     try:
-        return FrameDetections.from_boxes(token, sample["timestamp"] * 1e-6, translation, size,
-                                          yaw_from_quaternion(rotation), score, label, velocity)
+        return FrameDetections.from_boxes(
+            token, sample["timestamp"] * 1e-6, translation, size, yaw_from_quaternion(rotation), score, label, velocity
+        )
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from err
 
@@ -141,12 +156,18 @@ def detections_to_submission(scenes: list[SceneFrames]) -> dict[str, Any]:
         for f in scene.frames:
             q = quaternion_from_yaw(f.yaw)
             results[f.token] = [
-                {"sample_token": f.token, "translation": f.translation[i].tolist(), "size": f.size[i].tolist(),
-                 "rotation": q[i].tolist(),
-                 "velocity": f.velocity[i].tolist(),  # NaN (unknown) stays NaN, as in the devkit's own GT
-                 "detection_name": TRACKING_NAMES[f.label[i]], "detection_score": float(f.score[i]),
-                 "attribute_name": ""}
-                for i in range(len(f))]
+                {
+                    "sample_token": f.token,
+                    "translation": f.translation[i].tolist(),
+                    "size": f.size[i].tolist(),
+                    "rotation": q[i].tolist(),
+                    "velocity": f.velocity[i].tolist(),  # NaN (unknown) stays NaN, as in the devkit's own GT
+                    "detection_name": TRACKING_NAMES[f.label[i]],
+                    "detection_score": float(f.score[i]),
+                    "attribute_name": "",
+                }
+                for i in range(len(f))
+            ]
     return {"meta": dict(SUBMISSION_META), "results": results}
 
 
@@ -159,11 +180,18 @@ def tracks_to_submission(scene_tracks: list[list[FrameTracks]], meta: dict[str, 
             keep = np.argsort(-f.score, kind="stable")[:MAX_BOXES_PER_SAMPLE]
             q = quaternion_from_yaw(f.yaw)
             results[f.token] = [
-                {"sample_token": f.token, "translation": f.translation[i].tolist(), "size": f.size[i].tolist(),
-                 "rotation": q[i].tolist(), "velocity": f.velocity[i].tolist(),
-                 "tracking_id": str(int(f.track_id[i])), "tracking_name": TRACKING_NAMES[f.label[i]],
-                 "tracking_score": float(f.score[i])}
-                for i in keep.tolist()]
+                {
+                    "sample_token": f.token,
+                    "translation": f.translation[i].tolist(),
+                    "size": f.size[i].tolist(),
+                    "rotation": q[i].tolist(),
+                    "velocity": f.velocity[i].tolist(),
+                    "tracking_id": str(int(f.track_id[i])),
+                    "tracking_name": TRACKING_NAMES[f.label[i]],
+                    "tracking_score": float(f.score[i]),
+                }
+                for i in keep.tolist()
+            ]
     return {"meta": dict(meta or SUBMISSION_META), "results": results}
 
 

@@ -16,7 +16,13 @@ import numpy as np
 from nuscenes import NuScenes
 from nuscenes.eval.tracking.utils import category_to_tracking_name
 
-from drivestack.tracking.data_classes import NAME_TO_LABEL, FrameDetections, FrameTracks, wrap_angle, yaw_from_quaternion
+from drivestack.tracking.data_classes import (
+    NAME_TO_LABEL,
+    FrameDetections,
+    FrameTracks,
+    wrap_angle,
+    yaw_from_quaternion,
+)
 from drivestack.tracking.nuscenes_io import SceneFrames, scene_samples
 
 
@@ -69,17 +75,26 @@ def ground_truth_frames(nusc: NuScenes, scene: dict[str, Any], skip_empty: bool 
     for sample in scene_samples(nusc, scene):
         anns = [nusc.get("sample_annotation", t) for t in sample["anns"]]
         names = [category_to_tracking_name(a["category_name"]) for a in anns]
-        anns = [(a, n) for a, n in zip(anns, names)
-                if n is not None and not (skip_empty and a["num_lidar_pts"] + a["num_radar_pts"] == 0)]
+        anns = [
+            (a, n)
+            for a, n in zip(anns, names)
+            if n is not None and not (skip_empty and a["num_lidar_pts"] + a["num_radar_pts"] == 0)
+        ]
         n = len(anns)
         velocity = np.array([nusc.box_velocity(a["token"])[:2] for a, _ in anns]).reshape(n, 2)
-        out.append(FrameTracks(
-            sample["token"], sample["timestamp"] * 1e-6,
-            np.array([nusc.getind("instance", a["instance_token"]) for a, _ in anns], dtype=np.int64),
-            np.array([a["translation"] for a, _ in anns], dtype=np.float64).reshape(n, 3),
-            np.array([a["size"] for a, _ in anns], dtype=np.float64).reshape(n, 3),
-            yaw_from_quaternion(np.array([a["rotation"] for a, _ in anns]).reshape(n, 4)),
-            velocity, np.ones(n), np.array([NAME_TO_LABEL[name] for _, name in anns], dtype=np.int64)))
+        out.append(
+            FrameTracks(
+                sample["token"],
+                sample["timestamp"] * 1e-6,
+                np.array([nusc.getind("instance", a["instance_token"]) for a, _ in anns], dtype=np.int64),
+                np.array([a["translation"] for a, _ in anns], dtype=np.float64).reshape(n, 3),
+                np.array([a["size"] for a, _ in anns], dtype=np.float64).reshape(n, 3),
+                yaw_from_quaternion(np.array([a["rotation"] for a, _ in anns]).reshape(n, 4)),
+                velocity,
+                np.ones(n),
+                np.array([NAME_TO_LABEL[name] for _, name in anns], dtype=np.int64),
+            )
+        )
     return out
 
 
@@ -114,11 +129,13 @@ def corrupt(gt: FrameTracks, ego_xy: np.ndarray, cfg: OracleConfig, rng: np.rand
         yaw = np.concatenate([yaw, rng.uniform(-np.pi, np.pi, num_fp)])
         size = np.concatenate([size, gt.size[src]])
         score = np.concatenate([score, cfg.fp_score + rng.normal(0.0, cfg.score_jitter, num_fp)])
-        velocity = np.concatenate([velocity, np.full((num_fp, 2), np.nan) if not cfg.velocity
-                                   else rng.normal(0.0, 1.0, (num_fp, 2))])
+        velocity = np.concatenate(
+            [velocity, np.full((num_fp, 2), np.nan) if not cfg.velocity else rng.normal(0.0, 1.0, (num_fp, 2))]
+        )
         label = np.concatenate([label, gt.label[src]])
-    return FrameDetections.from_boxes(gt.token, gt.timestamp, translation, size, yaw, np.clip(score, 0.01, 1.0),
-                                      label, velocity)
+    return FrameDetections.from_boxes(
+        gt.token, gt.timestamp, translation, size, yaw, np.clip(score, 0.01, 1.0), label, velocity
+    )
 
 
 def oracle_detections(nusc: NuScenes, scenes: list[dict[str, Any]], cfg: OracleConfig) -> list[SceneFrames]:

@@ -99,8 +99,17 @@ class TrackerConfig:
 
     def validate(self) -> TrackerConfig:
         """Raise ValueError naming the first bad field."""
-        positive = ("mahalanobis_gate", "center_gate", "pos_std", "z_std", "yaw_std", "size_std", "velocity_std",
-                    "init_speed_std", "init_yaw_rate_std")
+        positive = (
+            "mahalanobis_gate",
+            "center_gate",
+            "pos_std",
+            "z_std",
+            "yaw_std",
+            "size_std",
+            "velocity_std",
+            "init_speed_std",
+            "init_yaw_rate_std",
+        )
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"tracker.{name} must be > 0, got {getattr(self, name)}")
@@ -132,8 +141,9 @@ VAR_RATE_XY = slice(kalman.MEAN_FLAT + 2 * kalman.NUM_AXES, kalman.MEAN_FLAT + 2
 
 def _kf(table: np.ndarray) -> kalman.KalmanState:
     """The Kalman state of table rows, as views ([T, 2, 7] and [T, 3, 7])."""
-    return kalman.KalmanState(table[:, MEAN].reshape(-1, 2, kalman.NUM_AXES),
-                              table[:, COV].reshape(-1, 3, kalman.NUM_AXES))
+    return kalman.KalmanState(
+        table[:, MEAN].reshape(-1, 2, kalman.NUM_AXES), table[:, COV].reshape(-1, 3, kalman.NUM_AXES)
+    )
 
 
 class Tracker:
@@ -171,8 +181,10 @@ class Tracker:
         c = self.config
         _check_frame(frame)
         if self._time is not None and not frame.timestamp > self._time:
-            raise ValueError(f"sample {frame.token}: timestamp {frame.timestamp:.6f} s is not after the previous "
-                             f"frame's ({self._token}, {self._time:.6f} s); give frames in time order")
+            raise ValueError(
+                f"sample {frame.token}: timestamp {frame.timestamp:.6f} s is not after the previous "
+                f"frame's ({self._token}, {self._time:.6f} s); give frames in time order"
+            )
         if c.min_detection_score > 0:
             frame = frame.select(frame.score >= c.min_detection_score)
         table = self.table  # the last output holds views of this table: build a new one, never write into it
@@ -227,8 +239,9 @@ class Tracker:
         elif self._metric is Metric.MAHALANOBIS:
             cost = mahalanobis_distance(track_xy, table[:, VAR_XY] + self._r[:2], det_xy)
         else:
-            cost = negative_log_likelihood(track_xy, table[:, VAR_XY] + self._r[:2], det_xy, self._r[:2],
-                                           self.config.max_log_det)
+            cost = negative_log_likelihood(
+                track_xy, table[:, VAR_XY] + self._r[:2], det_xy, self._r[:2], self.config.max_log_det
+            )
         valid = gate(cost, table[:, LABEL], frame.label, self._gate)
         return match(cost, valid, self._gate, self._matcher)
 
@@ -247,7 +260,7 @@ class Tracker:
         """Table rows [N, WIDTH] of tentative tracks at the detections where `new` [D] holds."""
         num_new = int(new.sum())
         rows = np.repeat(self._newborn[None], num_new, axis=0)
-        rows[:, :kalman.NUM_AXES] = frame.box[new]  # the mean's values; rates start at 0
+        rows[:, : kalman.NUM_AXES] = frame.box[new]  # the mean's values; rates start at 0
         rows[:, ID] = np.arange(self._next_id, self._next_id + num_new)
         rows[:, LABEL] = frame.label[new]
         rows[:, SCORE] = frame.score[new]
@@ -268,16 +281,31 @@ class Tracker:
         show = self._shown[key]
         if not show.all():
             table, score = table[show], score[show]
-        return FrameTracks(frame.token, frame.timestamp, table[:, ID].astype(np.int64), table[:, :3],
-                           table[:, 4:7], wrap_angle(table[:, 3]), table[:, RATE_XY], score,
-                           table[:, LABEL].astype(np.int64), table[:, DET].astype(np.int64))
+        return FrameTracks(
+            frame.token,
+            frame.timestamp,
+            table[:, ID].astype(np.int64),
+            table[:, :3],
+            table[:, 4:7],
+            wrap_angle(table[:, 3]),
+            table[:, RATE_XY],
+            score,
+            table[:, LABEL].astype(np.int64),
+            table[:, DET].astype(np.int64),
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """A snapshot of the live tracks (for inspection and tests): ids, labels, hits, misses, dense state."""
         x, p = _kf(self.table).dense()
         t = self.table
-        return {"track_id": t[:, ID].astype(np.int64), "label": t[:, LABEL].astype(np.int64),
-                "hits": t[:, HITS].astype(np.int64), "misses": t[:, MISSES].astype(np.int64), "state": x, "cov": p}
+        return {
+            "track_id": t[:, ID].astype(np.int64),
+            "label": t[:, LABEL].astype(np.int64),
+            "hits": t[:, HITS].astype(np.int64),
+            "misses": t[:, MISSES].astype(np.int64),
+            "state": x,
+            "cov": p,
+        }
 
 
 def _check_frame(frame: FrameDetections) -> None:

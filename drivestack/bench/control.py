@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from drivestack.control import LateralController
 from drivestack.bench.highway_env import (
     Trace,
     highway_env_available,
@@ -26,6 +25,7 @@ from drivestack.bench.highway_env import (
     lane_change_trace,
     stop_and_go_trace,
 )
+from drivestack.control import LateralController
 from drivestack.report import write_json
 from drivestack.sim.action import MetaAction
 from drivestack.sim.batched_env import BatchedDrivingEnv
@@ -35,8 +35,18 @@ SETTLE_BAND = 0.1  # [m] a lane change has settled once it stays within this dis
 # Stop-and-go target speed: knots (time [s], speed [m/s]) joined by 2 m/s^2 ramps, with holds and a full stop.
 # Ramps, not steps: a step asks for unbounded acceleration, so it would measure actuator authority
 # (highway-env's P controller has none: 42 m/s^2 on a 25 -> 0 step), not tracking quality.
-STOP_AND_GO = ((0.0, 20.0), (5.0, 20.0), (12.5, 5.0), (17.5, 5.0), (27.5, 25.0), (32.5, 25.0), (45.0, 0.0),
-               (50.0, 0.0), (57.5, 15.0), (67.5, 15.0))
+STOP_AND_GO = (
+    (0.0, 20.0),
+    (5.0, 20.0),
+    (12.5, 5.0),
+    (17.5, 5.0),
+    (27.5, 25.0),
+    (32.5, 25.0),
+    (45.0, 0.0),
+    (50.0, 0.0),
+    (57.5, 15.0),
+    (67.5, 15.0),
+)
 LANE_CHANGE_AT = 1.0  # [s]
 TRANSIENT = 5.0  # [s] lane keeping's max CTE is taken after this much time (RMS covers the whole run)
 KEEP_OFFSET = 0.5  # [m] lane keeping starts this far left of the lane centre: the step the controller corrects
@@ -87,10 +97,15 @@ def drivestack_trace(scenario: ControlScenario, controller: LateralController) -
     if scenario.radius is not None:
         road = replace(road, max_curvature=1.0 / scenario.radius, curve_profile=CurveProfile.ARC)
     config = replace(
-        base, road=road, traffic=TrafficConfig(num_vehicles=1), policy_frequency=base.sim_frequency,
-        duration=scenario.duration, ego_speed_range=(scenario.speed, scenario.speed),
+        base,
+        road=road,
+        traffic=TrafficConfig(num_vehicles=1),
+        policy_frequency=base.sim_frequency,
+        duration=scenario.duration,
+        ego_speed_range=(scenario.speed, scenario.speed),
         action=ActionConfig(target_speeds=tuple(sorted({0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0}))),
-        control=replace(base.control, lateral=controller))
+        control=replace(base.control, lateral=controller),
+    )
     env = BatchedDrivingEnv(config, num_envs=1, seed=0, autoreset=False)
     env.reset()
     v = env.state.vehicles
@@ -98,9 +113,16 @@ def drivestack_trace(scenario: ControlScenario, controller: LateralController) -
     centre, heading, kappa, _ = env.road.lane_frame(lane, v.s)
     wheelbase = config.vehicle.wheelbase_ratio * v.length
     offset = KEEP_OFFSET if scenario.kind == "keep" else 0.0
-    v = replace(v, lane=lane, target_lane=lane.clone(), d=centre + offset, psi=heading,
-                steer=torch.atan(wheelbase * kappa),  # already driving the arc: start in steady state
-                speed=torch.full_like(v.speed, scenario.speed), desired_speed=torch.full_like(v.speed, scenario.speed))
+    v = replace(
+        v,
+        lane=lane,
+        target_lane=lane.clone(),
+        d=centre + offset,
+        psi=heading,
+        steer=torch.atan(wheelbase * kappa),  # already driving the arc: start in steady state
+        speed=torch.full_like(v.speed, scenario.speed),
+        desired_speed=torch.full_like(v.speed, scenario.speed),
+    )
     env.state = env.state.replace(vehicles=v)
     dt = config.dt
     rows = []
@@ -110,8 +132,17 @@ def drivestack_trace(scenario: ControlScenario, controller: LateralController) -
         target = v.target_lane if scenario.kind != "lane_change" else torch.ones_like(v.target_lane)
         centre, heading, _, _ = env.road.lane_frame(target, v.s)
         _, _, yaw = env.road.to_global(v.s, v.d, v.psi)
-        rows.append((t, float(v.d[0, 0] - centre[0, 0]), float(v.psi[0, 0] - heading[0, 0]), float(v.speed[0, 0]),
-                     float(v.desired_speed[0, 0]), float(yaw[0, 0]), float(v.steer[0, 0])))
+        rows.append(
+            (
+                t,
+                float(v.d[0, 0] - centre[0, 0]),
+                float(v.psi[0, 0] - heading[0, 0]),
+                float(v.speed[0, 0]),
+                float(v.desired_speed[0, 0]),
+                float(yaw[0, 0]),
+                float(v.steer[0, 0]),
+            )
+        )
         if k == int(round(scenario.duration / dt)):
             break
         action = MetaAction.IDLE
@@ -127,8 +158,15 @@ def drivestack_trace(scenario: ControlScenario, controller: LateralController) -
     t, cte, he, speed, target, yaw, steer = (np.array(c) for c in zip(*rows))
     yaw = np.unwrap(yaw)
     yaw_rate = np.append(np.diff(yaw), yaw[-1] - yaw[-2]) / dt  # forward difference, as highway_env_control
-    return Trace(t=t, cross_track=cte, heading_error=np.angle(np.exp(1j * he)), speed=speed, target_speed=target,
-                 lateral_accel=speed * yaw_rate, steer=steer)
+    return Trace(
+        t=t,
+        cross_track=cte,
+        heading_error=np.angle(np.exp(1j * he)),
+        speed=speed,
+        target_speed=target,
+        lateral_accel=speed * yaw_rate,
+        steer=steer,
+    )
 
 
 def trace_metrics(trace: Trace, kind: str) -> dict[str, float]:
@@ -144,7 +182,7 @@ def trace_metrics(trace: Trace, kind: str) -> dict[str, float]:
         "peak_lat_accel": float(np.max(np.abs(trace.lateral_accel))),
         "peak_lat_jerk": float(np.max(np.abs(jerk))),
         # sustained oscillation: the largest swing of the lateral error over the last quarter of the run
-        "late_cte_swing": float(np.ptp(trace.cross_track[int(0.75 * len(trace.t)):])),
+        "late_cte_swing": float(np.ptp(trace.cross_track[int(0.75 * len(trace.t)) :])),
         "lc_duration": math.nan,
         "lc_overshoot": math.nan,
     }
@@ -163,8 +201,7 @@ def trace_metrics(trace: Trace, kind: str) -> dict[str, float]:
 
 def _reference_trace(scenario: ControlScenario) -> Trace:
     if scenario.kind == "keep":
-        return keep_lane_trace(scenario.speed, scenario.radius, duration=scenario.duration,
-                               initial_offset=KEEP_OFFSET)
+        return keep_lane_trace(scenario.speed, scenario.radius, duration=scenario.duration, initial_offset=KEEP_OFFSET)
     if scenario.kind == "lane_change":
         return lane_change_trace(scenario.speed, command_time=LANE_CHANGE_AT, duration=scenario.duration)
     # highway_env_control takes piecewise-constant set-points and holds the last one for 10 s: sample the
@@ -174,10 +211,17 @@ def _reference_trace(scenario: ControlScenario) -> Trace:
     return stop_and_go_trace([(float(t), _target_speed(float(t))) for t in times], dt=dt)
 
 
-COLUMNS = (("rms_cte", "RMS CTE m", 3), ("max_cte", "max CTE (t>5s) m", 3), ("rms_heading", "RMS hdg rad", 4),
-           ("rms_speed", "RMS speed m/s", 3), ("lc_duration", "LC settle s", 2), ("lc_overshoot", "LC overshoot m", 3),
-           ("peak_lat_accel", "peak a_lat m/s2", 2), ("peak_lat_jerk", "peak jerk m/s3", 2),
-           ("late_cte_swing", "late swing m", 3))
+COLUMNS = (
+    ("rms_cte", "RMS CTE m", 3),
+    ("max_cte", "max CTE (t>5s) m", 3),
+    ("rms_heading", "RMS hdg rad", 4),
+    ("rms_speed", "RMS speed m/s", 3),
+    ("lc_duration", "LC settle s", 2),
+    ("lc_overshoot", "LC overshoot m", 3),
+    ("peak_lat_accel", "peak a_lat m/s2", 2),
+    ("peak_lat_jerk", "peak jerk m/s3", 2),
+    ("late_cte_swing", "late swing m", 3),
+)
 
 
 def _table(results: dict) -> str:

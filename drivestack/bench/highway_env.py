@@ -80,8 +80,9 @@ def _check_positive(name: str, value: float) -> None:
 
 def _check_speed(name: str, value: float) -> None:
     if not (np.isfinite(value) and 0.0 <= value <= HIGHWAY_ENV_MAX_SPEED):
-        raise ValueError(f"{name} must be in [0, {HIGHWAY_ENV_MAX_SPEED}] m/s (highway-env's speed limits), "
-                         f"got {value!r}")
+        raise ValueError(
+            f"{name} must be in [0, {HIGHWAY_ENV_MAX_SPEED}] m/s (highway-env's speed limits), got {value!r}"
+        )
 
 
 def _num_steps(duration: float, dt: float) -> int:
@@ -99,14 +100,25 @@ def _make_vehicle(lanes: list[AbstractLane], lane_id: int, speed: float, offset:
         network.add_lane("a", "b", lane)
     road = Road(network=network, np_random=np.random.RandomState(0), record_history=False)
     lane = lanes[lane_id]
-    vehicle = ControlledVehicle(road, lane.position(0.0, -offset), heading=lane.heading_at(0.0), speed=speed,
-                                target_lane_index=("a", "b", lane_id), target_speed=speed)
+    vehicle = ControlledVehicle(
+        road,
+        lane.position(0.0, -offset),
+        heading=lane.heading_at(0.0),
+        speed=speed,
+        target_lane_index=("a", "b", lane_id),
+        target_speed=speed,
+    )
     vehicle.target_speed = speed  # the constructor's `target_speed or speed` would drop a target of 0
     return vehicle
 
 
-def _simulate(vehicle: ControlledVehicle, reference: AbstractLane, num_steps: int, dt: float,
-              command: Callable[[float], Any] | None = None) -> Trace:
+def _simulate(
+    vehicle: ControlledVehicle,
+    reference: AbstractLane,
+    num_steps: int,
+    dt: float,
+    command: Callable[[float], Any] | None = None,
+) -> Trace:
     """Run the vehicle for num_steps steps of dt and record num_steps + 1 samples (t = 0 included).
 
     Args:
@@ -138,14 +150,22 @@ def _simulate(vehicle: ControlledVehicle, reference: AbstractLane, num_steps: in
     # Forward difference: the yaw rate applied over [t_k, t_k + dt], which equals highway-env's bicycle-model
     # yaw rate speed * sin(beta) / (LENGTH / 2) at step k exactly. Negated: its heading grows turning right.
     yaw_rate = -wrap_to_pi(np.diff(headings)) / dt  # [rad/s] (T,)
-    trace = Trace(t=np.arange(num_samples) * dt, cross_track=rows[:, 0], heading_error=rows[:, 1],
-                  speed=rows[:, 2], target_speed=rows[:, 3], lateral_accel=rows[:, 2] * yaw_rate, steer=rows[:, 4])
+    trace = Trace(
+        t=np.arange(num_samples) * dt,
+        cross_track=rows[:, 0],
+        heading_error=rows[:, 1],
+        speed=rows[:, 2],
+        target_speed=rows[:, 3],
+        lateral_accel=rows[:, 2] * yaw_rate,
+        steer=rows[:, 4],
+    )
     trace.validate()
     return trace
 
 
-def keep_lane_trace(speed: float, radius: float | None, duration: float = 20.0, dt: float = SIM_DT,
-                    initial_offset: float = 0.0) -> Trace:
+def keep_lane_trace(
+    speed: float, radius: float | None, duration: float = 20.0, dt: float = SIM_DT, initial_offset: float = 0.0
+) -> Trace:
     """highway-env's ControlledVehicle keeping a straight lane or a left-hand curve at constant target speed.
 
     The vehicle starts `initial_offset` left of the lane centre, aligned with the lane, at `speed`, with
@@ -184,8 +204,9 @@ def keep_lane_trace(speed: float, radius: float | None, duration: float = 20.0, 
     return _simulate(vehicle, lane, num_steps, dt)
 
 
-def _lane_change_run(speed: float, lane_width: float, command_time: float, duration: float,
-                     dt: float) -> tuple[Trace, ControlledVehicle]:
+def _lane_change_run(
+    speed: float, lane_width: float, command_time: float, duration: float, dt: float
+) -> tuple[Trace, ControlledVehicle]:
     from highway_env.road.lane import StraightLane
 
     _check_speed("speed", speed)
@@ -215,8 +236,9 @@ def _lane_change_run(speed: float, lane_width: float, command_time: float, durat
     return trace, vehicle
 
 
-def lane_change_trace(speed: float = 30.0, lane_width: float = 4.0, command_time: float = 1.0,
-                      duration: float = 10.0, dt: float = SIM_DT) -> Trace:
+def lane_change_trace(
+    speed: float = 30.0, lane_width: float = 4.0, command_time: float = 1.0, duration: float = 10.0, dt: float = SIM_DT
+) -> Trace:
     """highway-env's ControlledVehicle changing one lane to the left on a straight two-lane road.
 
     The vehicle starts on the right lane's centre at `speed` (target speed `speed`); at the first sample

@@ -94,18 +94,33 @@ def _expected(cfg: BenchPerceptionConfig, have: ModelConfig) -> ModelConfig:
     return want
 
 
-def speed_table(detector_cpu: Detector, images: torch.Tensor, intrinsic: torch.Tensor, cam2ego: torch.Tensor,
-                cfg: BenchPerceptionConfig, state: dict[str, Any]) -> list[dict[str, Any]]:
+def speed_table(
+    detector_cpu: Detector,
+    images: torch.Tensor,
+    intrinsic: torch.Tensor,
+    cam2ego: torch.Tensor,
+    cfg: BenchPerceptionConfig,
+    state: dict[str, Any],
+) -> list[dict[str, Any]]:
     """Timings at batch 1 and `speed_batch` on the CPU, and on CUDA when present."""
     rows = []
     for batch in (1, cfg.speed_batch):
-        rows.append(measure_speed(detector_cpu, images, intrinsic, cam2ego, batch, iters=cfg.speed_iters if batch == 1
-                                  else max(3, cfg.speed_iters // 4)))
+        rows.append(
+            measure_speed(
+                detector_cpu,
+                images,
+                intrinsic,
+                cam2ego,
+                batch,
+                iters=cfg.speed_iters if batch == 1 else max(3, cfg.speed_iters // 4),
+            )
+        )
     if torch.cuda.is_available():
         gpu = Detector(model_from_checkpoint(state), state["attributes"], device="cuda")
         for batch in (1, cfg.speed_batch, 4 * cfg.speed_batch):
-            rows.append(measure_speed(gpu, images, intrinsic, cam2ego, batch, iters=cfg.speed_iters, warmup=10,
-                                      min_seconds=2.0))
+            rows.append(
+                measure_speed(gpu, images, intrinsic, cam2ego, batch, iters=cfg.speed_iters, warmup=10, min_seconds=2.0)
+            )
         rows[-1]["gpu"] = torch.cuda.get_device_name()
     return rows
 
@@ -118,23 +133,39 @@ def summary_markdown(metrics: dict[str, Any]) -> str:
     lines = ["| metric | value |", "|---|---|"]
     lines += [f"| mAP | {metrics['mAP']:.4f} |", f"| NDS | {metrics['NDS']:.4f} |"]
     lines += [f"| AP {c} | {v:.4f} |" for c, v in metrics["AP"].items()]
-    lines += [f"| AP {c} at {' / '.join(by_dist)} m | {' / '.join(f'{v:.3f}' for v in by_dist.values())} |"
-              for c, by_dist in metrics.get("label_aps", {}).items()]
-    names = {"trans_err": "mATE [m]", "scale_err": "mASE", "orient_err": "mAOE [rad]", "vel_err": "mAVE [m/s]",
-             "attr_err": "mAAE"}
+    lines += [
+        f"| AP {c} at {' / '.join(by_dist)} m | {' / '.join(f'{v:.3f}' for v in by_dist.values())} |"
+        for c, by_dist in metrics.get("label_aps", {}).items()
+    ]
+    names = {
+        "trans_err": "mATE [m]",
+        "scale_err": "mASE",
+        "orient_err": "mAOE [rad]",
+        "vel_err": "mAVE [m/s]",
+        "attr_err": "mAAE",
+    }
     lines += [f"| {names[k]} | {v:.4f} |" for k, v in metrics["tp_errors"].items()]
     coco = metrics["coco_2d"]
     lines += [f"| 2D COCO AP / AP50 / AP75 | {coco['AP']:.4f} / {coco['AP50']:.4f} / {coco['AP75']:.4f} |"]
     lines += [f"| samples / scored GT boxes | {metrics['num_samples']} / {sum(metrics['gt_counts'].values())} |"]
     for row in metrics.get("speed", []):
-        lines.append(f"| speed {row['device']} batch {row['batch_size']} | {row['images_per_s']:.1f} images/s, "
-                     f"{row['latency_ms']:.2f} ms per batch (p90 {row['latency_ms_p90']:.2f}) |")
+        lines.append(
+            f"| speed {row['device']} batch {row['batch_size']} | {row['images_per_s']:.1f} images/s, "
+            f"{row['latency_ms']:.2f} ms per batch (p90 {row['latency_ms_p90']:.2f}) |"
+        )
     if metrics.get("centre_errors"):  # a second table: the centre error by camera distance
-        lines += ["", "| camera distance m | matched / scored | radial bias m | radial std m | lateral std m | "
-                  "within 0.5 m | within 1 m |", "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['distance']} | {r['matched']} / {r['scored']} | {_num(r['radial_bias'], '+.2f')} | "
-                  f"{_num(r['radial_std'])} | {_num(r['lateral_std'])} | {_num(r['within_0.5'])} | "
-                  f"{_num(r['within_1'])} |" for r in metrics["centre_errors"]]
+        lines += [
+            "",
+            "| camera distance m | matched / scored | radial bias m | radial std m | lateral std m | "
+            "within 0.5 m | within 1 m |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r['distance']} | {r['matched']} / {r['scored']} | {_num(r['radial_bias'], '+.2f')} | "
+            f"{_num(r['radial_std'])} | {_num(r['lateral_std'])} | {_num(r['within_0.5'])} | "
+            f"{_num(r['within_1'])} |"
+            for r in metrics["centre_errors"]
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -164,38 +195,62 @@ def run_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
     frames = load_frames(nusc, cfg.split)
     out = Path(cfg.out or Path("runs/bench") / f"perception-{Path(cfg.dataroot).name}-{cfg.split}")
 
-    detector = Detector(model_from_checkpoint(state), state["attributes"], device=device,
-                        depth_confidence=cfg.depth_confidence)
+    detector = Detector(
+        model_from_checkpoint(state), state["attributes"], device=device, depth_confidence=cfg.depth_confidence
+    )
     dets = detect_frames(detector, frames, cfg.batch_size, cfg.num_workers, cfg.progress)
     if cfg.velocity == "tracker":
-        from drivestack.pipeline.detection_velocity import tracker_velocities
         from drivestack.perception.evaluate import load_protocol
+        from drivestack.pipeline.detection_velocity import tracker_velocities
 
         protocol = load_protocol(cfg.protocol)
         dets = tracker_velocities(nusc, frames, dets, float(protocol["score_threshold"]))
-    metrics = evaluate_detections(nusc, frames, dets, detector.attributes, out, cfg.protocol,
-                                  score_all_classes=cfg.score_all_classes, plots=cfg.plots)
+    metrics = evaluate_detections(
+        nusc,
+        frames,
+        dets,
+        detector.attributes,
+        out,
+        cfg.protocol,
+        score_all_classes=cfg.score_all_classes,
+        plots=cfg.plots,
+    )
     if cfg.speed:
         cpu = detector if device == "cpu" else Detector(model_from_checkpoint(state), state["attributes"])
         sample = frames[: min(len(frames), 8)]
         images = torch.stack([resize_image(read_image(f.image_path), SPEED_IMAGE_SIZE) for f in sample])
         from drivestack.perception.boxes import scale_intrinsic
 
-        intrinsic = torch.stack([scale_intrinsic(torch.from_numpy(f.intrinsic).float(),
-                                                 SPEED_IMAGE_SIZE[0] / f.image_size[0],
-                                                 SPEED_IMAGE_SIZE[1] / f.image_size[1]) for f in sample])
+        intrinsic = torch.stack(
+            [
+                scale_intrinsic(
+                    torch.from_numpy(f.intrinsic).float(),
+                    SPEED_IMAGE_SIZE[0] / f.image_size[0],
+                    SPEED_IMAGE_SIZE[1] / f.image_size[1],
+                )
+                for f in sample
+            ]
+        )
         cam2ego = torch.stack([torch.from_numpy(f.cam2ego).float() for f in sample])
         metrics["speed"] = speed_table(cpu, images, intrinsic, cam2ego, cfg, state)
-    metrics.update(checkpoint=state["path"], dataroot=str(cfg.dataroot), split=cfg.split, device=device,
-                   velocity=cfg.velocity, depth_confidence=cfg.depth_confidence,
-                   model_config=have.to_dict(), host={"cpu_threads": cfg.threads, "machine": platform.machine(),
-                                                      "torch": torch.__version__})
+    metrics.update(
+        checkpoint=state["path"],
+        dataroot=str(cfg.dataroot),
+        split=cfg.split,
+        device=device,
+        velocity=cfg.velocity,
+        depth_confidence=cfg.depth_confidence,
+        model_config=have.to_dict(),
+        host={"cpu_threads": cfg.threads, "machine": platform.machine(), "torch": torch.__version__},
+    )
     write_json(out / "metrics.json", metrics)
     table = summary_markdown(metrics)
     tmp = out / ".summary.md.tmp"
     tmp.write_text(f"# perception benchmark: {cfg.dataroot} split {cfg.split}\n\n{table}")
     tmp.replace(out / "summary.md")
     print(table, end="")
-    print(f"wrote {out / 'metrics.json'}, {out / 'summary.md'}, {out / 'submission.json'}"
-          + (f", {out / 'pr_curves.png'}" if cfg.plots else ""))
+    print(
+        f"wrote {out / 'metrics.json'}, {out / 'summary.md'}, {out / 'submission.json'}"
+        + (f", {out / 'pr_curves.png'}" if cfg.plots else "")
+    )
     return metrics

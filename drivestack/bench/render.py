@@ -84,7 +84,7 @@ def _contact_sheet(images: np.ndarray, columns: int = 4, width: int = 400) -> np
     tiles = list(x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
     while len(tiles) % columns:
         tiles.append(np.zeros_like(tiles[0]))
-    rows = [np.concatenate(tiles[i:i + columns], axis=1) for i in range(0, len(tiles), columns)]
+    rows = [np.concatenate(tiles[i : i + columns], axis=1) for i in range(0, len(tiles), columns)]
     return np.concatenate(rows, axis=0)
 
 
@@ -103,17 +103,24 @@ def run_bench(cfg: BenchRenderConfig) -> dict:
     device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device=cuda but CUDA is not available; use --device cpu")
-    env = EnvConfig(traffic=TrafficConfig(num_vehicles=cfg.vehicles, truck_fraction=cfg.truck_fraction),
-                    road=RoadConfig()).validate()
+    env = EnvConfig(
+        traffic=TrafficConfig(num_vehicles=cfg.vehicles, truck_fraction=cfg.truck_fraction), road=RoadConfig()
+    ).validate()
     road = build_road(env.road, device)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     state = initial_state(env, road, max(cfg.batch_sizes), gen)
     looks = vehicle_appearance(state, gen)
-    results: dict = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
-                     "machine": {"cpu_threads": torch.get_num_threads(), "platform": platform.platform(),
-                                 "torch": torch.__version__,
-                                 "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
-                     "camera": [], "lidar": []}
+    results: dict = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "machine": {
+            "cpu_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        },
+        "camera": [],
+        "lidar": [],
+    }
     print(f"drivestack bench render: {', '.join(cfg.channels)}, {cfg.vehicles} vehicles, on {cfg.device}")
 
     jobs = [(res, b) for res in cfg.resolutions for b in cfg.batch_sizes]
@@ -134,9 +141,19 @@ def run_bench(cfg: BenchRenderConfig) -> dict:
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         images = calls * B * rig.num_cameras
         # cpu_ms_per_image: this process's CPU time; far below ms_per_image x threads means other jobs shared the CPU
-        results["camera"].append({"width": width, "height": height, "batch": B, "cameras": rig.num_cameras,
-                                  "images_per_s": images / elapsed, "ms_per_image": 1000.0 * elapsed / images,
-                                  "cpu_ms_per_image": 1000.0 * cpu / images, "calls": calls, "warmup_s": warmup})
+        results["camera"].append(
+            {
+                "width": width,
+                "height": height,
+                "batch": B,
+                "cameras": rig.num_cameras,
+                "images_per_s": images / elapsed,
+                "ms_per_image": 1000.0 * elapsed / images,
+                "cpu_ms_per_image": 1000.0 * cpu / images,
+                "calls": calls,
+                "warmup_s": warmup,
+            }
+        )
         if B == max(cfg.batch_sizes):
             examples[(width, height)] = _hwc(frame.images[:, 0])
     if cfg.lidar:
@@ -151,8 +168,15 @@ def run_bench(cfg: BenchRenderConfig) -> dict:
                 calls += 1
             _sync(device)
             elapsed = time.perf_counter() - start
-            results["lidar"].append({"batch": B, "beams": 32, "azimuths": 1024, "scans_per_s": calls * B / elapsed,
-                                     "ms_per_scan": 1000.0 * elapsed / (calls * B)})
+            results["lidar"].append(
+                {
+                    "batch": B,
+                    "beams": 32,
+                    "azimuths": 1024,
+                    "scans_per_s": calls * B / elapsed,
+                    "ms_per_scan": 1000.0 * elapsed / (calls * B),
+                }
+            )
 
     # Example images: one per resolution, a contact sheet of the batch, all six cameras of one environment.
     files = []
@@ -162,8 +186,11 @@ def run_bench(cfg: BenchRenderConfig) -> dict:
     files.append(_save_image(cfg.out / "contact_sheet.png", _contact_sheet(first[:8])))
     width, height = cfg.resolutions[0]
     rig6 = camera_rig(CameraConfig(channels=CAMERA_CHANNELS, width=width, height=height), device)
-    six = _hwc(render_cameras(road, state.index(slice(0, 1)), rig6, type(looks)(looks.height[:1], looks.color[:1]),
-                              gen).images[0])
+    six = _hwc(
+        render_cameras(
+            road, state.index(slice(0, 1)), rig6, type(looks)(looks.height[:1], looks.color[:1]), gen
+        ).images[0]
+    )
     by_name = dict(zip(CAMERA_CHANNELS, six))
     mosaic = np.concatenate([np.concatenate([by_name[c] for c in row], axis=1) for row in MOSAIC], axis=0)
     files.append(_save_image(cfg.out / "six_cameras.png", mosaic))
@@ -171,8 +198,10 @@ def run_bench(cfg: BenchRenderConfig) -> dict:
 
     print(f"\n{'resolution':<12}{'batch':>6}{'images/s':>11}{'ms/image':>10}{'cpu ms/image':>14}")
     for r in results["camera"]:
-        print(f"{str(r['width']) + 'x' + str(r['height']):<12}{r['batch']:>6}{r['images_per_s']:>11.2f}"
-              f"{r['ms_per_image']:>10.1f}{r['cpu_ms_per_image']:>14.1f}")
+        print(
+            f"{str(r['width']) + 'x' + str(r['height']):<12}{r['batch']:>6}{r['images_per_s']:>11.2f}"
+            f"{r['ms_per_image']:>10.1f}{r['cpu_ms_per_image']:>14.1f}"
+        )
     for r in results["lidar"]:
         print(f"lidar 32x1024, batch {r['batch']}: {r['scans_per_s']:.1f} scans/s ({r['ms_per_scan']:.1f} ms/scan)")
     path = write_json(cfg.out / "render.json", results)

@@ -52,8 +52,12 @@ class BenchSimConfig:
 
 
 def _config(cfg: BenchSimConfig) -> EnvConfig:
-    return EnvConfig(road=RoadConfig(num_lanes=cfg.lanes), traffic=TrafficConfig(num_vehicles=cfg.vehicles),
-                     sim_frequency=cfg.sim_frequency, policy_frequency=cfg.policy_frequency)
+    return EnvConfig(
+        road=RoadConfig(num_lanes=cfg.lanes),
+        traffic=TrafficConfig(num_vehicles=cfg.vehicles),
+        sim_frequency=cfg.sim_frequency,
+        policy_frequency=cfg.policy_frequency,
+    )
 
 
 def _sync(device: torch.device) -> None:
@@ -61,8 +65,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_drivestack(env_config: EnvConfig, num_envs: int, device: str, seconds: float, seed: int,
-                       compile: bool = False) -> dict[str, float]:
+def measure_drivestack(
+    env_config: EnvConfig, num_envs: int, device: str, seconds: float, seed: int, compile: bool = False
+) -> dict[str, float]:
     """Step `num_envs` environments with random meta-actions for about `seconds` seconds.
 
     Returns policy steps/s, simulation (env) steps/s, vehicle steps/s, the warm-up time (which holds
@@ -106,9 +111,15 @@ def measure_highway_env(cfg: BenchSimConfig) -> dict[str, float] | None:
         import numpy as np
     except ImportError:
         return None
-    env = gym.make("highway-v0", config={
-        "lanes_count": cfg.lanes, "vehicles_count": cfg.vehicles - 1,
-        "simulation_frequency": cfg.sim_frequency, "policy_frequency": cfg.policy_frequency})
+    env = gym.make(
+        "highway-v0",
+        config={
+            "lanes_count": cfg.lanes,
+            "vehicles_count": cfg.vehicles - 1,
+            "simulation_frequency": cfg.sim_frequency,
+            "policy_frequency": cfg.policy_frequency,
+        },
+    )
     rng = np.random.default_rng(cfg.seed)
     env.reset(seed=cfg.seed)
     steps = 0
@@ -130,12 +141,19 @@ def run_bench(cfg: BenchSimConfig) -> dict:
     if not (cfg.eager or cfg.compile):
         raise ValueError("nothing to measure: set --eager or --compile")
     env_config = _config(cfg).validate()
-    results: dict = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
-                     "machine": {"cpu_threads": torch.get_num_threads(), "platform": platform.platform(),
-                                 "torch": torch.__version__,
-                                 "gpu": torch.cuda.get_device_name() if cfg.device.startswith("cuda") else None}}
-    print(f"drivestack bench sim: {cfg.lanes} lanes, {cfg.vehicles} vehicles, {cfg.sim_frequency:g} Hz simulation, "
-          f"{cfg.policy_frequency:g} Hz policy, random meta-actions, B={cfg.num_envs} on {cfg.device}")
+    results: dict = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "machine": {
+            "cpu_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "gpu": torch.cuda.get_device_name() if cfg.device.startswith("cuda") else None,
+        },
+    }
+    print(
+        f"drivestack bench sim: {cfg.lanes} lanes, {cfg.vehicles} vehicles, {cfg.sim_frequency:g} Hz simulation, "
+        f"{cfg.policy_frequency:g} Hz policy, random meta-actions, B={cfg.num_envs} on {cfg.device}"
+    )
     if cfg.reference:
         print(f"  highway-env highway-v0: measuring for {cfg.reference_seconds:g} s ...", flush=True)
         ref = measure_highway_env(cfg)
@@ -147,22 +165,27 @@ def run_bench(cfg: BenchSimConfig) -> dict:
             continue
         print(f"  drivestack ({variant}): measuring for {cfg.seconds:g} s ...", flush=True)
         results[f"drivestack_{variant}"] = measure_drivestack(
-            env_config, cfg.num_envs, cfg.device, cfg.seconds, cfg.seed, compile=variant == "compiled")
+            env_config, cfg.num_envs, cfg.device, cfg.seconds, cfg.seed, compile=variant == "compiled"
+        )
 
     ref_sps = (results.get("highway_env") or {}).get("policy_steps_per_s")
     print()
     print(f"{'simulator':<26}{'policy steps/s':>16}{'env steps/s':>14}{'vehicle steps/s':>17}{'ratio':>10}")
     if ref_sps:
-        print(f"{'highway-env highway-v0':<26}{ref_sps:>16,.1f}{ref_sps * env_config.substeps:>14,.0f}"
-              f"{ref_sps * env_config.substeps * cfg.vehicles:>17,.0f}{1.0:>9.0f}x")
+        print(
+            f"{'highway-env highway-v0':<26}{ref_sps:>16,.1f}{ref_sps * env_config.substeps:>14,.0f}"
+            f"{ref_sps * env_config.substeps * cfg.vehicles:>17,.0f}{1.0:>9.0f}x"
+        )
     for variant in ("eager", "compiled"):
         r = results.get(f"drivestack_{variant}")
         if not r:
             continue
         ratio = r["policy_steps_per_s"] / ref_sps if ref_sps else float("nan")
         r["ratio_vs_highway_env"] = ratio
-        print(f"{'drivestack ' + variant:<26}{r['policy_steps_per_s']:>16,.0f}{r['env_steps_per_s']:>14,.0f}"
-              f"{r['vehicle_steps_per_s']:>17,.0f}{ratio:>9,.0f}x   (warm-up {r['warmup_s']:.1f} s)")
+        print(
+            f"{'drivestack ' + variant:<26}{r['policy_steps_per_s']:>16,.0f}{r['env_steps_per_s']:>14,.0f}"
+            f"{r['vehicle_steps_per_s']:>17,.0f}{ratio:>9,.0f}x   (warm-up {r['warmup_s']:.1f} s)"
+        )
     write_json(cfg.out, results)
     print(f"\nwrote {cfg.out}")
     return results

@@ -40,10 +40,22 @@ from drivestack.tracking.oracle import OracleConfig, ground_truth_frames, oracle
 from drivestack.tracking.tracker import Tracker, TrackerConfig
 
 METHODS = ("tracker", "baseline")
-TABLE = (("amota", "AMOTA", 3), ("amotp", "AMOTP m", 3), ("recall", "recall", 3), ("mota", "MOTA", 3),
-         ("motp", "MOTP m", 3), ("ids", "IDS", 0), ("frag", "FRAG", 0), ("fp", "FP", 0), ("fn", "FN", 0),
-         ("mt", "MT", 0), ("ml", "ML", 0), ("fps_dataset", "frames/s (dataset)", 0),
-         ("fps_stream", "frames/s (stream, noisy)", 0), ("fps_stream_clean", "frames/s (stream, clean)", 0))
+TABLE = (
+    ("amota", "AMOTA", 3),
+    ("amotp", "AMOTP m", 3),
+    ("recall", "recall", 3),
+    ("mota", "MOTA", 3),
+    ("motp", "MOTP m", 3),
+    ("ids", "IDS", 0),
+    ("frag", "FRAG", 0),
+    ("fp", "FP", 0),
+    ("fn", "FN", 0),
+    ("mt", "MT", 0),
+    ("ml", "ML", 0),
+    ("fps_dataset", "frames/s (dataset)", 0),
+    ("fps_stream", "frames/s (stream, noisy)", 0),
+    ("fps_stream_clean", "frames/s (stream, clean)", 0),
+)
 
 
 @dataclass(frozen=True)
@@ -80,8 +92,9 @@ class BenchTrackingConfig:
     """Write tracking.png."""
 
 
-def synthetic_stream(num_objects: int, num_frames: int, seed: int = 0, dt: float = 0.5, drop: float = 0.1,
-                     false_positive: float = 0.05) -> list[FrameDetections]:
+def synthetic_stream(
+    num_objects: int, num_frames: int, seed: int = 0, dt: float = 0.5, drop: float = 0.1, false_positive: float = 0.05
+) -> list[FrameDetections]:
     """Detections of `num_objects` objects moving at constant velocity (2-15 m/s, cars, trucks, pedestrians)
     in a 200 m square, with 0.3 m noise, a fraction `drop` missed and `false_positive` x num_objects false
     positives per frame (Poisson); an object leaving the square re-enters on the other side (a death and a
@@ -91,29 +104,37 @@ def synthetic_stream(num_objects: int, num_frames: int, seed: int = 0, dt: float
     speed = np.where(label == 4, rng.uniform(0.5, 2.0, num_objects), rng.uniform(2.0, 15.0, num_objects))
     heading = rng.uniform(-np.pi, np.pi, num_objects)
     velocity = speed[:, None] * np.stack([np.cos(heading), np.sin(heading)], axis=1)
-    size = np.where((label == 4)[:, None], [0.7, 0.7, 1.8], np.where((label == 6)[:, None], [2.5, 8.0, 3.0],
-                                                                     [1.9, 4.6, 1.6]))
+    size = np.where(
+        (label == 4)[:, None], [0.7, 0.7, 1.8], np.where((label == 6)[:, None], [2.5, 8.0, 3.0], [1.9, 4.6, 1.6])
+    )
     xy = rng.uniform(-100.0, 100.0, (num_objects, 2))
     frames = []
     for k in range(num_frames):
         xy = (xy + velocity * dt + 100.0) % 200.0 - 100.0
         seen = rng.random(num_objects) >= drop
         num_fp = rng.poisson(false_positive * num_objects)
-        centre = np.concatenate([xy[seen] + rng.normal(0.0, 0.3, (int(seen.sum()), 2)),
-                                 rng.uniform(-100.0, 100.0, (num_fp, 2))])
+        centre = np.concatenate(
+            [xy[seen] + rng.normal(0.0, 0.3, (int(seen.sum()), 2)), rng.uniform(-100.0, 100.0, (num_fp, 2))]
+        )
         n = len(centre)
         fp_label = rng.choice(label, num_fp)
-        frames.append(FrameDetections.from_boxes(
-            f"stream-{k}", k * dt, np.concatenate([centre, np.ones((n, 1))], axis=1),
-            np.concatenate([size[seen], np.tile([1.9, 4.6, 1.6], (num_fp, 1))]),
-            np.concatenate([heading[seen], rng.uniform(-np.pi, np.pi, num_fp)]) + rng.normal(0.0, 0.1, n),
-            np.concatenate([rng.uniform(0.6, 1.0, int(seen.sum())), rng.uniform(0.1, 0.5, num_fp)]),
-            np.concatenate([label[seen], fp_label])))
+        frames.append(
+            FrameDetections.from_boxes(
+                f"stream-{k}",
+                k * dt,
+                np.concatenate([centre, np.ones((n, 1))], axis=1),
+                np.concatenate([size[seen], np.tile([1.9, 4.6, 1.6], (num_fp, 1))]),
+                np.concatenate([heading[seen], rng.uniform(-np.pi, np.pi, num_fp)]) + rng.normal(0.0, 0.1, n),
+                np.concatenate([rng.uniform(0.6, 1.0, int(seen.sum())), rng.uniform(0.1, 0.5, num_fp)]),
+                np.concatenate([label[seen], fp_label]),
+            )
+        )
     return frames
 
 
-def run_tracker(tracker: Tracker | NearestNeighbourTracker, scenes: list[SceneFrames], desc: str = ""
-                ) -> tuple[list[list[FrameTracks]], float]:
+def run_tracker(
+    tracker: Tracker | NearestNeighbourTracker, scenes: list[SceneFrames], desc: str = ""
+) -> tuple[list[list[FrameTracks]], float]:
     """Track every scene (reset between scenes); returns the tracks and the seconds spent in `step` alone."""
     out, elapsed = [], 0.0
     for scene in tqdm(scenes, desc=desc, unit="scene", disable=not desc, leave=False):
@@ -141,8 +162,9 @@ def _table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def _plot(path: Path, gt: list[FrameTracks], tracks: dict[str, list[FrameTracks]], details: dict[str, Any],
-          scene_name: str) -> None:
+def _plot(
+    path: Path, gt: list[FrameTracks], tracks: dict[str, list[FrameTracks]], details: dict[str, Any], scene_name: str
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -156,8 +178,9 @@ def _plot(path: Path, gt: list[FrameTracks], tracks: dict[str, list[FrameTracks]
             xy = np.concatenate([f.translation[:, :2] for f in frames])
             ids = np.concatenate([f.track_id for f in frames])
             ax.scatter(xy[:, 0], xy[:, 1], s=4, c=ids % 20, cmap="tab20")
-        ax.set_title(f"{method}: {len({int(i) for f in frames for i in f.track_id})} track ids, {scene_name}",
-                     fontsize=10)
+        ax.set_title(
+            f"{method}: {len({int(i) for f in frames for i in f.track_id})} track ids, {scene_name}", fontsize=10
+        )
         ax.set_aspect("equal")
         ax.set_xlabel("x m (global)")
         ax.legend(loc="upper right", fontsize=8)
@@ -178,8 +201,14 @@ def _plot(path: Path, gt: list[FrameTracks], tracks: dict[str, list[FrameTracks]
     plt.close(fig)
 
 
-def _score_methods(cfg: BenchTrackingConfig, nusc: Any, scenes: list[dict[str, Any]], detections: list[SceneFrames],
-                   trackers: tuple[Tracker, NearestNeighbourTracker], out: Path) -> dict[str, dict[str, Any]]:
+def _score_methods(
+    cfg: BenchTrackingConfig,
+    nusc: Any,
+    scenes: list[dict[str, Any]],
+    detections: list[SceneFrames],
+    trackers: tuple[Tracker, NearestNeighbourTracker],
+    out: Path,
+) -> dict[str, dict[str, Any]]:
     """Track `detections` with both trackers, write their submissions and score them under `out`."""
     num_frames = sum(len(s.frames) for s in detections)
     scored = {}
@@ -190,9 +219,13 @@ def _score_methods(cfg: BenchTrackingConfig, nusc: Any, scenes: list[dict[str, A
         summary = evaluate_submission(submission, nusc, cfg.split, scenes, out / f"eval_{method}", cfg.eval_config)
         row = summary_row(summary)
         row["fps_dataset"] = num_frames / max(elapsed, 1e-9)
-        scored[method] = {"metrics": row, "per_class_amota": summary["label_metrics"]["amota"],
-                          "eval_config": summary["eval_config"], "tracks": tracks[0],
-                          "details": load_details(out / f"eval_{method}")}
+        scored[method] = {
+            "metrics": row,
+            "per_class_amota": summary["label_metrics"]["amota"],
+            "eval_config": summary["eval_config"],
+            "tracks": tracks[0],
+            "details": load_details(out / f"eval_{method}"),
+        }
     return scored
 
 
@@ -200,8 +233,9 @@ def run_bench(cfg: BenchTrackingConfig) -> dict[str, Any]:
     """Track, score and time both trackers; print the table and write the files (see the module docstring)."""
     trackers = Tracker(cfg.tracker), NearestNeighbourTracker(cfg.baseline)  # validates their configs
     if cfg.speed_objects < 1 or cfg.speed_frames < 0:
-        raise ValueError(f"speed_objects must be >= 1 and speed_frames >= 0, got {cfg.speed_objects}, "
-                         f"{cfg.speed_frames}")
+        raise ValueError(
+            f"speed_objects must be >= 1 and speed_frames >= 0, got {cfg.speed_objects}, {cfg.speed_frames}"
+        )
     if cfg.seeds < 1 or (cfg.seeds > 1 and cfg.detections != "oracle"):
         raise ValueError(f"seeds must be >= 1, and 1 unless --detections oracle (got {cfg.seeds})")
     source = "oracle" if cfg.detections == "oracle" else Path(cfg.detections).stem
@@ -217,37 +251,61 @@ def run_bench(cfg: BenchTrackingConfig) -> dict[str, Any]:
             detections = read_detection_submission(Path(cfg.detections), nusc, scenes)
         if k == 0:
             num_frames = sum(len(s.frames) for s in detections)
-            print(f"{name}: {len(scenes)} scenes, {num_frames} frames, "
-                  f"{sum(len(f) for s in detections for f in s.frames)} detections ({source})")
-        runs.append(_score_methods(cfg, nusc, scenes, detections, trackers,
-                                   out if cfg.seeds == 1 else out / f"seed{cfg.oracle.seed + k}"))
+            print(
+                f"{name}: {len(scenes)} scenes, {num_frames} frames, "
+                f"{sum(len(f) for s in detections for f in s.frames)} detections ({source})"
+            )
+        runs.append(
+            _score_methods(
+                cfg, nusc, scenes, detections, trackers, out if cfg.seeds == 1 else out / f"seed{cfg.oracle.seed + k}"
+            )
+        )
 
     # the table: mean over seeds (the first seed's files are the ones the plot shows)
-    rows = {m: {key: float(np.mean([r[m]["metrics"][key] for r in runs])) for key in runs[0][m]["metrics"]}
-            for m in METHODS}
+    rows = {
+        m: {key: float(np.mean([r[m]["metrics"][key] for r in runs])) for key in runs[0][m]["metrics"]} for m in METHODS
+    }
     for m in METHODS:
         rows[m]["fps_stream"] = rows[m]["fps_stream_clean"] = math.nan
     results: dict[str, Any] = {
-        "name": name, "dataroot": str(cfg.dataroot), "split": cfg.split, "detections": source, "scenes": len(scenes),
-        "frames": num_frames, "seeds": [cfg.oracle.seed + k for k in range(cfg.seeds)], "config": asdict(cfg),
+        "name": name,
+        "dataroot": str(cfg.dataroot),
+        "split": cfg.split,
+        "detections": source,
+        "scenes": len(scenes),
+        "frames": num_frames,
+        "seeds": [cfg.oracle.seed + k for k in range(cfg.seeds)],
+        "config": asdict(cfg),
         "eval_config": runs[0]["tracker"]["eval_config"],
-        "methods": {m: {"metrics": rows[m], "amota_min_over_seeds": min(r[m]["metrics"]["amota"] for r in runs),
-                        "per_seed": [r[m]["metrics"] for r in runs],
-                        "per_class_amota": runs[0][m]["per_class_amota"]} for m in METHODS}}
+        "methods": {
+            m: {
+                "metrics": rows[m],
+                "amota_min_over_seeds": min(r[m]["metrics"]["amota"] for r in runs),
+                "per_seed": [r[m]["metrics"] for r in runs],
+                "per_class_amota": runs[0][m]["per_class_amota"],
+            }
+            for m in METHODS
+        },
+    }
     if cfg.speed_frames:
         stream = synthetic_stream(cfg.speed_objects, cfg.speed_frames)
         clean = synthetic_stream(cfg.speed_objects, cfg.speed_frames, drop=0.0, false_positive=0.0)
         for method, trk in zip(METHODS, trackers):
             rows[method]["fps_stream"] = stream_fps(trk, stream)
             rows[method]["fps_stream_clean"] = stream_fps(trk, clean)
-        results["speed_stream"] = {"objects": cfg.speed_objects, "frames": cfg.speed_frames,
-                                   "detections_per_frame": float(np.mean([len(f) for f in stream])),
-                                   "noisy": "0.3 m noise, 10 % dropped, 5 % false positives", "clean": "0.3 m noise",
-                                   "cpu_load_average_1min": _load()}
+        results["speed_stream"] = {
+            "objects": cfg.speed_objects,
+            "frames": cfg.speed_frames,
+            "detections_per_frame": float(np.mean([len(f) for f in stream])),
+            "noisy": "0.3 m noise, 10 % dropped, 5 % false positives",
+            "clean": "0.3 m noise",
+            "cpu_load_average_1min": _load(),
+        }
     table = _table(rows)
     if cfg.seeds > 1:
         table += f"\n\nmean over oracle seeds {results['seeds']}; AMOTA min over seeds: " + ", ".join(
-            f"{m} {results['methods'][m]['amota_min_over_seeds']:.3f}" for m in METHODS)
+            f"{m} {results['methods'][m]['amota_min_over_seeds']:.3f}" for m in METHODS
+        )
     print(table)
     write_json(out / "tracking.json", _jsonable(results))
     tmp = out / ".tracking.md.tmp"
@@ -255,8 +313,13 @@ def run_bench(cfg: BenchTrackingConfig) -> dict[str, Any]:
     tmp.replace(out / "tracking.md")
     if cfg.plot:
         tmp = out / ".tracking.tmp.png"
-        _plot(tmp, ground_truth_frames(nusc, scenes[0]), {m: runs[0][m]["tracks"] for m in METHODS},
-              {m: runs[0][m]["details"] for m in METHODS}, scenes[0]["name"])
+        _plot(
+            tmp,
+            ground_truth_frames(nusc, scenes[0]),
+            {m: runs[0][m]["tracks"] for m in METHODS},
+            {m: runs[0][m]["details"] for m in METHODS},
+            scenes[0]["name"],
+        )
         tmp.replace(out / "tracking.png")
     print(f"\nwrote {out}/tracking.json, tracking.md" + (", tracking.png" if cfg.plot else ""))
     return results

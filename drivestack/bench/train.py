@@ -91,9 +91,19 @@ def measure_highway_env(cfg: BenchTrainConfig) -> dict[str, float] | None:
     n_cpu, batch_size = cfg.reference_workers, 64
     env = make_vec_env(_make_highway_fast, n_envs=n_cpu, vec_env_cls=SubprocVecEnv, seed=cfg.seed)
     try:
-        model = PPO("MlpPolicy", env, policy_kwargs=dict(net_arch=dict(pi=[256, 256], vf=[256, 256])),
-                    n_steps=batch_size * 12 // n_cpu, batch_size=batch_size, n_epochs=10, learning_rate=5e-4,
-                    gamma=0.8, verbose=0, seed=cfg.seed, device="cpu")
+        model = PPO(
+            "MlpPolicy",
+            env,
+            policy_kwargs=dict(net_arch=dict(pi=[256, 256], vf=[256, 256])),
+            n_steps=batch_size * 12 // n_cpu,
+            batch_size=batch_size,
+            n_epochs=10,
+            learning_rate=5e-4,
+            gamma=0.8,
+            verbose=0,
+            seed=cfg.seed,
+            device="cpu",
+        )
         result = _measure(model, cfg.seconds)
     finally:
         env.close()

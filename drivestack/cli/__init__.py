@@ -15,34 +15,81 @@ import tyro
 # (group, command) -> (one-line help, module in drivestack/ holding the config dataclass and the runner,
 # config class name, runner name). Modules import lazily: `drivestack --help` does not load torch.
 COMMANDS: dict[tuple[str, str], tuple[str, str, str, str]] = {
-    ("sim", "demo"): ("simulate one episode, write an MP4 and print the simulator's throughput",
-                      "cli.sim_demo", "DemoConfig", "run_demo"),
-    ("bench", "sim"): ("simulator throughput side by side with highway-env (policy steps/s and ratio)",
-                       "bench.sim", "BenchSimConfig", "run_bench"),
-    ("bench", "control"): ("controllers closed loop in scripted maneuvers, side by side with highway-env's",
-                           "bench.control", "BenchControlConfig", "run_bench"),
-    ("bench", "train"): ("SB3 PPO training throughput, drivestack vs highway-env highway-fast-v0",
-                         "bench.train", "BenchTrainConfig", "run_bench"),
-    ("bench", "tracking"): ("nuScenes tracking metrics (AMOTA, ...) and frames/s: Kalman tracker vs nearest neighbour",
-                            "bench.tracking", "BenchTrackingConfig", "run_bench"),
-    ("bench", "render"): ("camera rendering and lidar throughput (images/s per resolution), example images",
-                          "bench.render", "BenchRenderConfig", "run_bench"),
-    ("train", "policy"): ("train a PPO or DQN driving policy on the batched simulator (TensorBoard, checkpoints)",
-                          "cli.train_policy", "TrainPolicyConfig", "run_train"),
-    ("eval", "policy"): ("evaluate policies (run dirs, checkpoints, rule, random): table, JSON, plot, MP4",
-                         "cli.eval_policy", "EvalPolicyConfig", "run_eval"),
-    ("data", "make"): ("simulate scenes and write a nuScenes-format dataset (tables, JPEGs, lidar, map, splits)",
-                       "cli.data_make", "DatasetConfig", "run_make"),
-    ("train", "detector"): ("train the camera 3D detector from scratch on nuScenes-format data (TensorBoard, resume)",
-                            "cli.train_detector", "TrainDetectorConfig", "run_train"),
-    ("bench", "perception"): ("score the detector on a split (nuScenes mAP/NDS, 2D COCO AP) and time it",
-                              "bench.perception", "BenchPerceptionConfig", "run_bench"),
+    ("sim", "demo"): (
+        "simulate one episode, write an MP4 and print the simulator's throughput",
+        "cli.sim_demo",
+        "DemoConfig",
+        "run_demo",
+    ),
+    ("bench", "sim"): (
+        "simulator throughput side by side with highway-env (policy steps/s and ratio)",
+        "bench.sim",
+        "BenchSimConfig",
+        "run_bench",
+    ),
+    ("bench", "control"): (
+        "controllers closed loop in scripted maneuvers, side by side with highway-env's",
+        "bench.control",
+        "BenchControlConfig",
+        "run_bench",
+    ),
+    ("bench", "train"): (
+        "SB3 PPO training throughput, drivestack vs highway-env highway-fast-v0",
+        "bench.train",
+        "BenchTrainConfig",
+        "run_bench",
+    ),
+    ("bench", "tracking"): (
+        "nuScenes tracking metrics (AMOTA, ...) and frames/s: Kalman tracker vs nearest neighbour",
+        "bench.tracking",
+        "BenchTrackingConfig",
+        "run_bench",
+    ),
+    ("bench", "render"): (
+        "camera rendering and lidar throughput (images/s per resolution), example images",
+        "bench.render",
+        "BenchRenderConfig",
+        "run_bench",
+    ),
+    ("train", "policy"): (
+        "train a PPO or DQN driving policy on the batched simulator (TensorBoard, checkpoints)",
+        "cli.train_policy",
+        "TrainPolicyConfig",
+        "run_train",
+    ),
+    ("eval", "policy"): (
+        "evaluate policies (run dirs, checkpoints, rule, random): table, JSON, plot, MP4",
+        "cli.eval_policy",
+        "EvalPolicyConfig",
+        "run_eval",
+    ),
+    ("data", "make"): (
+        "simulate scenes and write a nuScenes-format dataset (tables, JPEGs, lidar, map, splits)",
+        "cli.data_make",
+        "DatasetConfig",
+        "run_make",
+    ),
+    ("train", "detector"): (
+        "train the camera 3D detector from scratch on nuScenes-format data (TensorBoard, resume)",
+        "cli.train_detector",
+        "TrainDetectorConfig",
+        "run_train",
+    ),
+    ("bench", "perception"): (
+        "score the detector on a split (nuScenes mAP/NDS, 2D COCO AP) and time it",
+        "bench.perception",
+        "BenchPerceptionConfig",
+        "run_bench",
+    ),
 }
 
 
 def _usage() -> str:
-    lines = ["usage: drivestack GROUP COMMAND [--options]   (drivestack GROUP COMMAND --help for options)", "",
-             "commands:"]
+    lines = [
+        "usage: drivestack GROUP COMMAND [--options]   (drivestack GROUP COMMAND --help for options)",
+        "",
+        "commands:",
+    ]
     lines += [f"  {g + ' ' + c:<15} {text}" for (g, c), (text, *_) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -59,8 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     group, name = argv[0], argv[1]
     text, module_name, config_name, run_name = COMMANDS[(group, name)]
     module = importlib.import_module(f"drivestack.{module_name}")
-    config = tyro.cli(getattr(module, config_name), args=argv[2:], prog=f"drivestack {group} {name}",
-                      description=text, config=(tyro.conf.EnumChoicesFromValues,))
+    config = tyro.cli(
+        getattr(module, config_name),
+        args=argv[2:],
+        prog=f"drivestack {group} {name}",
+        description=text,
+        config=(tyro.conf.EnumChoicesFromValues,),
+    )
     try:
         getattr(module, run_name)(config)
     except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError) as err:

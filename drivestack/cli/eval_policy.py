@@ -25,10 +25,15 @@ from drivestack.sim.video import write_mp4
 
 BASELINES = ("rule", "random", "idle")
 # (summary key, axis label, scale) of the comparison plot; return_mean gets return_std as its error bar
-PLOTTED = (("collision_rate", "collisions [%]", 100.0), ("off_road_rate", "off-road [%]", 100.0),
-           ("mean_speed", "mean speed [m/s]", 1.0), ("distance_per_episode", "distance / episode [m]", 1.0),
-           ("lane_changes_per_minute", "lane changes / min", 1.0), ("mean_abs_jerk", "mean |jerk| [m/s^3]", 1.0),
-           ("return_mean", "episode return", 1.0))
+PLOTTED = (
+    ("collision_rate", "collisions [%]", 100.0),
+    ("off_road_rate", "off-road [%]", 100.0),
+    ("mean_speed", "mean speed [m/s]", 1.0),
+    ("distance_per_episode", "distance / episode [m]", 1.0),
+    ("lane_changes_per_minute", "lane changes / min", 1.0),
+    ("mean_abs_jerk", "mean |jerk| [m/s^3]", 1.0),
+    ("return_mean", "episode return", 1.0),
+)
 
 
 @dataclass(frozen=True)
@@ -67,11 +72,14 @@ def resolve_policy(spec: str, device: str = "cpu", seed: int = 0) -> Policy:
     if spec == "idle":
         return IdlePolicy()
     if Path(spec).exists():
-        from drivestack.planning.checkpoint import load_policy  # deferred: stable-baselines3 is only needed for trained ones
+        from drivestack.planning.checkpoint import (
+            load_policy,
+        )  # deferred: stable-baselines3 is only needed for trained ones
 
         return load_policy(Path(spec), device)
-    raise ValueError(f"unknown policy {spec!r}: not an existing run directory or checkpoint, and not one of "
-                     f"{', '.join(BASELINES)}")
+    raise ValueError(
+        f"unknown policy {spec!r}: not an existing run directory or checkpoint, and not one of {', '.join(BASELINES)}"
+    )
 
 
 def _labels(specs: tuple[str, ...]) -> list[str]:
@@ -136,8 +144,14 @@ def plot_results(results: dict[str, EvalResult], path: Path, title: str = "") ->
         ax.grid(axis="y", alpha=0.3)
     last = axes.flat[len(PLOTTED)]
     last.axis("off")
-    last.text(0.0, 0.9, "\n".join(f"{_short(k)}: {s['episodes']} episodes" for k, s in zip(labels, summaries)),
-              va="top", fontsize=9, transform=last.transAxes)
+    last.text(
+        0.0,
+        0.9,
+        "\n".join(f"{_short(k)}: {s['episodes']} episodes" for k, s in zip(labels, summaries)),
+        va="top",
+        fontsize=9,
+        transform=last.transAxes,
+    )
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
@@ -148,7 +162,7 @@ def plot_results(results: dict[str, EvalResult], path: Path, title: str = "") ->
 
 
 def _short(label: str, width: int = 24) -> str:
-    return label if len(label) <= width else "..." + label[-(width - 3):]
+    return label if len(label) <= width else "..." + label[-(width - 3) :]
 
 
 def print_table(results: dict[str, EvalResult], title: str) -> None:
@@ -157,24 +171,42 @@ def print_table(results: dict[str, EvalResult], title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title)
-    columns = ("policy", "episodes", "collisions", "off-road", "speed m/s", "dist. m", "LC/min", "jerk m/s^3",
-               "return", "time s")
+    columns = (
+        "policy",
+        "episodes",
+        "collisions",
+        "off-road",
+        "speed m/s",
+        "dist. m",
+        "LC/min",
+        "jerk m/s^3",
+        "return",
+        "time s",
+    )
     for column in columns:
         table.add_column(column, justify="left" if column == "policy" else "right", no_wrap=column != "policy")
     for label, result in results.items():
         s = result.summary()
-        table.add_row(f"{label} ({result.policy})" if result.policy != label else label, str(s["episodes"]),
-                      f"{100 * s['collision_rate']:.1f}%", f"{100 * s['off_road_rate']:.1f}%",
-                      f"{s['mean_speed']:.2f}", f"{s['distance_per_episode']:.0f}",
-                      f"{s['lane_changes_per_minute']:.2f}", f"{s['mean_abs_jerk']:.2f}",
-                      f"{s['return_mean']:.2f}±{s['return_std']:.2f}", f"{s['wall_time']:.1f}")
+        table.add_row(
+            f"{label} ({result.policy})" if result.policy != label else label,
+            str(s["episodes"]),
+            f"{100 * s['collision_rate']:.1f}%",
+            f"{100 * s['off_road_rate']:.1f}%",
+            f"{s['mean_speed']:.2f}",
+            f"{s['distance_per_episode']:.0f}",
+            f"{s['lane_changes_per_minute']:.2f}",
+            f"{s['mean_abs_jerk']:.2f}",
+            f"{s['return_mean']:.2f}±{s['return_std']:.2f}",
+            f"{s['wall_time']:.1f}",
+        )
     Console(width=max(Console().width, 120)).print(table)
 
 
 def _check(cfg: EvalPolicyConfig) -> EnvConfig:
     if not cfg.policies:
-        raise ValueError(f"no policies given; pass --policies with run directories, checkpoints or "
-                         f"{', '.join(BASELINES)}")
+        raise ValueError(
+            f"no policies given; pass --policies with run directories, checkpoints or {', '.join(BASELINES)}"
+        )
     if cfg.episodes < 1:
         raise ValueError(f"episodes={cfg.episodes}; allowed: >= 1")
     if cfg.videos < 0:
@@ -211,8 +243,7 @@ def _run(cfg: EvalPolicyConfig, config: EnvConfig) -> dict:
     policies = {label: resolve_policy(spec, cfg.device, cfg.seed) for label, spec in zip(labels, cfg.policies)}
     results: dict[str, EvalResult] = {}
     for label, policy in policies.items():
-        results[label] = evaluate(policy, config, cfg.episodes, device=cfg.device, seed=cfg.seed,
-                                  num_envs=cfg.num_envs)
+        results[label] = evaluate(policy, config, cfg.episodes, device=cfg.device, seed=cfg.seed, num_envs=cfg.num_envs)
     title = f"{cfg.env}, {cfg.episodes} episodes, seed {cfg.seed}, {cfg.device}"
     print_table(results, title)
 
@@ -220,11 +251,16 @@ def _run(cfg: EvalPolicyConfig, config: EnvConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     videos: dict[str, list[str]] = {}
     for label, policy in policies.items():
-        videos[label] = [str(record_episode(policy, config, out / f"{_slug(label)}_{k}.mp4", cfg.seed + k,
-                                            cfg.device)) for k in range(cfg.videos)]
+        videos[label] = [
+            str(record_episode(policy, config, out / f"{_slug(label)}_{k}.mp4", cfg.seed + k, cfg.device))
+            for k in range(cfg.videos)
+        ]
     plot = plot_results(results, out / "eval.png", title)
     report = {
-        "env": cfg.env, "episodes": cfg.episodes, "seed": cfg.seed, "device": cfg.device,
+        "env": cfg.env,
+        "episodes": cfg.episodes,
+        "seed": cfg.seed,
+        "device": cfg.device,
         "duration": config.duration,
         "policies": {label: {"spec": spec, **results[label].to_json()} for label, spec in zip(labels, cfg.policies)},
     }

@@ -73,14 +73,18 @@ def run_demo(cfg: DemoConfig) -> dict:
     path = write_mp4(frames, cfg.out, fps=int(round(env_config.sim_frequency)))
     state = env.state
     outcome = "collision" if bool(state.crashed[0]) else "off road" if bool(state.off_road[0]) else "no collision"
-    print(f"episode: {cfg.scenario}, {cfg.policy.value} policy, {float(state.time[0]):.1f} s, {outcome}, "
-          f"{float(state.distance[0]):.0f} m driven, return {total_reward:.2f}")
+    print(
+        f"episode: {cfg.scenario}, {cfg.policy.value} policy, {float(state.time[0]):.1f} s, {outcome}, "
+        f"{float(state.distance[0]):.0f} m driven, return {total_reward:.2f}"
+    )
     print(f"video: {path} ({len(frames)} frames)")
     result = {"video": str(path), "frames": len(frames), "outcome": outcome}
     if cfg.throughput_envs > 0:
         r = measure_drivestack(base, cfg.throughput_envs, cfg.device, cfg.throughput_seconds, cfg.seed)
-        print(f"throughput: {r['policy_steps_per_s']:,.0f} policy steps/s, {r['env_steps_per_s']:,.0f} env steps/s "
-              f"({cfg.throughput_envs} {cfg.scenario} envs x {base.traffic.num_vehicles} vehicles, "
-              f"{base.sim_frequency:g} Hz simulation, {base.policy_frequency:g} Hz policy, {cfg.device}, eager)")
+        print(
+            f"throughput: {r['policy_steps_per_s']:,.0f} policy steps/s, {r['env_steps_per_s']:,.0f} env steps/s "
+            f"({cfg.throughput_envs} {cfg.scenario} envs x {base.traffic.num_vehicles} vehicles, "
+            f"{base.sim_frequency:g} Hz simulation, {base.policy_frequency:g} Hz policy, {cfg.device}, eager)"
+        )
         result.update(r)
     return result

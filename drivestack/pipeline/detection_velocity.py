@@ -39,8 +39,13 @@ def scene_order(nusc: NuScenes, frames: list[CameraFrame]) -> list[list[tuple[in
     return [sorted(group, key=lambda item: item[1]) for group in scenes.values()]
 
 
-def tracker_velocities(nusc: NuScenes, frames: list[CameraFrame], dets: Detections, score_threshold: float,
-                       config: TrackerConfig = CAMERA_TRACKER) -> Detections:
+def tracker_velocities(
+    nusc: NuScenes,
+    frames: list[CameraFrame],
+    dets: Detections,
+    score_threshold: float,
+    config: TrackerConfig = CAMERA_TRACKER,
+) -> Detections:
     """`dets` with `velocity` (N, K, 2) [m/s, global] from tracking each scene's detections scoring at least
     `score_threshold`; classes the tracker does not track (barrier, traffic cone, ...) and detections below
     the threshold keep zero."""
@@ -55,8 +60,15 @@ def tracker_velocities(nusc: NuScenes, frames: list[CameraFrame], dets: Detectio
         tracker.reset()
         for i, timestamp in group:  # frames of one scene in time order: the tracker is sequential by nature
             rows = np.flatnonzero((scores[i] >= score_threshold) & (track_label[i] >= 0))
-            frame = FrameDetections.from_boxes(frames[i].sample_token, timestamp, center[i, rows], size[i, rows],
-                                               yaw[i, rows], scores[i, rows], track_label[i, rows])
+            frame = FrameDetections.from_boxes(
+                frames[i].sample_token,
+                timestamp,
+                center[i, rows],
+                size[i, rows],
+                yaw[i, rows],
+                scores[i, rows],
+                track_label[i, rows],
+            )
             out = tracker.step(frame)
             took = out.detection_index >= 0
             velocity[i, rows[out.detection_index[took]]] = out.velocity[took]

@@ -13,8 +13,7 @@ from drivestack.cli import main
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "drivestack.cli", *args], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-m", "drivestack.cli", *args], capture_output=True, text=True, timeout=300)
 
 
 def test_top_level_help_lists_commands(capsys) -> None:
@@ -25,8 +24,20 @@ def test_top_level_help_lists_commands(capsys) -> None:
 
 def test_sim_demo_writes_mp4_and_prints_throughput(tmp_path: Path) -> None:
     out = tmp_path / "demo" / "episode.mp4"
-    proc = _run("sim", "demo", "--seconds", "3", "--out", str(out), "--throughput-envs", "16",
-                "--throughput-seconds", "0.2", "--scenario", "merge")
+    proc = _run(
+        "sim",
+        "demo",
+        "--seconds",
+        "3",
+        "--out",
+        str(out),
+        "--throughput-envs",
+        "16",
+        "--throughput-seconds",
+        "0.2",
+        "--scenario",
+        "merge",
+    )
     assert proc.returncode == 0, proc.stderr
     assert out.exists() and not list(out.parent.glob("*.tmp*"))
     assert len(iio.imread(out)) >= 10
@@ -35,8 +46,21 @@ def test_sim_demo_writes_mp4_and_prints_throughput(tmp_path: Path) -> None:
 
 def test_bench_sim_prints_ratio_and_writes_json(tmp_path: Path) -> None:
     out = tmp_path / "sim.json"
-    proc = _run("bench", "sim", "--num-envs", "8", "--vehicles", "10", "--seconds", "0.2",
-                "--reference-seconds", "0.5", "--no-compile", "--out", str(out))
+    proc = _run(
+        "bench",
+        "sim",
+        "--num-envs",
+        "8",
+        "--vehicles",
+        "10",
+        "--seconds",
+        "0.2",
+        "--reference-seconds",
+        "0.5",
+        "--no-compile",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "highway-env highway-v0" in proc.stdout and "drivestack eager" in proc.stdout
     result = json.loads(out.read_text())
@@ -75,5 +99,7 @@ def test_bench_train_measures_both_sides(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     assert result["highway_env"]["env_steps_per_s"] > 0 and result["drivestack"]["env_steps_per_s"] > 0
-    assert result["ratio_vs_highway_env"] == result["drivestack"]["env_steps_per_s"] / result["highway_env"][
-        "env_steps_per_s"]
+    assert (
+        result["ratio_vs_highway_env"]
+        == result["drivestack"]["env_steps_per_s"] / result["highway_env"]["env_steps_per_s"]
+    )

@@ -28,8 +28,10 @@ def _steady(trace: Trace, after: float = 10.0) -> np.ndarray:
 
 
 def test_module_imports_without_highway_env() -> None:
-    code = ("import sys; sys.modules['highway_env'] = None; "
-            "import drivestack.bench.highway_env as m; assert not m.highway_env_available(); print('ok')")
+    code = (
+        "import sys; sys.modules['highway_env'] = None; "
+        "import drivestack.bench.highway_env as m; assert not m.highway_env_available(); print('ok')"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr
     assert highway_env_available()

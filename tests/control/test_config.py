@@ -36,25 +36,28 @@ def test_unknown_controller_name_raises_listing_the_allowed_ones() -> None:
         replace(ControllerConfig(), lateral="LQR")  # names are the lower-case values
 
 
-@pytest.mark.parametrize(("group", "field", "value"), [
-    ("stanley", "gain", -1.0),
-    ("stanley", "softening", 0.0),
-    ("stanley", "heading_gain", math.nan),
-    ("pure_pursuit", "lookahead_time", 0.0),
-    ("pure_pursuit", "min_lookahead", -2.0),
-    ("pure_pursuit", "max_lookahead", 1.0),  # below min_lookahead
-    ("lqr", "lateral", 0.0),
-    ("lqr", "input", -0.1),
-    ("lqr", "heading", -1.0),
-    ("lqr", "speed_step", 0.0),
-    ("lqr", "max_speed", 0.5),  # below min_speed
-    ("speed", "kp", 0.0),
-    ("speed", "ki", -0.1),
-    ("speed", "kd", -0.1),
-    ("speed", "integral_limit", 0.0),
-    ("cascade", "lateral", -1.0),
-    ("cascade", "max_heading", 2.0),
-])
+@pytest.mark.parametrize(
+    ("group", "field", "value"),
+    [
+        ("stanley", "gain", -1.0),
+        ("stanley", "softening", 0.0),
+        ("stanley", "heading_gain", math.nan),
+        ("pure_pursuit", "lookahead_time", 0.0),
+        ("pure_pursuit", "min_lookahead", -2.0),
+        ("pure_pursuit", "max_lookahead", 1.0),  # below min_lookahead
+        ("lqr", "lateral", 0.0),
+        ("lqr", "input", -0.1),
+        ("lqr", "heading", -1.0),
+        ("lqr", "speed_step", 0.0),
+        ("lqr", "max_speed", 0.5),  # below min_speed
+        ("speed", "kp", 0.0),
+        ("speed", "ki", -0.1),
+        ("speed", "kd", -0.1),
+        ("speed", "integral_limit", 0.0),
+        ("cascade", "lateral", -1.0),
+        ("cascade", "max_heading", 2.0),
+    ],
+)
 def test_invalid_gain_raises_naming_the_field(group: str, field: str, value: float) -> None:
     base = ControllerConfig()
     config = replace(base, **{group: replace(getattr(base, group), **{field: value})})

@@ -42,8 +42,12 @@ CURVATURES = (0.0, 1.0 / 500.0, 1.0 / 150.0, -1.0 / 150.0)  # [1/m] straight, R 
 # Steady-state offset allowed on curves after 10 s. The cascade (highway-env's law) feeds back the heading of
 # the centre of gravity, which on a curve holds the slip angle beta = atan(L kappa / 2): it settles at
 # v beta / lateral_gain = 0.28 m outside on R = 150 m at 30 m/s. The others track the rear-axle heading.
-CURVE_TOLERANCE = {LateralController.CASCADE: 0.3, LateralController.PURE_PURSUIT: 0.05,
-                   LateralController.STANLEY: 0.05, LateralController.LQR: 0.05}  # [m]
+CURVE_TOLERANCE = {
+    LateralController.CASCADE: 0.3,
+    LateralController.PURE_PURSUIT: 0.05,
+    LateralController.STANLEY: 0.05,
+    LateralController.LQR: 0.05,
+}  # [m]
 
 Reference = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
@@ -59,8 +63,11 @@ def table() -> LQRTable:
 
 
 # --------------------------------------------------------------------------- closed-loop harness
-def _reference_point(delta: torch.Tensor, kappa: torch.Tensor, offset: torch.Tensor,
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+def _reference_point(
+    delta: torch.Tensor,
+    kappa: torch.Tensor,
+    offset: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Point at `offset` [m] left of a lane of constant curvature kappa, `delta` [m] of arc ahead of the
     origin, in the lane frame at the origin (x along the lane, y left). Exact circle geometry; the sinc
     forms stay exact as kappa -> 0."""
@@ -69,8 +76,14 @@ def _reference_point(delta: torch.Tensor, kappa: torch.Tensor, offset: torch.Ten
     return x - offset * torch.sin(kappa * delta), y + offset * torch.cos(kappa * delta)
 
 
-def _pursuit_target(s: torch.Tensor, e_y: torch.Tensor, e_psi: torch.Tensor, kappa: torch.Tensor,
-                    lookahead: torch.Tensor, reference: Reference) -> tuple[torch.Tensor, torch.Tensor]:
+def _pursuit_target(
+    s: torch.Tensor,
+    e_y: torch.Tensor,
+    e_psi: torch.Tensor,
+    kappa: torch.Tensor,
+    lookahead: torch.Tensor,
+    reference: Reference,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The point of the reference path at distance `lookahead` from the rear axle, ahead of the vehicle,
     in the rear-axle frame (x forward, y left). The vehicle's centre of gravity is at (0, e_y) of the lane
     frame at its foot point, heading e_psi; the rear axle half a wheelbase behind. The distance from the rear
@@ -94,8 +107,16 @@ def _pursuit_target(s: torch.Tensor, e_y: torch.Tensor, e_psi: torch.Tensor, kap
     return dx * cos + dy * sin, -dx * sin + dy * cos
 
 
-def _steer_command(controller: LateralController, s: torch.Tensor, e_y: torch.Tensor, e_psi: torch.Tensor,
-                   speed: torch.Tensor, kappa: torch.Tensor, reference: Reference, table: LQRTable) -> torch.Tensor:
+def _steer_command(
+    controller: LateralController,
+    s: torch.Tensor,
+    e_y: torch.Tensor,
+    e_psi: torch.Tensor,
+    speed: torch.Tensor,
+    kappa: torch.Tensor,
+    reference: Reference,
+    table: LQRTable,
+) -> torch.Tensor:
     """Steering command of `controller` from the errors with respect to the reference (as `sim.driver`)."""
     offset, slope, second = reference(s)
     lateral_error = e_y - offset
@@ -113,9 +134,15 @@ def _steer_command(controller: LateralController, s: torch.Tensor, e_y: torch.Te
     return lqr_steer(lateral_error, heading_error, curvature, speed, WHEELBASE, table)
 
 
-def simulate(controller: LateralController, speed: torch.Tensor, kappa: torch.Tensor, e_y0: float,
-             table: LQRTable, reference: Reference = _lane_centre, duration: float = 20.0,
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+def simulate(
+    controller: LateralController,
+    speed: torch.Tensor,
+    kappa: torch.Tensor,
+    e_y0: float,
+    table: LQRTable,
+    reference: Reference = _lane_centre,
+    duration: float = 20.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Closed loop from (e_y0, heading 0, steer 0) at constant speed. Returns the lateral error with
     respect to the reference and the offset from the lane centre, both [T, S] (state at the start of
     each step)."""
@@ -179,15 +206,14 @@ def test_pure_pursuit_holds_a_circle_exactly() -> None:
 
 # --------------------------------------------------------------------------- closed loop
 @pytest.mark.parametrize("controller", list(LateralController))
-def test_converges_on_straight_and_curves_without_oscillation(controller: LateralController,
-                                                              table: LQRTable) -> None:
+def test_converges_on_straight_and_curves_without_oscillation(controller: LateralController, table: LQRTable) -> None:
     speed, kappa = _scenarios()
     errors, _ = simulate(controller, speed, kappa, 1.0, table)  # [T, S], 1 m off the centre line
     at_10s = errors[_index(10.0)].abs()
     straight = kappa == 0
     assert bool((at_10s[straight] < 0.05).all()), f"straight: |error| at 10 s = {at_10s[straight].tolist()}"
     assert bool((at_10s < CURVE_TOLERANCE[controller]).all()), f"|error| at 10 s = {at_10s.tolist()}"
-    tail = errors[_index(15.0):]  # last 5 s: settled, no limit cycle
+    tail = errors[_index(15.0) :]  # last 5 s: settled, no limit cycle
     swing = tail.max(dim=0).values - tail.min(dim=0).values
     assert bool((swing < 0.01).all()), f"peak-to-peak error in the last 5 s = {swing.tolist()}"
     # At most a centimetre of drift while the rate-limited steering (starting straight) reaches a curve.
@@ -202,8 +228,9 @@ def test_small_offset_on_straight_at_30ms_has_small_rms(controller: LateralContr
 
 
 @pytest.mark.parametrize("controller", list(LateralController))
-def test_lane_change_along_the_quintic_settles_in_4s_with_small_overshoot(controller: LateralController,
-                                                                         table: LQRTable) -> None:
+def test_lane_change_along_the_quintic_settles_in_4s_with_small_overshoot(
+    controller: LateralController, table: LQRTable
+) -> None:
     speed = torch.tensor(SPEEDS, dtype=torch.float64)
     length = lane_change_length(speed, 3.0, 20.0)  # [m] 3 s of travel
     start_offset = -4.0  # [m] the target lane is one 4 m lane to the left
@@ -211,8 +238,9 @@ def test_lane_change_along_the_quintic_settles_in_4s_with_small_overshoot(contro
     def reference(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return lane_change_offset(s, 0.0, length, start_offset)
 
-    _, offsets = simulate(controller, speed, torch.zeros_like(speed), start_offset, table, reference,
-                          duration=12.0)  # [T, S] offset from the target lane centre
+    _, offsets = simulate(
+        controller, speed, torch.zeros_like(speed), start_offset, table, reference, duration=12.0
+    )  # [T, S] offset from the target lane centre
     outside = offsets.abs() > 0.1  # [T, S]
     steps = torch.arange(1, outside.shape[0] + 1).unsqueeze(1)
     settle = (outside * steps).amax(dim=0) * DT  # [s] end of the last step outside the band
@@ -239,8 +267,9 @@ def test_steering_signs() -> None:
 
 def test_stanley_and_lookahead_by_hand() -> None:
     g = StanleyGains(gain=2.0, softening=1.0, heading_gain=0.5)
-    steer = stanley_steer(torch.tensor(0.4), torch.tensor(0.1), torch.tensor(0.01), torch.tensor(9.0), 2.5, g,
-                          rear_to_point=0.0)
+    steer = stanley_steer(
+        torch.tensor(0.4), torch.tensor(0.1), torch.tensor(0.01), torch.tensor(9.0), 2.5, g, rear_to_point=0.0
+    )
     expected = -0.5 * 0.1 - math.atan(2.0 * 0.4 / 10.0) + math.atan(2.5 * 0.01)
     assert steer.item() == pytest.approx(expected, abs=1e-6)
     pp = PurePursuitGains(lookahead_time=0.8, min_lookahead=4.0, max_lookahead=30.0)
@@ -292,8 +321,9 @@ def test_lqr_table_interpolates_and_clamps(table: LQRTable) -> None:
     assert batched.shape == (2, 3, 2)
     f32 = table.to(dtype=torch.float32)
     assert f32.gains(torch.tensor([17.3])).dtype == torch.float32
-    torch.testing.assert_close(f32.gains(torch.tensor([17.3])).double(), table.gains(torch.tensor([17.3]).double()),
-                               rtol=1e-6, atol=0.0)
+    torch.testing.assert_close(
+        f32.gains(torch.tensor([17.3])).double(), table.gains(torch.tensor([17.3]).double()), rtol=1e-6, atol=0.0
+    )
 
 
 # --------------------------------------------------------------------------- batching, limits, NaN
@@ -316,16 +346,23 @@ def test_batched_call_equals_per_vehicle_calls(table: LQRTable) -> None:
     ]
     for law in laws:
         batched = law(e, h, k, v, L)
-        looped = torch.stack([law(e[i, j], h[i, j], k[i, j], v[i, j], L[i, j])
-                              for i in range(shape[0]) for j in range(shape[1])]).view(shape)
+        looped = torch.stack(
+            [law(e[i, j], h[i, j], k[i, j], v[i, j], L[i, j]) for i in range(shape[0]) for j in range(shape[1])]
+        ).view(shape)
         torch.testing.assert_close(batched, looped)
 
 
 @settings(max_examples=200, deadline=None)
-@given(steer_cmd=st.floats(-3.0, 3.0), prev_frac=st.floats(-1.0, 1.0), max_steer=st.floats(0.05, 1.5),
-       max_rate=st.floats(0.01, 5.0), dt=st.floats(0.001, 1.0))
-def test_limit_steer_respects_angle_and_rate(steer_cmd: float, prev_frac: float, max_steer: float,
-                                             max_rate: float, dt: float) -> None:
+@given(
+    steer_cmd=st.floats(-3.0, 3.0),
+    prev_frac=st.floats(-1.0, 1.0),
+    max_steer=st.floats(0.05, 1.5),
+    max_rate=st.floats(0.01, 5.0),
+    dt=st.floats(0.001, 1.0),
+)
+def test_limit_steer_respects_angle_and_rate(
+    steer_cmd: float, prev_frac: float, max_steer: float, max_rate: float, dt: float
+) -> None:
     prev = torch.tensor(prev_frac * max_steer, dtype=torch.float64)
     out = limit_steer(torch.tensor(steer_cmd, dtype=torch.float64), prev, max_steer, max_rate, dt)
     assert abs(out.item()) <= max_steer + 1e-12
@@ -336,11 +373,17 @@ def test_limit_steer_respects_angle_and_rate(steer_cmd: float, prev_frac: float,
 
 
 _NAN_CASES = {
-    "lane_keeping_steer": (lane_keeping_steer, ["lateral_error", "heading_error", "curvature", "speed", "wheelbase"],
-                           {}),
+    "lane_keeping_steer": (
+        lane_keeping_steer,
+        ["lateral_error", "heading_error", "curvature", "speed", "wheelbase"],
+        {},
+    ),
     "pure_pursuit_steer": (pure_pursuit_steer, ["target_x", "target_y", "wheelbase"], {}),
-    "stanley_steer": (stanley_steer, ["front_axle_error", "heading_error", "curvature", "speed", "wheelbase"],
-                      {"gains": StanleyGains()}),
+    "stanley_steer": (
+        stanley_steer,
+        ["front_axle_error", "heading_error", "curvature", "speed", "wheelbase"],
+        {"gains": StanleyGains()},
+    ),
     "lqr_steer": (lqr_steer, ["lateral_error", "heading_error", "curvature", "speed", "wheelbase"], {"table": None}),
     "lookahead_distance": (lookahead_distance, ["speed"], {"gains": PurePursuitGains()}),
     "limit_steer": (limit_steer, ["steer_cmd", "prev_steer", "max_steer", "max_rate", "dt"], {}),
@@ -373,7 +416,11 @@ def test_controllers_on_cuda_match_cpu(table: LQRTable) -> None:
         expected = law(e, h, k, v, WHEELBASE, tbl_cpu)
         got = law(e.cuda(), h.cuda(), k.cuda(), v.cuda(), WHEELBASE, tbl_cuda)
         torch.testing.assert_close(got.cpu(), expected)
-    torch.testing.assert_close(stanley_steer(e.cuda(), h.cuda(), k.cuda(), v.cuda(), WHEELBASE, StanleyGains()).cpu(),
-                               stanley_steer(e, h, k, v, WHEELBASE, StanleyGains()))
-    torch.testing.assert_close(limit_steer(e.cuda(), h.cuda(), MAX_STEER, MAX_STEER_RATE, DT).cpu(),
-                               limit_steer(e, h, MAX_STEER, MAX_STEER_RATE, DT))
+    torch.testing.assert_close(
+        stanley_steer(e.cuda(), h.cuda(), k.cuda(), v.cuda(), WHEELBASE, StanleyGains()).cpu(),
+        stanley_steer(e, h, k, v, WHEELBASE, StanleyGains()),
+    )
+    torch.testing.assert_close(
+        limit_steer(e.cuda(), h.cuda(), MAX_STEER, MAX_STEER_RATE, DT).cpu(),
+        limit_steer(e, h, MAX_STEER, MAX_STEER_RATE, DT),
+    )

@@ -29,8 +29,9 @@ def _constant(value: float) -> Schedule:
 _NO_ACCEL = _constant(0.0)
 
 
-def simulate(gains: PIDGains, v0: float, target: Schedule, target_accel: Schedule = _NO_ACCEL,
-             duration: float = 30.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def simulate(
+    gains: PIDGains, v0: float, target: Schedule, target_accel: Schedule = _NO_ACCEL, duration: float = 30.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Closed loop on v' = a (forward Euler, as `sim.dynamics`). Returns speed after each step, the
     acceleration applied in it and the set-point at the end of it, each [T]."""
     v = torch.tensor([v0], dtype=torch.float64)
@@ -39,8 +40,9 @@ def simulate(gains: PIDGains, v0: float, target: Schedule, target_accel: Schedul
     speeds, accels, targets = [], [], []
     for k in range(round(duration / DT)):
         t = k * DT
-        accel, integral = pid_speed_control(v, target(t), target_accel(t), integral, accel, DT, gains, MAX_ACCEL,
-                                            MAX_BRAKE, MAX_JERK)
+        accel, integral = pid_speed_control(
+            v, target(t), target_accel(t), integral, accel, DT, gains, MAX_ACCEL, MAX_BRAKE, MAX_JERK
+        )
         v = v + accel * DT
         speeds.append(v)
         accels.append(accel)
@@ -117,13 +119,24 @@ def test_integral_does_not_grow_while_saturated() -> None:
     integral = torch.zeros(1)
     accel = torch.tensor([MAX_ACCEL])
     for _ in range(50):  # a 30 m/s error: the command sits at the acceleration limit
-        accel, integral = pid_speed_control(torch.tensor([0.0]), 30.0, 0.0, integral, accel, DT, GAINS, MAX_ACCEL,
-                                            MAX_BRAKE, MAX_JERK)
+        accel, integral = pid_speed_control(
+            torch.tensor([0.0]), 30.0, 0.0, integral, accel, DT, GAINS, MAX_ACCEL, MAX_BRAKE, MAX_JERK
+        )
     assert integral.item() == 0.0
     # ... but unwinds when the error points back out of the limit (here the feed-forward holds the command
     # at the acceleration limit while the vehicle is faster than its set-point).
-    accel, unwound = pid_speed_control(torch.tensor([21.0]), 20.0, 10.0, torch.tensor([0.5]),
-                                       torch.tensor([MAX_ACCEL]), DT, GAINS, MAX_ACCEL, MAX_BRAKE, MAX_JERK)
+    accel, unwound = pid_speed_control(
+        torch.tensor([21.0]),
+        20.0,
+        10.0,
+        torch.tensor([0.5]),
+        torch.tensor([MAX_ACCEL]),
+        DT,
+        GAINS,
+        MAX_ACCEL,
+        MAX_BRAKE,
+        MAX_JERK,
+    )
     assert accel.item() == MAX_ACCEL
     assert unwound.item() == pytest.approx(0.5 - GAINS.ki * 1.0 * DT)
 
@@ -144,8 +157,15 @@ def test_feedforward_removes_the_ramp_lag() -> None:
 
 
 def test_derivative_acts_on_the_measurement_not_on_set_point_steps() -> None:
-    args = dict(speed=torch.tensor([20.0]), target_accel=0.0, integral=torch.tensor([0.0]), dt=DT,
-                max_accel=MAX_ACCEL, max_brake=MAX_BRAKE, max_jerk=100.0)
+    args = dict(
+        speed=torch.tensor([20.0]),
+        target_accel=0.0,
+        integral=torch.tensor([0.0]),
+        dt=DT,
+        max_accel=MAX_ACCEL,
+        max_brake=MAX_BRAKE,
+        max_jerk=100.0,
+    )
     with_d = replace(GAINS, kd=0.5)
     for target in (20.0, 21.0):  # a set-point step changes the command by kp * step only
         a_d, _ = pid_speed_control(target_speed=target, prev_accel=torch.tensor([1.0]), gains=with_d, **args)
@@ -155,18 +175,46 @@ def test_derivative_acts_on_the_measurement_not_on_set_point_steps() -> None:
 
 # --------------------------------------------------------------------------- limits and pedals
 @settings(max_examples=300, deadline=None)
-@given(speed=st.floats(0.0, 40.0), target=st.floats(0.0, 40.0), target_accel=st.floats(-10.0, 10.0),
-       integral=st.floats(-5.0, 5.0), prev_frac=st.floats(-1.0, 1.0), kp=st.floats(0.01, 10.0),
-       ki=st.floats(0.0, 5.0), kd=st.floats(0.0, 2.0), limit=st.floats(0.01, 3.0), max_jerk=st.floats(0.1, 50.0),
-       dt=st.floats(0.01, 0.5))
-def test_limits_are_always_respected(speed: float, target: float, target_accel: float, integral: float,
-                                     prev_frac: float, kp: float, ki: float, kd: float, limit: float,
-                                     max_jerk: float, dt: float) -> None:
+@given(
+    speed=st.floats(0.0, 40.0),
+    target=st.floats(0.0, 40.0),
+    target_accel=st.floats(-10.0, 10.0),
+    integral=st.floats(-5.0, 5.0),
+    prev_frac=st.floats(-1.0, 1.0),
+    kp=st.floats(0.01, 10.0),
+    ki=st.floats(0.0, 5.0),
+    kd=st.floats(0.0, 2.0),
+    limit=st.floats(0.01, 3.0),
+    max_jerk=st.floats(0.1, 50.0),
+    dt=st.floats(0.01, 0.5),
+)
+def test_limits_are_always_respected(
+    speed: float,
+    target: float,
+    target_accel: float,
+    integral: float,
+    prev_frac: float,
+    kp: float,
+    ki: float,
+    kd: float,
+    limit: float,
+    max_jerk: float,
+    dt: float,
+) -> None:
     gains = PIDGains(kp=kp, ki=ki, kd=kd, integral_limit=limit)
     prev = MAX_ACCEL * prev_frac if prev_frac > 0 else MAX_BRAKE * prev_frac  # a previous output: within limits
-    accel, new_integral = pid_speed_control(torch.tensor(speed, dtype=torch.float64), target, target_accel,
-                                            torch.tensor(integral, dtype=torch.float64), prev, dt, gains, MAX_ACCEL,
-                                            MAX_BRAKE, max_jerk)
+    accel, new_integral = pid_speed_control(
+        torch.tensor(speed, dtype=torch.float64),
+        target,
+        target_accel,
+        torch.tensor(integral, dtype=torch.float64),
+        prev,
+        dt,
+        gains,
+        MAX_ACCEL,
+        MAX_BRAKE,
+        max_jerk,
+    )
     eps = 1e-9
     assert -MAX_BRAKE - eps <= accel.item() <= MAX_ACCEL + eps
     assert abs(accel.item() - prev) <= max_jerk * dt + eps
@@ -195,11 +243,13 @@ def test_batched_call_equals_per_vehicle_calls() -> None:
     target = 30 * torch.rand(shape, generator=gen)
     integral = torch.randn(shape, generator=gen)
     prev = torch.randn(shape, generator=gen)
-    batched, batched_i = pid_speed_control(speed, target, 0.5, integral, prev, DT, GAINS, MAX_ACCEL, MAX_BRAKE,
-                                           MAX_JERK)
+    batched, batched_i = pid_speed_control(
+        speed, target, 0.5, integral, prev, DT, GAINS, MAX_ACCEL, MAX_BRAKE, MAX_JERK
+    )
     for idx in [(i, j) for i in range(shape[0]) for j in range(shape[1])]:
-        a, i_new = pid_speed_control(speed[idx], target[idx], 0.5, integral[idx], prev[idx], DT, GAINS, MAX_ACCEL,
-                                     MAX_BRAKE, MAX_JERK)
+        a, i_new = pid_speed_control(
+            speed[idx], target[idx], 0.5, integral[idx], prev[idx], DT, GAINS, MAX_ACCEL, MAX_BRAKE, MAX_JERK
+        )
         assert a.item() == batched[idx].item() and i_new.item() == batched_i[idx].item()
 
 
@@ -210,9 +260,18 @@ def test_proportional_controller_unchanged() -> None:
 
 @pytest.mark.parametrize("bad", ["speed", "target_speed", "target_accel", "integral", "prev_accel", "max_jerk"])
 def test_nan_input_raises_naming_it(bad: str) -> None:
-    args = dict(speed=torch.tensor([20.0]), target_speed=torch.tensor([25.0]), target_accel=0.0,
-                integral=torch.tensor([0.0]), prev_accel=torch.tensor([0.0]), dt=DT, gains=GAINS,
-                max_accel=MAX_ACCEL, max_brake=MAX_BRAKE, max_jerk=MAX_JERK)
+    args = dict(
+        speed=torch.tensor([20.0]),
+        target_speed=torch.tensor([25.0]),
+        target_accel=0.0,
+        integral=torch.tensor([0.0]),
+        prev_accel=torch.tensor([0.0]),
+        dt=DT,
+        gains=GAINS,
+        max_accel=MAX_ACCEL,
+        max_brake=MAX_BRAKE,
+        max_jerk=MAX_JERK,
+    )
     args[bad] = torch.tensor([math.nan]) if isinstance(args[bad], torch.Tensor) else math.nan
     with pytest.raises(ValueError, match=rf"non-finite {bad}\b.*controller inputs must be finite"):
         pid_speed_control(**args)

@@ -23,8 +23,9 @@ def test_quintic_boundary_values_and_peak_slope() -> None:
     assert u[dq.argmax()].item() == pytest.approx(0.5)
     assert d2q.max().item() == pytest.approx(10.0 / math.sqrt(3.0), rel=1e-6)  # at u = (3 - sqrt 3) / 6
     assert bool((q.diff() >= 0).all())
-    torch.testing.assert_close(quintic(torch.tensor(0.5, dtype=torch.float64))[0],
-                               torch.tensor(0.5, dtype=torch.float64))
+    torch.testing.assert_close(
+        quintic(torch.tensor(0.5, dtype=torch.float64))[0], torch.tensor(0.5, dtype=torch.float64)
+    )
 
 
 def test_quintic_holds_its_end_values_outside_the_unit_interval() -> None:
@@ -57,8 +58,7 @@ def test_lane_change_offset_start_end_and_monotone() -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(start_s=st.floats(-100.0, 100.0), length=st.floats(5.0, 200.0), start_offset=st.floats(-8.0, 8.0))
-def test_lane_change_derivatives_match_finite_differences(start_s: float, length: float,
-                                                          start_offset: float) -> None:
+def test_lane_change_derivatives_match_finite_differences(start_s: float, length: float, start_offset: float) -> None:
     s = start_s + length * torch.linspace(0.02, 0.98, 25, dtype=torch.float64)
     h = 1e-4 * length
 

@@ -25,8 +25,9 @@ from drivestack.perception.boxes import (
 from drivestack.perception.dataset import TargetBoxes
 
 # Real nuScenes CAM_FRONT calibration (scene-0523): slightly pitched and rolled.
-CAM_ROT = torch.tensor([0.5077241387638071, -0.4973392230703816, 0.49837167536166627, -0.4964832014373754],
-                       dtype=torch.float64)
+CAM_ROT = torch.tensor(
+    [0.5077241387638071, -0.4973392230703816, 0.49837167536166627, -0.4964832014373754], dtype=torch.float64
+)
 CAM_T = torch.tensor([1.72200568478, 0.00475453292289, 1.49491291905], dtype=torch.float64)
 K = torch.tensor([[1252.8131, 0.0, 826.5881], [0.0, 1252.8131, 469.9847], [0.0, 0.0, 1.0]], dtype=torch.float64)
 LEVEL_ROT = torch.tensor([0.5, -0.5, 0.5, -0.5], dtype=torch.float64)  # exactly level front camera
@@ -59,8 +60,9 @@ def test_encode_decode_round_trip_any_camera() -> None:
         assert torch.allclose(back[:, :6], boxes[:, :6], atol=1e-9)
         assert torch.allclose(wrap_angle(back[:, 6] - boxes[:, 6]), torch.zeros(200, dtype=torch.float64), atol=1e-9)
     # A side camera (yawed 55 deg left, like CAM_FRONT_LEFT) and batched leading dimensions.
-    left = make_transform(quat_to_matrix(yaw_to_quat(torch.tensor(0.96, dtype=torch.float64))) @ quat_to_matrix(
-        LEVEL_ROT), CAM_T)
+    left = make_transform(
+        quat_to_matrix(yaw_to_quat(torch.tensor(0.96, dtype=torch.float64))) @ quat_to_matrix(LEVEL_ROT), CAM_T
+    )
     rot_boxes = boxes.clone()
     rot_boxes[:, :2] = boxes[:, :2] @ quat_to_matrix(yaw_to_quat(torch.tensor(0.96, dtype=torch.float64)))[:2, :2].T
     batch = torch.stack([rot_boxes, rot_boxes])
@@ -74,8 +76,12 @@ def test_alpha_is_yaw_relative_to_the_viewing_ray() -> None:
     # Two boxes on the same ray from the camera with the same yaw look the same: same alpha.
     ray = torch.tensor([math.cos(0.3), math.sin(0.3), 0.0], dtype=torch.float64)
     c1, c2 = CAM_T + 10 * ray, CAM_T + 30 * ray
-    boxes = torch.stack([torch.cat([c1, torch.tensor([2.0, 4.5, 1.6, 1.0], dtype=torch.float64)]),
-                         torch.cat([c2, torch.tensor([2.0, 4.5, 1.6, 1.0], dtype=torch.float64)])])
+    boxes = torch.stack(
+        [
+            torch.cat([c1, torch.tensor([2.0, 4.5, 1.6, 1.0], dtype=torch.float64)]),
+            torch.cat([c2, torch.tensor([2.0, 4.5, 1.6, 1.0], dtype=torch.float64)]),
+        ]
+    )
     enc = encode_boxes(boxes, K, cam2ego)
     assert torch.allclose(enc.alpha, torch.tensor([0.7, 0.7], dtype=torch.float64), atol=1e-9)
     assert torch.allclose(enc.uv[0], enc.uv[1], atol=1e-6)
@@ -94,8 +100,12 @@ def test_image_boxes_enclose_the_projected_centre() -> None:
     cam2ego = make_transform(quat_to_matrix(CAM_ROT), CAM_T)
     enc = encode_boxes(boxes, K, cam2ego)
     b2d = boxes_to_image_boxes(boxes, K, cam2ego, (10_000, 10_000))
-    inside = (b2d[:, 0] <= enc.uv[:, 0]) & (enc.uv[:, 0] <= b2d[:, 2]) & (b2d[:, 1] <= enc.uv[:, 1]) & (
-        enc.uv[:, 1] <= b2d[:, 3])
+    inside = (
+        (b2d[:, 0] <= enc.uv[:, 0])
+        & (enc.uv[:, 0] <= b2d[:, 2])
+        & (b2d[:, 1] <= enc.uv[:, 1])
+        & (enc.uv[:, 1] <= b2d[:, 3])
+    )
     assert inside.all()
     assert ((b2d[:, 2] - b2d[:, 0]) > 0).all()
 
@@ -103,10 +113,15 @@ def test_image_boxes_enclose_the_projected_centre() -> None:
 def _targets(boxes: torch.Tensor, k: torch.Tensor, cam2ego: torch.Tensor, size: tuple[int, int]) -> TargetBoxes:
     enc = encode_boxes(boxes, k, cam2ego)
     n = boxes.shape[0]
-    return TargetBoxes(uv=enc.uv[None].float(), box2d=boxes_to_image_boxes(boxes, k, cam2ego, size)[None].float(),
-                       depth=enc.depth[None].float(), size=enc.size[None].float(), alpha=enc.alpha[None].float(),
-                       labels=torch.zeros(1, n, dtype=torch.long),
-                       focal=torch.sqrt(k[0, 0] * k[1, 1])[None].float())
+    return TargetBoxes(
+        uv=enc.uv[None].float(),
+        box2d=boxes_to_image_boxes(boxes, k, cam2ego, size)[None].float(),
+        depth=enc.depth[None].float(),
+        size=enc.size[None].float(),
+        alpha=enc.alpha[None].float(),
+        labels=torch.zeros(1, n, dtype=torch.long),
+        focal=torch.sqrt(k[0, 0] * k[1, 1])[None].float(),
+    )
 
 
 def test_augmentation_moves_ground_truth_with_the_pixels() -> None:
@@ -115,14 +130,14 @@ def test_augmentation_moves_ground_truth_with_the_pixels() -> None:
     W, H = 320, 180
     k = scale_intrinsic(K, W / 1600, H / 900)
     cam2ego = make_transform(quat_to_matrix(LEVEL_ROT), CAM_T)
-    boxes = torch.tensor([[20.0, 2.0, 0.8, 2.0, 4.5, 1.6, 0.4], [35.0, -4.0, 0.8, 2.0, 4.5, 1.6, -2.0]],
-                         dtype=torch.float64)
+    boxes = torch.tensor(
+        [[20.0, 2.0, 0.8, 2.0, 4.5, 1.6, 0.4], [35.0, -4.0, 0.8, 2.0, 4.5, 1.6, -2.0]], dtype=torch.float64
+    )
     t = _targets(boxes, k, cam2ego, (W, H))
     image = torch.zeros(1, 3, H, W, dtype=torch.uint8)
     for u, v in t.uv[0].floor().long().tolist():  # a 3x3 marker centred on the pixel holding the centre
-        image[0, :, v - 1:v + 2, u - 1:u + 2] = 255
-    cfg = AugmentConfig(flip_prob=1.0, scale_min=1.1, scale_max=1.1, shift=0.05, brightness=0, contrast=0,
-                        saturation=0)
+        image[0, :, v - 1 : v + 2, u - 1 : u + 2] = 255
+    cfg = AugmentConfig(flip_prob=1.0, scale_min=1.1, scale_max=1.1, shift=0.05, brightness=0, contrast=0, saturation=0)
     out, moved, k_aug = augment(image, t, k[None].float(), cfg, torch.Generator().manual_seed(0))
     # Mirror world: flip the camera-frame x of every box; the mirrored camera has cx' = W - cx.
     k_flip = k.clone()
@@ -145,7 +160,7 @@ def test_augmentation_moves_ground_truth_with_the_pixels() -> None:
     # Pixels: the marker's centroid (pixel centres at +0.5) sits at the moved centre.
     for u, v in moved.uv[0].tolist():
         ui, vi = int(u), int(v)
-        patch = out[0, 0, vi - 5:vi + 6, ui - 5:ui + 6]
+        patch = out[0, 0, vi - 5 : vi + 6, ui - 5 : ui + 6]
         ys, xs = torch.meshgrid(torch.arange(11.0), torch.arange(11.0), indexing="ij")
         cu = ui - 5 + 0.5 + float((patch * xs).sum() / patch.sum())
         cv = vi - 5 + 0.5 + float((patch * ys).sum() / patch.sum())
@@ -161,8 +176,14 @@ def test_decode_of_encoded_boxes_through_the_network_head() -> None:
     cfg = ModelConfig(classes=("car", "truck"), input_width=320, input_height=192, head_stride=4, max_detections=10)
     k = scale_intrinsic(K, 320 / 1600, 192 / 900)
     cam2ego = make_transform(quat_to_matrix(CAM_ROT), CAM_T)
-    boxes = torch.tensor([[15.0, 2.0, 0.8, 2.0, 4.5, 1.6, 0.4], [30.0, -4.0, 1.2, 2.5, 7.0, 3.0, -2.0],
-                          [45.0, 5.0, 0.9, 1.9, 4.4, 1.5, 3.0]], dtype=torch.float64)
+    boxes = torch.tensor(
+        [
+            [15.0, 2.0, 0.8, 2.0, 4.5, 1.6, 0.4],
+            [30.0, -4.0, 1.2, 2.5, 7.0, 3.0, -2.0],
+            [45.0, 5.0, 0.9, 1.9, 4.4, 1.5, 3.0],
+        ],
+        dtype=torch.float64,
+    )
     t = _targets(boxes, k, cam2ego, cfg.input_size)
     t.labels[0] = torch.tensor([0, 1, 0])
     dense = build_targets(t, torch.tensor(cfg.size_priors()), cfg.output_size, cfg.head_stride)
@@ -185,8 +206,9 @@ def test_decode_of_encoded_boxes_through_the_network_head() -> None:
 
 
 def test_box_encoding_dataclass_broadcasts() -> None:
-    enc = BoxEncoding(uv=torch.zeros(2, 3, 2), depth=torch.ones(2, 3), size=torch.ones(2, 3, 3),
-                      alpha=torch.zeros(2, 3))
+    enc = BoxEncoding(
+        uv=torch.zeros(2, 3, 2), depth=torch.ones(2, 3), size=torch.ones(2, 3, 3), alpha=torch.zeros(2, 3)
+    )
     cam2ego = make_transform(quat_to_matrix(LEVEL_ROT), CAM_T).float().expand(2, 4, 4)
     assert decode_boxes(enc, K.float().expand(2, 3, 3), cam2ego).shape == (2, 3, 7)
 

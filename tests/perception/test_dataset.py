@@ -71,8 +71,9 @@ def test_real_scene_reads_and_projects_like_the_devkit(real_root: Path) -> None:
     frame = frames[5]
     sd = nusc.get("sample", frame.sample_token)["data"]["CAM_FRONT"]
     _, boxes, k = nusc.get_sample_data(sd)  # the devkit's boxes in the camera frame
-    enc = encode_boxes(torch.from_numpy(frame.boxes), torch.from_numpy(frame.intrinsic),
-                       torch.from_numpy(frame.cam2ego))
+    enc = encode_boxes(
+        torch.from_numpy(frame.boxes), torch.from_numpy(frame.intrinsic), torch.from_numpy(frame.cam2ego)
+    )
     by_token = {b.token: b for b in boxes}
     anns = nusc.get("sample", frame.sample_token)["anns"]
     tokens = [t for t in anns if category_to_detection_name(nusc.get("sample_annotation", t)["category_name"])]

@@ -46,8 +46,10 @@ def test_submission_loads_with_the_devkit(tiny_root: Path, tmp_path: Path) -> No
     assert set(boxes.sample_tokens) == {f.sample_token for f in frames}
     assert sum(len(boxes[t]) for t in boxes.sample_tokens) == int((dets.scores >= 0.05).sum())
     # Global boxes are the annotations.
-    ann = {tuple(np.round(nusc.get("sample_annotation", t)["translation"], 3)): nusc.get("sample_annotation", t)
-           for t in nusc.get("sample", frames[0].sample_token)["anns"]}
+    ann = {
+        tuple(np.round(nusc.get("sample_annotation", t)["translation"], 3)): nusc.get("sample_annotation", t)
+        for t in nusc.get("sample", frames[0].sample_token)["anns"]
+    }
     for box in boxes[frames[0].sample_token]:
         ref = ann[tuple(np.round(box.translation, 3))]
         assert np.allclose(box.size, ref["size"], atol=1e-5)
@@ -57,8 +59,14 @@ def test_submission_loads_with_the_devkit(tiny_root: Path, tmp_path: Path) -> No
 def test_perfect_detections_score_one(tiny_root: Path, tmp_path: Path) -> None:
     nusc = open_nuscenes(tiny_root)
     frames = load_frames(nusc, "all")
-    result = evaluate_detections(nusc, frames, perfect_detections(frames, ("car", "truck")),
-                                 {"car": "vehicle.moving", "truck": "vehicle.moving"}, tmp_path, plots=True)
+    result = evaluate_detections(
+        nusc,
+        frames,
+        perfect_detections(frames, ("car", "truck")),
+        {"car": "vehicle.moving", "truck": "vehicle.moving"},
+        tmp_path,
+        plots=True,
+    )
     assert result["mAP"] == pytest.approx(1.0, abs=1e-6)
     assert result["tp_errors"]["trans_err"] < 1e-4 and result["tp_errors"]["orient_err"] < 1e-4
     assert result["tp_errors"]["attr_err"] == 0.0
@@ -72,8 +80,9 @@ def test_perfect_detections_score_one(tiny_root: Path, tmp_path: Path) -> None:
 def test_shifted_detections_lose_the_strict_thresholds(tiny_root: Path, tmp_path: Path) -> None:
     nusc = open_nuscenes(tiny_root)
     frames = load_frames(nusc, "all")
-    result = evaluate_detections(nusc, frames, perfect_detections(frames, ("car", "truck"), noise=0.7),
-                                 {}, tmp_path, plots=False)
+    result = evaluate_detections(
+        nusc, frames, perfect_detections(frames, ("car", "truck"), noise=0.7), {}, tmp_path, plots=False
+    )
     # 0.7 m off: missed at the 0.5 m threshold, found at 1, 2 and 4 m -> AP 3/4 per class.
     for name in result["classes"]:
         assert result["AP"][name] == pytest.approx(0.75, abs=1e-6)
@@ -108,8 +117,16 @@ def test_coco_ap_hand_built() -> None:
     gt_labels, gt_valid = torch.tensor([[0, 0], [0, -1]]), torch.tensor([[True, True], [True, False]])
     det = gt.clone()
     ones = torch.ones(2, 2, dtype=torch.bool)
-    perfect = coco_ap(det, torch.tensor([[0.9, 0.8], [0.7, 0.1]]), torch.zeros(2, 2, dtype=torch.long),
-                      ones & gt_valid, gt, gt_labels, gt_valid, ("car",))
+    perfect = coco_ap(
+        det,
+        torch.tensor([[0.9, 0.8], [0.7, 0.1]]),
+        torch.zeros(2, 2, dtype=torch.long),
+        ones & gt_valid,
+        gt,
+        gt_labels,
+        gt_valid,
+        ("car",),
+    )
     assert perfect["AP"] == pytest.approx(1.0)
     # One false positive ranked first among 3 GT: precision 0, 1/2, 2/3, 3/4 at recall 0, 1/3, 2/3, 1.
     det_fp = torch.cat([torch.tensor([[[50, 50, 60, 60]], [[70, 70, 80, 80]]], dtype=torch.float32), det], 1)
@@ -120,8 +137,16 @@ def test_coco_ap_hand_built() -> None:
     assert res["AP"] == pytest.approx(0.75) and res["per_class"]["car"]["num_gt"] == 3
     # A box shifted by 2 px (IoU 0.667 with a 10 px box) counts at IoU 0.5-0.65 only: 4 of 10 thresholds.
     shifted = gt[:1, :1] + torch.tensor([2.0, 0, 2.0, 0])
-    res = coco_ap(shifted, torch.ones(1, 1), torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1, dtype=torch.bool),
-                  gt[:1, :1], gt_labels[:1, :1], gt_valid[:1, :1], ("car",))
+    res = coco_ap(
+        shifted,
+        torch.ones(1, 1),
+        torch.zeros(1, 1, dtype=torch.long),
+        torch.ones(1, 1, dtype=torch.bool),
+        gt[:1, :1],
+        gt_labels[:1, :1],
+        gt_valid[:1, :1],
+        ("car",),
+    )
     assert float(box_iou(shifted, gt[:1, :1])[0, 0, 0]) == pytest.approx(80 / 120)
     assert res["AP"] == pytest.approx(0.4)
 
@@ -139,8 +164,9 @@ def test_coco_ap_matches_pycocotools() -> None:
     gt_valid = torch.rand(N, G, generator=g) < 0.8
     pick = torch.randint(0, G, (N, K), generator=g)
     det = gt.gather(1, pick[..., None].expand(-1, -1, 4)) + torch.randn(N, K, 4, generator=g) * 6
-    det_labels = torch.where(torch.rand(N, K, generator=g) < 0.85, gt_labels.gather(1, pick), 1 - gt_labels.gather(
-        1, pick))
+    det_labels = torch.where(
+        torch.rand(N, K, generator=g) < 0.85, gt_labels.gather(1, pick), 1 - gt_labels.gather(1, pick)
+    )
     scores = torch.rand(N, K, generator=g)
     det_valid = torch.ones(N, K, dtype=torch.bool)
     ours = coco_ap(det, scores, det_labels, det_valid, gt, gt_labels, gt_valid, ("car", "truck"))
@@ -149,14 +175,34 @@ def test_coco_ap_matches_pycocotools() -> None:
         return [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]
 
     images = [{"id": i, "width": 400, "height": 400} for i in range(N)]
-    anns = [{"id": len(images) * 100 + i * G + j, "image_id": i, "category_id": int(gt_labels[i, j]) + 1,
-             "bbox": xywh(gt[i, j]), "area": float((gt[i, j, 2] - gt[i, j, 0]) * (gt[i, j, 3] - gt[i, j, 1])),
-             "iscrowd": 0} for i in range(N) for j in range(G) if gt_valid[i, j]]
+    anns = [
+        {
+            "id": len(images) * 100 + i * G + j,
+            "image_id": i,
+            "category_id": int(gt_labels[i, j]) + 1,
+            "bbox": xywh(gt[i, j]),
+            "area": float((gt[i, j, 2] - gt[i, j, 0]) * (gt[i, j, 3] - gt[i, j, 1])),
+            "iscrowd": 0,
+        }
+        for i in range(N)
+        for j in range(G)
+        if gt_valid[i, j]
+    ]
     coco = COCO()
     coco.dataset = {"images": images, "annotations": anns, "categories": [{"id": 1}, {"id": 2}]}
     coco.createIndex()
-    dets = coco.loadRes([{"image_id": i, "category_id": int(det_labels[i, k]) + 1, "bbox": xywh(det[i, k]),
-                          "score": float(scores[i, k])} for i in range(N) for k in range(K)])
+    dets = coco.loadRes(
+        [
+            {
+                "image_id": i,
+                "category_id": int(det_labels[i, k]) + 1,
+                "bbox": xywh(det[i, k]),
+                "score": float(scores[i, k]),
+            }
+            for i in range(N)
+            for k in range(K)
+        ]
+    )
     ev = COCOeval(coco, dets, "bbox")
     ev.params.areaRng, ev.params.areaRngLbl = [[0, 1e10]], ["all"]
     ev.evaluate()

@@ -1,4 +1,4 @@
-"""Tracker velocities for single-frame detections (drivestack.pipeline.detection_velocity) on the fixture's moving cars."""
+"""Tracker velocities for single-frame detections (drivestack.pipeline.detection_velocity)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from drivestack.pipeline.detection_velocity import scene_order, tracker_velocities
 from drivestack.perception.dataset import load_frames, open_nuscenes
 from drivestack.perception.infer import Detections
+from drivestack.pipeline.detection_velocity import scene_order, tracker_velocities
 
 
 def test_ground_truth_detections_get_the_true_velocity(tiny_root: Path) -> None:

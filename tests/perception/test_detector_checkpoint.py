@@ -13,8 +13,7 @@ from drivestack.perception.config import ModelConfig
 from drivestack.perception.infer import Detector
 from drivestack.perception.model import CenterNet3D
 
-CFG = ModelConfig(classes=("car", "truck"), input_width=160, input_height=96, widths=(8, 16, 32, 64),
-                  neck_channels=16)
+CFG = ModelConfig(classes=("car", "truck"), input_width=160, input_height=96, widths=(8, 16, 32, 64), neck_channels=16)
 
 
 class Payload:

@@ -49,11 +49,15 @@ def test_gaussian_radius_grows_with_the_box() -> None:
 
 
 def test_targets_and_focal_loss() -> None:
-    t = TargetBoxes(uv=torch.tensor([[[41.0, 22.0], [100.0, 60.0], [0.0, 0.0]]]),
-                    box2d=torch.tensor([[[30.0, 10.0, 52.0, 34.0], [90.0, 50.0, 110.0, 70.0], [0, 0, 0, 0]]]),
-                    depth=torch.tensor([[10.0, 20.0, 1.0]]), size=torch.tensor([[[2.0, 4.5, 1.6]] * 3]),
-                    alpha=torch.tensor([[0.3, -1.0, 0.0]]), labels=torch.tensor([[0, 1, -1]]),
-                    focal=torch.tensor([200.0]))
+    t = TargetBoxes(
+        uv=torch.tensor([[[41.0, 22.0], [100.0, 60.0], [0.0, 0.0]]]),
+        box2d=torch.tensor([[[30.0, 10.0, 52.0, 34.0], [90.0, 50.0, 110.0, 70.0], [0, 0, 0, 0]]]),
+        depth=torch.tensor([[10.0, 20.0, 1.0]]),
+        size=torch.tensor([[[2.0, 4.5, 1.6]] * 3]),
+        alpha=torch.tensor([[0.3, -1.0, 0.0]]),
+        labels=torch.tensor([[0, 1, -1]]),
+        focal=torch.tensor([200.0]),
+    )
     dense = build_targets(t, torch.tensor([[1.95, 4.62, 1.73], [2.51, 6.93, 2.84]]), (40, 24), 4)
     assert dense.heatmap.shape == (1, 2, 24, 40)
     assert dense.heatmap[0, 0, 5, 10] == 1.0 and dense.heatmap[0, 1, 15, 25] == 1.0  # floor(uv / 4)
@@ -92,8 +96,9 @@ def test_depth_likelihood_is_least_where_the_predicted_scale_is_the_error() -> N
 
     target = torch.zeros(1, 1, 8)
     target[0, 0, 2] = 3.0
-    dense = DenseTargets(heatmap=torch.zeros(1, 1, 2, 2), index=torch.tensor([[1]]), mask=torch.tensor([[True]]),
-                         regression=target)
+    dense = DenseTargets(
+        heatmap=torch.zeros(1, 1, 2, 2), index=torch.tensor([[1]]), mask=torch.tensor([[True]]), regression=target
+    )
     reg = torch.zeros(1, 9, 2, 2)
     reg[0, 2, 0, 1] = 3.2  # a log-depth error of 0.2 at the object cell
     nll = []

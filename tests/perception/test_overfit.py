@@ -19,8 +19,14 @@ STEPS = 160
 
 def test_overfits_a_handful_of_images(tiny_root: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
-    cfg = ModelConfig(classes=("car", "truck"), input_width=160, input_height=96, widths=(16, 32, 64, 64),
-                      neck_channels=32, head_stride=4)
+    cfg = ModelConfig(
+        classes=("car", "truck"),
+        input_width=160,
+        input_height=96,
+        widths=(16, 32, 64, 64),
+        neck_channels=32,
+        head_stride=4,
+    )
     nusc = open_nuscenes(tiny_root)
     frames = load_frames(nusc, "train")[:6]
     cache = cache_frames(frames, cfg.classes, cfg.input_size, progress=False)

@@ -12,8 +12,24 @@ import torch
 from drivestack.cli import main
 from drivestack.perception.checkpoint import load_checkpoint
 
-TINY = ["--input-width", "160", "--input-height", "96", "--widths", "8", "16", "32", "32", "--neck-channels", "16",
-        "--batch-size", "4", "--threads", "1", "--no-progress"]
+TINY = [
+    "--input-width",
+    "160",
+    "--input-height",
+    "96",
+    "--widths",
+    "8",
+    "16",
+    "32",
+    "32",
+    "--neck-channels",
+    "16",
+    "--batch-size",
+    "4",
+    "--threads",
+    "1",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +37,24 @@ def run_dir(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-epoch detector run on the fixture (validated every epoch)."""
     out = tmp_path_factory.mktemp("detector-run") / "run"
     torch.set_num_threads(1)
-    assert main(["train", "detector", "--dataroot", str(tiny_root), "--epochs", "2", "--val-every", "1",
-                 "--run-dir", str(out), *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "detector",
+                "--dataroot",
+                str(tiny_root),
+                "--epochs",
+                "2",
+                "--val-every",
+                "1",
+                "--run-dir",
+                str(out),
+                *TINY,
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -33,10 +65,18 @@ def _error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     return err
 
 
-def test_train_writes_a_run_directory_and_resumes(run_dir: Path, tiny_root: Path,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    for name in ("config.json", "metrics.json", "checkpoints/last.pt", "checkpoints/best.pt", "val/metrics.json",
-                 "val/submission.json", "val/pr_curves.png"):
+def test_train_writes_a_run_directory_and_resumes(
+    run_dir: Path, tiny_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in (
+        "config.json",
+        "metrics.json",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+        "val/metrics.json",
+        "val/submission.json",
+        "val/pr_curves.png",
+    ):
         assert (run_dir / name).is_file(), name
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
     config = json.loads((run_dir / "config.json").read_text())
@@ -46,25 +86,84 @@ def test_train_writes_a_run_directory_and_resumes(run_dir: Path, tiny_root: Path
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["final"]["NDS"] is not None and metrics["epoch"] == 2
     # The same run dir again without --resume is refused; with --resume it continues to epoch 3.
-    err = _error(capsys, ["train", "detector", "--dataroot", str(tiny_root), "--epochs", "3",
-                          "--run-dir", str(run_dir), *TINY])
+    err = _error(
+        capsys, ["train", "detector", "--dataroot", str(tiny_root), "--epochs", "3", "--run-dir", str(run_dir), *TINY]
+    )
     assert "already holds a run; continue it with --resume" in err
-    err = _error(capsys, ["train", "detector", "--dataroot", str(tiny_root), "--epochs", "3", "--resume",
-                          "--run-dir", str(run_dir), TINY[0], "192", *TINY[2:]])
+    err = _error(
+        capsys,
+        [
+            "train",
+            "detector",
+            "--dataroot",
+            str(tiny_root),
+            "--epochs",
+            "3",
+            "--resume",
+            "--run-dir",
+            str(run_dir),
+            TINY[0],
+            "192",
+            *TINY[2:],
+        ],
+    )
     assert "trained with input_width=160, but 192 was asked" in err
-    assert main(["train", "detector", "--dataroot", str(tiny_root), "--epochs", "3", "--resume", "--val-split", "None",
-                 "--run-dir", str(run_dir), *TINY]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "detector",
+                "--dataroot",
+                str(tiny_root),
+                "--epochs",
+                "3",
+                "--resume",
+                "--val-split",
+                "None",
+                "--run-dir",
+                str(run_dir),
+                *TINY,
+            ]
+        )
+        == 0
+    )
     again = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert again["epoch"] == 3 and again["step"] == 6
     assert not torch.equal(again["model"]["heat_head.2.weight"], last["model"]["heat_head.2.weight"])
 
 
-def test_bench_writes_metrics_summary_and_plots(run_dir: Path, tiny_root: Path, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_writes_metrics_summary_and_plots(
+    run_dir: Path, tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "bench"
-    assert main(["bench", "perception", "--checkpoint", str(run_dir), "--dataroot", str(tiny_root), "--split", "val",
-                 "--out", str(out), "--device", "cpu", "--num-workers", "0", "--speed-batch", "2",
-                 "--speed-iters", "2", "--threads", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "perception",
+                "--checkpoint",
+                str(run_dir),
+                "--dataroot",
+                str(tiny_root),
+                "--split",
+                "val",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--num-workers",
+                "0",
+                "--speed-batch",
+                "2",
+                "--speed-iters",
+                "2",
+                "--threads",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "| NDS |" in printed and "speed cpu batch 1" in printed
     metrics = json.loads((out / "metrics.json").read_text())
@@ -81,28 +180,68 @@ def test_bench_writes_metrics_summary_and_plots(run_dir: Path, tiny_root: Path, 
 
 def test_bench_runs_on_the_real_scene(run_dir: Path, real_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "real"
-    assert main(["bench", "perception", "--checkpoint", str(run_dir / "checkpoints" / "best.pt"), "--dataroot",
-                 str(real_root), "--split", "val", "--out", str(out), "--device", "cpu", "--num-workers", "0",
-                 "--no-speed", "--no-plots", "--threads", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "perception",
+                "--checkpoint",
+                str(run_dir / "checkpoints" / "best.pt"),
+                "--dataroot",
+                str(real_root),
+                "--split",
+                "val",
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--num-workers",
+                "0",
+                "--no-speed",
+                "--no-plots",
+                "--threads",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_samples"] == 40 and metrics["classes"] == ["car", "truck"]
     assert "barrier" in metrics["unscored_gt_classes"] and 0.0 <= metrics["NDS"] <= 1.0
 
 
-def test_bad_input_gets_one_line(run_dir: Path, tiny_root: Path, tmp_path: Path,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
-    bench = ["bench", "perception", "--checkpoint", str(run_dir), "--dataroot", str(tiny_root), "--out",
-             str(tmp_path / "b"), "--no-speed", "--no-progress", "--num-workers", "0"]
+def test_bad_input_gets_one_line(
+    run_dir: Path, tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = [
+        "bench",
+        "perception",
+        "--checkpoint",
+        str(run_dir),
+        "--dataroot",
+        str(tiny_root),
+        "--out",
+        str(tmp_path / "b"),
+        "--no-speed",
+        "--no-progress",
+        "--num-workers",
+        "0",
+    ]
     assert f"dataroot {tmp_path / 'nowhere'} does not exist" in _error(
-        capsys, ["train", "detector", "--dataroot", str(tmp_path / "nowhere"), *TINY])
+        capsys, ["train", "detector", "--dataroot", str(tmp_path / "nowhere"), *TINY]
+    )
     assert "split 'empty'" in _error(capsys, [*bench, "--split", "empty"])
     assert "velocity='fast'; allowed: tracker or zero" in _error(capsys, [*bench, "--velocity", "fast"])
     assert "unknown split 'test2'" in _error(capsys, [*bench, "--split", "test2"])
     assert "trained with classes=['car', 'truck'], but ['pedestrian'] was asked" in _error(
-        capsys, [*bench, "--classes", "pedestrian"])
+        capsys, [*bench, "--classes", "pedestrian"]
+    )
     assert "trained with input_height=96, but 288 was asked" in _error(capsys, [*bench, "--input-height", "288"])
     assert f"checkpoint {tmp_path / 'x.pt'} does not exist" in _error(
-        capsys, [*bench[:2], "--checkpoint", str(tmp_path / "x.pt"), *bench[4:]])
+        capsys, [*bench[:2], "--checkpoint", str(tmp_path / "x.pt"), *bench[4:]]
+    )
     (tmp_path / "nover").mkdir()
-    assert "has no version folder" in _error(capsys, ["train", "detector", "--dataroot", str(tmp_path / "nover"),
-                                                      *TINY])
+    assert "has no version folder" in _error(
+        capsys, ["train", "detector", "--dataroot", str(tmp_path / "nover"), *TINY]
+    )

@@ -28,8 +28,14 @@ def test_cuda_amp_inference_matches_cpu(tiny_root: Path) -> None:
     assert gpu_detector.amp
     gpu = detect_frames(gpu_detector, frames, batch_size=4, progress=False)
     assert torch.allclose(gpu.scores, cpu.scores, atol=2e-2)
-    speed = measure_speed(gpu_detector, torch.zeros(4, 3, 450, 800, dtype=torch.uint8), torch.eye(3).expand(4, 3, 3),
-                          torch.eye(4).expand(4, 4, 4), batch_size=64, iters=3)
+    speed = measure_speed(
+        gpu_detector,
+        torch.zeros(4, 3, 450, 800, dtype=torch.uint8),
+        torch.eye(3).expand(4, 3, 3),
+        torch.eye(4).expand(4, 4, 4),
+        batch_size=64,
+        iters=3,
+    )
     assert speed["images_per_s"] > 0 and speed["device"].startswith("cuda")
 
 
@@ -37,7 +43,16 @@ def test_cuda_amp_inference_matches_cpu(tiny_root: Path) -> None:
 def test_cuda_training_smoke(tiny_root: Path, tmp_path: Path) -> None:
     from drivestack.perception.train import TrainDetectorConfig, run_train
 
-    result = run_train(TrainDetectorConfig(dataroot=tiny_root, epochs=2, batch_size=4, device="cuda",
-                                           input_width=160, input_height=96, run_dir=tmp_path / "run",
-                                           progress=False))
+    result = run_train(
+        TrainDetectorConfig(
+            dataroot=tiny_root,
+            epochs=2,
+            batch_size=4,
+            device="cuda",
+            input_width=160,
+            input_height=96,
+            run_dir=tmp_path / "run",
+            progress=False,
+        )
+    )
     assert result["step"] == 4 and (tmp_path / "run" / "checkpoints" / "best.pt").is_file()

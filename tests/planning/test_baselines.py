@@ -18,7 +18,6 @@ from drivestack.sim.config import RoadConfig, highway_config, merge_config
 SPEEDS = torch.tensor([20.0, 25.0, 30.0])
 
 
-
 SCENARIOS = {
     "highway": highway_config(),
     "curved": highway_config(road=RoadConfig(max_curvature=1.0 / 500.0)),
@@ -51,8 +50,10 @@ def test_rule_policy_stays_on_the_road_and_asks_only_for_lanes_that_exist(name: 
 
 def test_rule_policy_crashes_far_less_than_random_and_idle() -> None:
     config = highway_config()
-    rates = {p.name: evaluate(p, config, episodes=64, seed=3, progress=False).summary()
-             for p in (RulePolicy(), RandomPolicy(0), IdlePolicy())}
+    rates = {
+        p.name: evaluate(p, config, episodes=64, seed=3, progress=False).summary()
+        for p in (RulePolicy(), RandomPolicy(0), IdlePolicy())
+    }
     rule, random, idle = (rates[k]["collision_rate"] for k in ("rule", "random", "idle"))
     # Measured on 500 episodes: rule ~0 %, idle ~37 %, random ~80 %.
     assert rule <= 0.03, rates
@@ -61,8 +62,13 @@ def test_rule_policy_crashes_far_less_than_random_and_idle() -> None:
     assert rates["rule"]["return_mean"] > max(rates["idle"]["return_mean"], rates["random"]["return_mean"])
 
 
-def _scene(agents: list[tuple[float, float, float]], ego_lane: int = 1, ego_speed: float = 25.0,
-           num_lanes: int = 3, lane_end: list[float] | None = None) -> Scene:
+def _scene(
+    agents: list[tuple[float, float, float]],
+    ego_lane: int = 1,
+    ego_speed: float = 25.0,
+    num_lanes: int = 3,
+    lane_end: list[float] | None = None,
+) -> Scene:
     """One environment; the ego at the centre of `ego_lane` (4 m lanes); agents (x, lane, speed)."""
     M = max(len(agents), 1)
     x = torch.full((1, M), 0.0)
@@ -72,22 +78,42 @@ def _scene(agents: list[tuple[float, float, float]], ego_lane: int = 1, ego_spee
         x[0, m], y[0, m], vx[0, m], present[0, m] = ax, 4.0 * (lane - ego_lane), speed, True
     one = torch.ones(1)
     return Scene(
-        ego_speed=one * ego_speed, ego_heading=0 * one, ego_d=one * 4.0 * ego_lane,
-        ego_lane=torch.tensor([ego_lane]), ego_length=one * 4.7, ego_width=one * 1.9,
-        x=x, y=y, vx=vx, vy=torch.zeros(1, M), heading=torch.zeros(1, M), length=torch.full((1, M), 4.5),
-        width=torch.full((1, M), 1.8), id=torch.arange(M)[None], present=present,
+        ego_speed=one * ego_speed,
+        ego_heading=0 * one,
+        ego_d=one * 4.0 * ego_lane,
+        ego_lane=torch.tensor([ego_lane]),
+        ego_length=one * 4.7,
+        ego_width=one * 1.9,
+        x=x,
+        y=y,
+        vx=vx,
+        vy=torch.zeros(1, M),
+        heading=torch.zeros(1, M),
+        length=torch.full((1, M), 4.5),
+        width=torch.full((1, M), 1.8),
+        id=torch.arange(M)[None],
+        present=present,
         lane_offset=(4.0 * (torch.arange(num_lanes) - ego_lane)).float()[None],
         lane_exists=torch.ones(1, num_lanes, dtype=torch.bool),
-        lane_end=torch.tensor([lane_end or [math.inf] * num_lanes])).validate()
+        lane_end=torch.tensor([lane_end or [math.inf] * num_lanes]),
+    ).validate()
 
 
-def _decide(scene: Scene, target_lane: int | None = None, speed_index: int = 1, can_left: bool = True,
-            can_right: bool = True) -> MetaAction:
+def _decide(
+    scene: Scene, target_lane: int | None = None, speed_index: int = 1, can_left: bool = True, can_right: bool = True
+) -> MetaAction:
     target = scene.ego_lane if target_lane is None else torch.tensor([target_lane])
     top = scene.num_lanes - 1
-    action = rule_actions(scene, target, torch.tensor([can_left and int(target) < top]),
-                          torch.tensor([can_right and int(target) > 0]), torch.tensor([speed_index]), SPEEDS, 4.0,
-                          RuleConfig())
+    action = rule_actions(
+        scene,
+        target,
+        torch.tensor([can_left and int(target) < top]),
+        torch.tensor([can_right and int(target) > 0]),
+        torch.tensor([speed_index]),
+        SPEEDS,
+        4.0,
+        RuleConfig(),
+    )
     return MetaAction(int(action[0]))
 
 
@@ -104,8 +130,9 @@ def test_rule_passes_a_slow_leader_on_the_free_side() -> None:
 def test_rule_speed_keeping_and_keep_right() -> None:
     assert _decide(_scene([], ego_lane=0, ego_speed=25.0)) == MetaAction.FASTER  # free road, set-point below top
     assert _decide(_scene([], ego_lane=0, ego_speed=30.0), speed_index=2) == MetaAction.IDLE  # at the top
-    assert _decide(_scene([(15.0, 0, 20.0)], ego_lane=0, ego_speed=20.0), speed_index=0,
-                   can_left=False) == MetaAction.IDLE  # lowest set-point: no SLOWER
+    assert (
+        _decide(_scene([(15.0, 0, 20.0)], ego_lane=0, ego_speed=20.0), speed_index=0, can_left=False) == MetaAction.IDLE
+    )  # lowest set-point: no SLOWER
     assert _decide(_scene([], ego_lane=2, ego_speed=25.0)) == MetaAction.LANE_RIGHT  # free right lane: keep right
 
 
@@ -117,8 +144,10 @@ def test_rule_never_asks_for_a_missing_or_forbidden_lane() -> None:
     # A change the road forbids here is not requested.
     assert _decide(_scene([(25.0, 1, 12.0)]), can_left=False, can_right=False) == MetaAction.SLOWER
     # Mid-change (heading for lane 2 from lane 1): no new lane change, even with a slow leader.
-    assert _decide(_scene([(25.0, 2, 12.0)], ego_lane=1), target_lane=2) not in (MetaAction.LANE_LEFT,
-                                                                                  MetaAction.LANE_RIGHT)
+    assert _decide(_scene([(25.0, 2, 12.0)], ego_lane=1), target_lane=2) not in (
+        MetaAction.LANE_LEFT,
+        MetaAction.LANE_RIGHT,
+    )
 
 
 def test_rule_merges_off_a_lane_that_ends() -> None:

@@ -18,13 +18,23 @@ from drivestack.sim.config import EnvConfig, ObservationConfig, ObservationType,
 from drivestack.sim.vector_env import SB3DrivingVecEnv
 
 SMALL = EnvConfig(traffic=TrafficConfig(num_vehicles=6), road=RoadConfig(length=600.0), duration=10.0)
-PPO_HYPER = dict(learning_rate=1e-3, n_steps=16, batch_size=32, n_epochs=2, gamma=0.9, net_arch=[16, 16],
-                 activation_fn="tanh")
-DQN_HYPER = dict(learning_rate=1e-3, buffer_size=1000, learning_starts=0, batch_size=16, gamma=0.9, train_freq=1,
-                 gradient_steps=1, target_update_interval=64, exploration_fraction=0.5, net_arch=[16, 16],
-                 activation_fn="relu")
+PPO_HYPER = dict(
+    learning_rate=1e-3, n_steps=16, batch_size=32, n_epochs=2, gamma=0.9, net_arch=[16, 16], activation_fn="tanh"
+)
+DQN_HYPER = dict(
+    learning_rate=1e-3,
+    buffer_size=1000,
+    learning_starts=0,
+    batch_size=16,
+    gamma=0.9,
+    train_freq=1,
+    gradient_steps=1,
+    target_update_interval=64,
+    exploration_fraction=0.5,
+    net_arch=[16, 16],
+    activation_fn="relu",
+)
 NUM_ENVS = 4
-
 
 
 def _train(algo: str, hyper: dict, steps: int = 128, seed: int = 0):
@@ -70,9 +80,12 @@ def test_ppo_round_trip_same_actions_and_optimizer(ppo) -> None:
     assert sorted(p.name for p in path.iterdir()) == ["meta.json", "optimizer.pt", "policy.pt"]
     meta = json.loads((path / "meta.json").read_text())
     assert meta["format"] == "drivestack-policy/1" and meta["algo"] == "ppo" and meta["num_timesteps"] == 128
-    assert meta["observation"] == {"type": "kinematics", "shape": [5, 5],
-                                   "features": ["presence", "x", "y", "vx", "vy"],
-                                   "normalization": {"x_range": 100.0, "y_range": 12.0, "v_range": 80.0}}
+    assert meta["observation"] == {
+        "type": "kinematics",
+        "shape": [5, 5],
+        "features": ["presence", "x", "y", "vx", "vy"],
+        "normalization": {"x_range": 100.0, "y_range": 12.0, "v_range": 80.0},
+    }
     assert meta["action"] == {"type": "meta", "n": 5} and meta["env_config"]["road"]["scenario"] == "highway"
 
     loaded, loaded_meta = load_checkpoint(path, env=SB3DrivingVecEnv(num_envs=NUM_ENVS, config=SMALL, seed=1))
@@ -96,7 +109,10 @@ def test_dqn_round_trip_restores_replay_and_counters(tmp_path: Path, buffer_size
     for name in ckpt.REPLAY_ARRAYS:
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
     assert (loaded._n_calls, loaded._n_updates, loaded.exploration_rate) == (
-        model._n_calls, model._n_updates, model.exploration_rate)
+        model._n_calls,
+        model._n_updates,
+        model.exploration_rate,
+    )
     _assert_state_equal(model.policy.state_dict(), loaded.policy.state_dict())  # q_net and q_net_target
     obs = _observations()
     np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
@@ -117,13 +133,20 @@ def test_refuses_other_algo_env_or_observation(ppo) -> None:
     occupancy = ckpt.observation_meta(ObservationConfig(type=ObservationType.OCCUPANCY))
     with pytest.raises(ValueError, match="observation type"):
         load_checkpoint(path, expect={"observation": occupancy})
-    occupancy_env = SB3DrivingVecEnv(num_envs=1, config=replace(SMALL, observation=ObservationConfig(
-        type=ObservationType.OCCUPANCY)), seed=0)
+    occupancy_env = SB3DrivingVecEnv(
+        num_envs=1, config=replace(SMALL, observation=ObservationConfig(type=ObservationType.OCCUPANCY)), seed=0
+    )
     with pytest.raises(ValueError, match="shape"):
         load_checkpoint(path, env=occupancy_env)
     # matching expectations load
-    load_checkpoint(path, expect={"algo": "ppo", "env_id": "drivestack/Highway-v0",
-                                  "observation": ckpt.observation_meta(SMALL.observation)})
+    load_checkpoint(
+        path,
+        expect={
+            "algo": "ppo",
+            "env_id": "drivestack/Highway-v0",
+            "observation": ckpt.observation_meta(SMALL.observation),
+        },
+    )
 
 
 def test_load_policy_acts_like_the_model_and_checks_the_env(ppo, tmp_path: Path) -> None:

@@ -19,19 +19,34 @@ from drivestack.sim.config import ActionConfig, RoadConfig, Scenario, TrafficCon
 
 def _result(**arrays: list) -> EvalResult:
     n = len(next(iter(arrays.values())))
-    base = dict(returns=[1.0] * n, lengths=[40.0] * n, distances=[800.0] * n, times=[40.0] * n,
-                lane_changes=[0.0] * n, mean_abs_jerk=[0.0] * n, crashed=[False] * n, off_road=[False] * n)
+    base = dict(
+        returns=[1.0] * n,
+        lengths=[40.0] * n,
+        distances=[800.0] * n,
+        times=[40.0] * n,
+        lane_changes=[0.0] * n,
+        mean_abs_jerk=[0.0] * n,
+        crashed=[False] * n,
+        off_road=[False] * n,
+    )
     base.update(arrays)
-    return EvalResult(policy="test", **{k: np.asarray(v, dtype=bool if k in ("crashed", "off_road") else float)
-                                        for k, v in base.items()})
+    return EvalResult(
+        policy="test",
+        **{k: np.asarray(v, dtype=bool if k in ("crashed", "off_road") else float) for k, v in base.items()},
+    )
 
 
 def test_summary_of_hand_built_episodes() -> None:
     # Four episodes: one crash after 10 s, one off road after 20 s, two full 40 s ones.
-    r = _result(times=[10.0, 20.0, 40.0, 40.0], distances=[250.0, 400.0, 1000.0, 800.0],
-                lane_changes=[1.0, 0.0, 4.0, 3.0], mean_abs_jerk=[2.0, 1.0, 0.5, 0.5],
-                returns=[5.0, 10.0, 30.0, 35.0], crashed=[True, False, False, False],
-                off_road=[False, True, False, False])
+    r = _result(
+        times=[10.0, 20.0, 40.0, 40.0],
+        distances=[250.0, 400.0, 1000.0, 800.0],
+        lane_changes=[1.0, 0.0, 4.0, 3.0],
+        mean_abs_jerk=[2.0, 1.0, 0.5, 0.5],
+        returns=[5.0, 10.0, 30.0, 35.0],
+        crashed=[True, False, False, False],
+        off_road=[False, True, False, False],
+    )
     s = r.summary()
     assert s["episodes"] == 4
     assert s["collision_rate"] == 0.25 and s["off_road_rate"] == 0.25
@@ -51,8 +66,12 @@ def test_json_round_trip() -> None:
 
 def test_lone_vehicle_metrics_are_known() -> None:
     # The ego alone at its set-point: no collisions, distance = speed x time, no lane changes, no jerk.
-    config = highway_config(traffic=TrafficConfig(num_vehicles=1), duration=2.0, ego_speed_range=(25.0, 25.0),
-                            action=ActionConfig(target_speeds=(25.0,)))
+    config = highway_config(
+        traffic=TrafficConfig(num_vehicles=1),
+        duration=2.0,
+        ego_speed_range=(25.0, 25.0),
+        action=ActionConfig(target_speeds=(25.0,)),
+    )
     r = evaluate(IdlePolicy(), config, episodes=5, progress=False)
     s = r.summary()
     assert s["episodes"] == 5 and s["collision_rate"] == 0.0 and s["off_road_rate"] == 0.0
@@ -91,8 +110,9 @@ def test_eval_policy_writes_json_plot_and_videos(tmp_path: Path) -> None:
     for label in ("rule", "random"):
         summary = data["policies"][label]["summary"]
         assert summary["episodes"] == 16 and len(data["policies"][label]["episodes"]["returns"]) == 16
-    assert data["policies"]["rule"]["summary"]["collision_rate"] <= data["policies"]["random"]["summary"][
-        "collision_rate"]
+    assert (
+        data["policies"]["rule"]["summary"]["collision_rate"] <= data["policies"]["random"]["summary"]["collision_rate"]
+    )
     assert (out / "eval.png").stat().st_size > 20_000
     videos = sorted(out.glob("*.mp4"))
     assert [v.name for v in videos] == ["random_0.mp4", "rule_0.mp4"]

@@ -17,11 +17,12 @@ from drivestack.sim.observation import kinematics
 ALL_FEATURES = ("presence", "x", "y", "vx", "vy", "cos_h", "sin_h")
 
 
-
 CONFIGS = {
     "highway": (highway_config(), ObservationConfig()),
-    "curved": (highway_config(road=RoadConfig(max_curvature=1.0 / 500.0)),
-               ObservationConfig(vehicles_count=8, features=ALL_FEATURES, x_range=60.0)),
+    "curved": (
+        highway_config(road=RoadConfig(max_curvature=1.0 / 500.0)),
+        ObservationConfig(vehicles_count=8, features=ALL_FEATURES, x_range=60.0),
+    ),
     "merge": (merge_config(), ObservationConfig(vehicles_count=6, features=ALL_FEATURES, y_range=20.0)),
 }
 
@@ -42,8 +43,9 @@ def test_ground_truth_scene_encodes_exactly_like_the_simulator(name: str) -> Non
         obs, *_ = env.step(torch.randint(0, 5, (16,), generator=g))
 
 
-def _scene(x: list[float], y: list[float], vx: list[float], present: list[bool], ego_speed: float = 20.0,
-           ego_d: float = 4.0) -> Scene:
+def _scene(
+    x: list[float], y: list[float], vx: list[float], present: list[bool], ego_speed: float = 20.0, ego_d: float = 4.0
+) -> Scene:
     M = len(x)
 
     def row(values: list[float]) -> torch.Tensor:
@@ -51,27 +53,46 @@ def _scene(x: list[float], y: list[float], vx: list[float], present: list[bool],
 
     one = torch.ones(1)
     return Scene(
-        ego_speed=one * ego_speed, ego_heading=one * 0.0, ego_d=one * ego_d, ego_lane=torch.ones(1, dtype=torch.long),
-        ego_length=one * 4.7, ego_width=one * 1.9,
-        x=row(x), y=row(y), vx=row(vx), vy=row([0.0] * M), heading=row([0.0] * M), length=row([4.5] * M),
-        width=row([1.8] * M), id=torch.arange(10, 10 + M)[None], present=torch.tensor([present]),
-        lane_offset=row([-4.0, 0.0, 4.0]), lane_exists=torch.ones(1, 3, dtype=torch.bool),
-        lane_end=row([math.inf] * 3)).validate()
+        ego_speed=one * ego_speed,
+        ego_heading=one * 0.0,
+        ego_d=one * ego_d,
+        ego_lane=torch.ones(1, dtype=torch.long),
+        ego_length=one * 4.7,
+        ego_width=one * 1.9,
+        x=row(x),
+        y=row(y),
+        vx=row(vx),
+        vy=row([0.0] * M),
+        heading=row([0.0] * M),
+        length=row([4.5] * M),
+        width=row([1.8] * M),
+        id=torch.arange(10, 10 + M)[None],
+        present=torch.tensor([present]),
+        lane_offset=row([-4.0, 0.0, 4.0]),
+        lane_exists=torch.ones(1, 3, dtype=torch.bool),
+        lane_end=row([math.inf] * 3),
+    ).validate()
 
 
 def test_encoder_orders_by_distance_normalises_and_pads() -> None:
     # agents: 40 m ahead, 8 m behind one lane left, absent (closest of all), 150 m ahead (out of range),
     # 12 m ahead one lane right
-    scene = _scene(x=[40.0, -8.0, 1.0, 150.0, 12.0], y=[0.0, 4.0, 0.0, 0.0, -4.0],
-                   vx=[25.0, 18.0, 20.0, 30.0, 20.0], present=[True, True, False, True, True])
+    scene = _scene(
+        x=[40.0, -8.0, 1.0, 150.0, 12.0],
+        y=[0.0, 4.0, 0.0, 0.0, -4.0],
+        vx=[25.0, 18.0, 20.0, 30.0, 20.0],
+        present=[True, True, False, True, True],
+    )
     obs = encode_kinematics_scene(scene, ObservationConfig(vehicles_count=5))[0]  # presence, x, y, vx, vy
-    expected = torch.tensor([
-        [1.0, 0.0, 4.0 / 12.0, 20.0 / 80.0, 0.0],  # ego: lateral position on the road, own velocity
-        [1.0, -8.0 / 100.0, 4.0 / 12.0, -2.0 / 80.0, 0.0],  # nearest: 8.9 m
-        [1.0, 12.0 / 100.0, -4.0 / 12.0, 0.0, 0.0],  # 12.6 m
-        [1.0, 40.0 / 100.0, 0.0, 5.0 / 80.0, 0.0],  # 40 m
-        [0.0, 0.0, 0.0, 0.0, 0.0],  # the absent agent and the one beyond x_range are not seen
-    ])
+    expected = torch.tensor(
+        [
+            [1.0, 0.0, 4.0 / 12.0, 20.0 / 80.0, 0.0],  # ego: lateral position on the road, own velocity
+            [1.0, -8.0 / 100.0, 4.0 / 12.0, -2.0 / 80.0, 0.0],  # nearest: 8.9 m
+            [1.0, 12.0 / 100.0, -4.0 / 12.0, 0.0, 0.0],  # 12.6 m
+            [1.0, 40.0 / 100.0, 0.0, 5.0 / 80.0, 0.0],  # 40 m
+            [0.0, 0.0, 0.0, 0.0, 0.0],  # the absent agent and the one beyond x_range are not seen
+        ]
+    )
     torch.testing.assert_close(obs, expected)
 
 

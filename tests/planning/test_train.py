@@ -18,18 +18,52 @@ from drivestack.planning import train
 from drivestack.planning.checkpoint import latest_checkpoint, load_policy, read_meta
 from drivestack.planning.train import Algo, TrainPolicyConfig, run_train
 
-TINY_PPO = ["--num-envs", "8", "--n-steps", "32", "--batch-size", "128", "--n-epochs", "2", "--net-arch", "32", "32",
-            "--eval-every", "512", "--eval-episodes", "8", "--checkpoint-every", "512", "--log-every", "256",
-            "--no-progress"]
-
+TINY_PPO = [
+    "--num-envs",
+    "8",
+    "--n-steps",
+    "32",
+    "--batch-size",
+    "128",
+    "--n-epochs",
+    "2",
+    "--net-arch",
+    "32",
+    "32",
+    "--eval-every",
+    "512",
+    "--eval-episodes",
+    "8",
+    "--checkpoint-every",
+    "512",
+    "--log-every",
+    "256",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
 def ppo_run(tmp_path_factory) -> Path:
     """A 1024-step PPO run through the command line."""
     run_dir = tmp_path_factory.mktemp("runs") / "ppo"
-    assert main(["train", "policy", "--algo", "ppo", "--total-timesteps", "1024", "--seed", "3", *TINY_PPO,
-                 "--run-dir", str(run_dir)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "policy",
+                "--algo",
+                "ppo",
+                "--total-timesteps",
+                "1024",
+                "--seed",
+                "3",
+                *TINY_PPO,
+                "--run-dir",
+                str(run_dir),
+            ]
+        )
+        == 0
+    )
     return run_dir
 
 
@@ -45,8 +79,17 @@ def test_cli_run_writes_config_logs_and_checkpoints(ppo_run: Path) -> None:
     assert config["hyperparameters"]["net_arch"] == [32, 32] and config["env_config"]["traffic"]["num_vehicles"] == 50
     assert len(list((ppo_run / "tb").glob("events.out.tfevents.*"))) == 1
     rows = _progress(ppo_run)
-    for key in ("charts/episodic_return", "charts/episode_length", "charts/collision_rate", "charts/mean_speed",
-                "charts/SPS", "eval/return", "eval/collision_rate", "eval/mean_speed", "train/value_loss"):
+    for key in (
+        "charts/episodic_return",
+        "charts/episode_length",
+        "charts/collision_rate",
+        "charts/mean_speed",
+        "charts/SPS",
+        "eval/return",
+        "eval/collision_rate",
+        "eval/mean_speed",
+        "train/value_loss",
+    ):
         assert any(row.get(key) for row in rows), key
     assert int(rows[-1]["time/total_timesteps"]) == 1024
     names = sorted(p.name for p in (ppo_run / "checkpoints").iterdir())
@@ -67,13 +110,34 @@ def test_resume_continues_steps_weights_and_logs(ppo_run: Path, tmp_path: Path, 
 
     def spy(*args, **kwargs):
         model, meta = real_load(*args, **kwargs)
-        loaded.update(path=args[0], steps=model.num_timesteps, policy=copy.deepcopy(model.policy.state_dict()),
-                      optimizer=copy.deepcopy(model.policy.optimizer.state_dict()))
+        loaded.update(
+            path=args[0],
+            steps=model.num_timesteps,
+            policy=copy.deepcopy(model.policy.state_dict()),
+            optimizer=copy.deepcopy(model.policy.optimizer.state_dict()),
+        )
         return model, meta
 
     monkeypatch.setattr(train, "load_checkpoint", spy)
-    assert main(["train", "policy", "--algo", "ppo", "--total-timesteps", "2048", "--seed", "3", *TINY_PPO,
-                 "--run-dir", str(run_dir), "--resume"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "policy",
+                "--algo",
+                "ppo",
+                "--total-timesteps",
+                "2048",
+                "--seed",
+                "3",
+                *TINY_PPO,
+                "--run-dir",
+                str(run_dir),
+                "--resume",
+            ]
+        )
+        == 0
+    )
     assert "run written to" in capsys.readouterr().out
     assert Path(loaded["path"]).name == "final" and loaded["steps"] == 1024
     for key, value in saved.items():
@@ -89,9 +153,21 @@ def test_resume_continues_steps_weights_and_logs(ppo_run: Path, tmp_path: Path, 
 
 
 def test_dqn_run_and_resume_restore_replay_and_counters(tmp_path: Path, monkeypatch) -> None:
-    cfg = TrainPolicyConfig(algo=Algo.DQN, num_envs=8, total_timesteps=512, learning_starts=128, buffer_size=2048,
-                            batch_size=32, net_arch=(32, 32), target_update_interval=64, eval_every=256,
-                            eval_episodes=8, checkpoint_every=256, progress=False, run_dir=tmp_path / "dqn")
+    cfg = TrainPolicyConfig(
+        algo=Algo.DQN,
+        num_envs=8,
+        total_timesteps=512,
+        learning_starts=128,
+        buffer_size=2048,
+        batch_size=32,
+        net_arch=(32, 32),
+        target_update_interval=64,
+        eval_every=256,
+        eval_episodes=8,
+        checkpoint_every=256,
+        progress=False,
+        run_dir=tmp_path / "dqn",
+    )
     summary = run_train(cfg)
     assert summary["num_timesteps"] == 512
     final = tmp_path / "dqn" / "checkpoints" / "final"
@@ -105,15 +181,33 @@ def test_dqn_run_and_resume_restore_replay_and_counters(tmp_path: Path, monkeypa
 
     def spy(*args, **kwargs):
         model, meta = real_load(*args, **kwargs)
-        loaded.update(pos=model.replay_buffer.pos, obs=model.replay_buffer.observations[:saved_pos].copy(),
-                      n_calls=model._n_calls, eps=model.exploration_rate, steps=model.num_timesteps)
+        loaded.update(
+            pos=model.replay_buffer.pos,
+            obs=model.replay_buffer.observations[:saved_pos].copy(),
+            n_calls=model._n_calls,
+            eps=model.exploration_rate,
+            steps=model.num_timesteps,
+        )
         return model, meta
 
     monkeypatch.setattr(train, "load_checkpoint", spy)
-    summary = run_train(TrainPolicyConfig(algo=Algo.DQN, total_timesteps=768, resume=True, progress=False,
-                                          eval_every=0, eval_episodes=8, run_dir=tmp_path / "dqn"))
+    summary = run_train(
+        TrainPolicyConfig(
+            algo=Algo.DQN,
+            total_timesteps=768,
+            resume=True,
+            progress=False,
+            eval_every=0,
+            eval_episodes=8,
+            run_dir=tmp_path / "dqn",
+        )
+    )
     assert (loaded["pos"], loaded["n_calls"], loaded["eps"], loaded["steps"]) == (
-        saved_pos, state["n_calls"], state["exploration_rate"], 512)
+        saved_pos,
+        state["n_calls"],
+        state["exploration_rate"],
+        512,
+    )
     np.testing.assert_array_equal(loaded["obs"], saved_obs)
     assert summary["num_timesteps"] == 768
     assert read_meta(final)["training_state"]["n_calls"] == 96  # the target-update counter kept counting
@@ -145,9 +239,22 @@ def test_refusals_are_one_line_value_errors(ppo_run: Path, tmp_path: Path, capsy
 
 def test_same_seed_same_weights(tmp_path: Path) -> None:
     def run(name: str) -> dict:
-        run_train(TrainPolicyConfig(num_envs=8, total_timesteps=256, n_steps=16, batch_size=64, n_epochs=2,
-                                    net_arch=(16, 16), eval_every=0, eval_episodes=4, checkpoint_every=0,
-                                    progress=False, seed=5, run_dir=tmp_path / name))
+        run_train(
+            TrainPolicyConfig(
+                num_envs=8,
+                total_timesteps=256,
+                n_steps=16,
+                batch_size=64,
+                n_epochs=2,
+                net_arch=(16, 16),
+                eval_every=0,
+                eval_episodes=4,
+                checkpoint_every=0,
+                progress=False,
+                seed=5,
+                run_dir=tmp_path / name,
+            )
+        )
         return torch.load(tmp_path / name / "checkpoints" / "final" / "policy.pt", weights_only=True)
 
     a, b = run("a"), run("b")
@@ -155,8 +262,19 @@ def test_same_seed_same_weights(tmp_path: Path) -> None:
 
 
 def test_interrupt_saves_a_resumable_checkpoint(tmp_path: Path, monkeypatch) -> None:
-    cfg = TrainPolicyConfig(num_envs=8, total_timesteps=512, n_steps=16, batch_size=64, n_epochs=1, net_arch=(16, 16),
-                            eval_every=0, eval_episodes=4, checkpoint_every=0, progress=False, run_dir=tmp_path / "r")
+    cfg = TrainPolicyConfig(
+        num_envs=8,
+        total_timesteps=512,
+        n_steps=16,
+        batch_size=64,
+        n_epochs=1,
+        net_arch=(16, 16),
+        eval_every=0,
+        eval_episodes=4,
+        checkpoint_every=0,
+        progress=False,
+        run_dir=tmp_path / "r",
+    )
     real_on_step = train.TrainingMonitor._on_step
 
     def interrupting(self) -> bool:

@@ -12,8 +12,21 @@ from drivestack.sim.state import VehicleState
 CURVATURE = 1.0 / 500.0  # [1/m] peak curvature of the gently curved test highway
 
 _DEFAULTS: dict[str, object] = dict(
-    s=0.0, d=0.0, psi=0.0, speed=0.0, steer=0.0, accel=0.0, length=4.5, width=1.8, lane=0,
-    target_lane=None, desired_speed=30.0, lc_start_s=0.0, lc_offset=0.0, lc_length=1.0, speed_integral=0.0,
+    s=0.0,
+    d=0.0,
+    psi=0.0,
+    speed=0.0,
+    steer=0.0,
+    accel=0.0,
+    length=4.5,
+    width=1.8,
+    lane=0,
+    target_lane=None,
+    desired_speed=30.0,
+    lc_start_s=0.0,
+    lc_offset=0.0,
+    lc_length=1.0,
+    speed_integral=0.0,
     active=True,
 )
 _LONG = ("lane", "target_lane")

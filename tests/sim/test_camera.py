@@ -36,9 +36,18 @@ NUSCENES = Path("/work/shared/data/nuscenes-scene-0523/v1.0-trainval")
 def _world(vehicles) -> WorldState:
     B = vehicles.s.shape[0]
     zb, zl = torch.zeros(B), torch.zeros(B, dtype=torch.long)
-    return WorldState(vehicles=vehicles, time=zb, policy_steps=zl, sim_steps=zl.clone(), ego_speed_index=zl.clone(),
-                      crashed=zb.bool(), off_road=zb.bool(), distance=zb.clone(), jerk_sum=zb.clone(),
-                      lane_changes=zl.clone())
+    return WorldState(
+        vehicles=vehicles,
+        time=zb,
+        policy_steps=zl,
+        sim_steps=zl.clone(),
+        ego_speed_index=zl.clone(),
+        crashed=zb.bool(),
+        off_road=zb.bool(),
+        distance=zb.clone(),
+        jerk_sum=zb.clone(),
+        lane_changes=zl.clone(),
+    )
 
 
 @pytest.mark.skipif(not NUSCENES.exists(), reason="nuScenes scene-0523 tables not on this machine")
@@ -57,9 +66,13 @@ def test_front_camera_projection_by_hand_and_with_the_devkit() -> None:
     point = np.array([20.0, 0.0, 0.0])  # on the ground 20 m ahead of the ego origin
     # By hand: R from the quaternion (camera -> ego), camera coordinates R^T (p - t), then the pinhole.
     w, x, y, z = record["rotation"]
-    rot = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                    [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                    [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+    rot = np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
     cam = rot.T @ (point - np.array(record["translation"]))
     k = np.array(record["camera_intrinsic"])
     u, v = k[0, 0] * cam[0] / cam[2] + k[0, 2], k[1, 1] * cam[1] / cam[2] + k[1, 2]
@@ -84,8 +97,13 @@ def test_every_channel_projects_like_the_devkit() -> None:
     assert uv.shape == (50, 6, 2) and depth.shape == (50, 6)
     for c, channel in enumerate(CAMERA_CHANNELS):
         record = NUSCENES_CAMERAS[channel]
-        cam = np.stack([Quaternion(record["rotation"]).inverse.rotate(p - np.array(record["translation"]))
-                        for p in points.numpy()], axis=1)  # (3, 50)
+        cam = np.stack(
+            [
+                Quaternion(record["rotation"]).inverse.rotate(p - np.array(record["translation"]))
+                for p in points.numpy()
+            ],
+            axis=1,
+        )  # (3, 50)
         front = cam[2] > 0.5
         ref = view_points(cam[:, front], np.array(record["camera_intrinsic"]), normalize=True)[:2].T
         np.testing.assert_allclose(depth[:, c].numpy(), cam[2], atol=1e-5)
@@ -137,8 +155,10 @@ def test_invalid_camera_config_is_refused() -> None:
 def test_yaw_quaternion_rotates_about_z() -> None:
     q = yaw_to_quaternion(torch.tensor([0.3], dtype=torch.float64))
     r = quaternion_to_matrix(q)[0]
-    expected = torch.tensor([[math.cos(0.3), -math.sin(0.3), 0.0], [math.sin(0.3), math.cos(0.3), 0.0],
-                             [0.0, 0.0, 1.0]], dtype=torch.float64)
+    expected = torch.tensor(
+        [[math.cos(0.3), -math.sin(0.3), 0.0], [math.sin(0.3), math.cos(0.3), 0.0], [0.0, 0.0, 1.0]],
+        dtype=torch.float64,
+    )
     torch.testing.assert_close(r, expected)
     np.testing.assert_allclose(Quaternion(q[0].numpy()).rotation_matrix, expected.numpy(), atol=1e-12)
 
@@ -146,8 +166,14 @@ def test_yaw_quaternion_rotates_about_z() -> None:
 def test_vehicle_boxes_in_the_global_and_ego_frames(make_vehicles, curved_road) -> None:
     # ego near the ring's end, one car 20 m ahead across the seam, one 15 m behind in the next lane
     L = curved_road.length
-    veh = make_vehicles(s=[L - 8.0, 12.0, L - 23.0], d=[4.0, 4.0, 0.0], lane=[1, 1, 0], psi=[0.05, 0.0, 0.0],
-                        length=[4.7, 4.4, 10.0], width=[1.9, 1.8, 2.5])
+    veh = make_vehicles(
+        s=[L - 8.0, 12.0, L - 23.0],
+        d=[4.0, 4.0, 0.0],
+        lane=[1, 1, 0],
+        psi=[0.05, 0.0, 0.0],
+        length=[4.7, 4.4, 10.0],
+        width=[1.9, 1.8, 2.5],
+    )
     world = _world(veh)
     app = VehicleAppearance(height=torch.tensor([[1.5, 1.6, 3.5]]), color=torch.full((1, 3, 3), 0.5))
     ego_pose, boxes_g, boxes_e = vehicle_boxes(curved_road, world, app)
@@ -157,8 +183,9 @@ def test_vehicle_boxes_in_the_global_and_ego_frames(make_vehicles, curved_road) 
     # the car across the seam sits at the unwrapped s = L + 12 (continuous with the ego), not at s = 12
     x1, y1, _ = curved_road.to_global(torch.tensor([L + 12.0]), torch.tensor([4.0]))
     torch.testing.assert_close(boxes_g[0, 1, :2], torch.stack([x1[0], y1[0]]))
-    torch.testing.assert_close(boxes_g[0, :, 2:6], torch.tensor([[0.75, 1.9, 4.7, 1.5], [0.8, 1.8, 4.4, 1.6],
-                                                                 [1.75, 2.5, 10.0, 3.5]]))
+    torch.testing.assert_close(
+        boxes_g[0, :, 2:6], torch.tensor([[0.75, 1.9, 4.7, 1.5], [0.8, 1.8, 4.4, 1.6], [1.75, 2.5, 10.0, 3.5]])
+    )
     torch.testing.assert_close(boxes_e[0, 0], torch.tensor([0.0, 0.0, 0.75, 1.9, 4.7, 1.5, 0.0]), atol=1e-4, rtol=0)
     # in the ego frame (heading 0.05 rad off the road): ahead ~20 m, behind ~15 m and 4 m to the right
     assert 19.5 < float(boxes_e[0, 1, 0]) < 20.5 and abs(float(boxes_e[0, 1, 1])) < 1.2
@@ -173,8 +200,9 @@ def test_vehicle_boxes_in_the_global_and_ego_frames(make_vehicles, curved_road) 
 def test_vehicles_beyond_the_road_tables_get_nan_boxes(make_vehicles) -> None:
     road = build_road(RoadConfig(length=1000.0))
     veh = make_vehicles(s=[0.0, 501.0, 40.0], d=[0.0, 0.0, 0.0])  # the first car is 499 m behind the ego
-    _, boxes_g, boxes_e = vehicle_boxes(road, _world(veh), VehicleAppearance(torch.full((1, 3), 1.5),
-                                                                                torch.zeros(1, 3, 3)))
+    _, boxes_g, boxes_e = vehicle_boxes(
+        road, _world(veh), VehicleAppearance(torch.full((1, 3), 1.5), torch.zeros(1, 3, 3))
+    )
     assert 499.0 > MARGIN  # at s = -499 it lies past the tables' reach before the section
     assert torch.isnan(boxes_g[0, 1, :2]).all() and torch.isnan(boxes_e[0, 1, :2]).all()
     assert torch.isfinite(boxes_g[0, 2]).all()

@@ -8,7 +8,13 @@ import torch
 
 import drivestack.sim.camera_render as camera_render
 from drivestack.sim.camera import NUSCENES_CAMERAS, CameraConfig, camera_rig, project_to_image, quaternion_to_matrix
-from drivestack.sim.camera_render import CameraFrame, VehicleAppearance, render_cameras, vehicle_appearance, vehicle_boxes
+from drivestack.sim.camera_render import (
+    CameraFrame,
+    VehicleAppearance,
+    render_cameras,
+    vehicle_appearance,
+    vehicle_boxes,
+)
 from drivestack.sim.config import EnvConfig, RoadConfig, TrafficConfig
 from drivestack.sim.lidar import lidar_scan
 from drivestack.sim.raycast import body_parts, box_corners
@@ -28,9 +34,18 @@ def _threads():
 def _world(vehicles) -> WorldState:
     B = vehicles.s.shape[0]
     zb, zl = torch.zeros(B), torch.zeros(B, dtype=torch.long)
-    return WorldState(vehicles=vehicles, time=zb, policy_steps=zl, sim_steps=zl.clone(), ego_speed_index=zl.clone(),
-                      crashed=zb.bool(), off_road=zb.bool(), distance=zb.clone(), jerk_sum=zb.clone(),
-                      lane_changes=zl.clone())
+    return WorldState(
+        vehicles=vehicles,
+        time=zb,
+        policy_steps=zl,
+        sim_steps=zl.clone(),
+        ego_speed_index=zl.clone(),
+        crashed=zb.bool(),
+        off_road=zb.bool(),
+        distance=zb.clone(),
+        jerk_sum=zb.clone(),
+        lane_changes=zl.clone(),
+    )
 
 
 def _looks(heights: list[list[float]]) -> VehicleAppearance:
@@ -38,8 +53,9 @@ def _looks(heights: list[list[float]]) -> VehicleAppearance:
     return VehicleAppearance(height=h, color=torch.full((*h.shape, 3), 0.6))
 
 
-def _render(road: RoadNetwork, world: WorldState, looks: VehicleAppearance, seed: int = 0,
-            **camera: object) -> CameraFrame:
+def _render(
+    road: RoadNetwork, world: WorldState, looks: VehicleAppearance, seed: int = 0, **camera: object
+) -> CameraFrame:
     config = CameraConfig(**{"width": 400, "height": 225, **camera})  # type: ignore[arg-type]
     return render_cameras(road, world, camera_rig(config), looks, torch.Generator().manual_seed(seed))
 
@@ -58,8 +74,9 @@ def _silhouette_bbox(road, world, looks, n: int, rig) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("where", ["straight", "curved", "seam"])
-def test_vehicle_ahead_covers_the_pixels_its_projection_predicts(where, make_vehicles, highway_road,
-                                                                  curved_road) -> None:
+def test_vehicle_ahead_covers_the_pixels_its_projection_predicts(
+    where, make_vehicles, highway_road, curved_road
+) -> None:
     road = curved_road if where == "curved" else highway_road
     s_ego = road.length - 8.0 if where == "seam" else 240.0
     s_car = (s_ego + 22.0) % road.length
@@ -89,8 +106,13 @@ def test_vehicle_ahead_covers_the_pixels_its_projection_predicts(where, make_veh
 def test_occlusion_gives_partial_and_zero_visibility(make_vehicles, highway_road) -> None:
     # env 0: a car 20 m ahead, a taller SUV 35 m ahead offset 1.2 m left -> partly hidden
     # env 1: a truck 20 m ahead, a small car right behind it -> entirely hidden
-    veh = make_vehicles(s=[[100.0, 120.0, 135.0], [100.0, 120.0, 127.5]], d=[[4.0, 4.0, 5.2], [4.0, 4.0, 4.0]],
-                        lane=1, length=[[4.7, 4.5, 4.8], [4.7, 10.0, 4.2]], width=[[1.9, 1.8, 1.9], [1.9, 2.5, 1.75]])
+    veh = make_vehicles(
+        s=[[100.0, 120.0, 135.0], [100.0, 120.0, 127.5]],
+        d=[[4.0, 4.0, 5.2], [4.0, 4.0, 4.0]],
+        lane=1,
+        length=[[4.7, 4.5, 4.8], [4.7, 10.0, 4.2]],
+        width=[[1.9, 1.8, 1.9], [1.9, 2.5, 1.75]],
+    )
     looks = _looks([[1.5, 1.5, 1.9], [1.5, 3.6, 1.45]])
     frame = _render(highway_road, _world(veh), looks)
     vis, visible, full = frame.visibility, frame.visible_pixels, frame.full_pixels
@@ -150,9 +172,16 @@ def test_batched_equals_one_environment_at_a_time(traffic, monkeypatch) -> None:
     rig = camera_rig(config)
     batched = render_cameras(road, world, rig, looks, torch.Generator().manual_seed(11))
     gen = torch.Generator().manual_seed(11)
-    singles = [render_cameras(road, world.index(slice(i, i + 1)), rig,
-                              VehicleAppearance(looks.height[i:i + 1], looks.color[i:i + 1]), gen)
-               for i in range(3)]
+    singles = [
+        render_cameras(
+            road,
+            world.index(slice(i, i + 1)),
+            rig,
+            VehicleAppearance(looks.height[i : i + 1], looks.color[i : i + 1]),
+            gen,
+        )
+        for i in range(3)
+    ]
     monkeypatch.setattr(camera_render, "PIXEL_BUDGET", 2 * 2 * 160 * 96)  # chunks of two environments
     chunked = render_cameras(road, world, rig, looks, torch.Generator().manual_seed(11))
     for name in ("images", "instance", "visible_pixels", "full_pixels", "visibility", "box_2d"):
@@ -186,7 +215,7 @@ def test_shapes_dtypes_and_consistency_for_several_channels(traffic) -> None:
     assert torch.isfinite(frame.box_2d[seen]).all()  # drawn vehicles have a 2D box
     # sky above, road below
     img = frame.images[:, 0].float()
-    assert (img[:, 2, :5].mean() > img[:, 0, :5].mean() + 20)  # blue-ish sky at the top
+    assert img[:, 2, :5].mean() > img[:, 0, :5].mean() + 20  # blue-ish sky at the top
     assert (img[:, 1, -5:] - img[:, 0, -5:]).abs().mean() < 25  # grey asphalt at the bottom centre rows
 
 
@@ -238,12 +267,12 @@ def test_cuda_matches_cpu(traffic) -> None:
     config = CameraConfig(width=320, height=180, channels=("CAM_FRONT", "CAM_BACK"))
     cpu = render_cameras(road, world, camera_rig(config), looks, torch.Generator().manual_seed(0))
     gpu_looks = VehicleAppearance(looks.height.cuda(), looks.color.cuda())
-    gpu = render_cameras(road.to("cuda"), world.to("cuda"), camera_rig(config, "cuda"), gpu_looks,
-                         torch.Generator().manual_seed(0))
+    gpu = render_cameras(
+        road.to("cuda"), world.to("cuda"), camera_rig(config, "cuda"), gpu_looks, torch.Generator().manual_seed(0)
+    )
     assert (gpu.instance.cpu() == cpu.instance).float().mean() > 0.999
     assert (gpu.images.cpu().float() - cpu.images.float()).abs().mean() < 1.0
     torch.testing.assert_close(gpu.visibility.cpu(), cpu.visibility, atol=0.02, rtol=0)
-
 
 
 def test_bench_render_cli_smoke(tmp_path) -> None:
@@ -252,8 +281,22 @@ def test_bench_render_cli_smoke(tmp_path) -> None:
     from drivestack.cli import main
 
     out = tmp_path / "bench"
-    args = ["bench", "render", "--seconds", "0.01", "--resolutions", "64", "36", "--batch-sizes", "1", "2",
-            "--threads", "1", "--out", str(out)]
+    args = [
+        "bench",
+        "render",
+        "--seconds",
+        "0.01",
+        "--resolutions",
+        "64",
+        "36",
+        "--batch-sizes",
+        "1",
+        "2",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     report = json.loads((out / "render.json").read_text())
     assert [(r["width"], r["batch"]) for r in report["camera"]] == [(64, 1), (64, 2)]

@@ -39,8 +39,13 @@ _dims = dict(length=st.floats(0.5, 8.0), width=st.floats(0.3, 3.0), yaw=st.float
 @st.composite
 def _box_pairs(draw: st.DrawFn) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Two boxes (x, y, yaw, length, width): anywhere nearby, or pushed to within 1 cm of touching."""
-    a = (draw(st.floats(-3.0, 3.0)), draw(st.floats(-3.0, 3.0)), draw(_dims["yaw"]), draw(_dims["length"]),
-         draw(_dims["width"]))
+    a = (
+        draw(st.floats(-3.0, 3.0)),
+        draw(st.floats(-3.0, 3.0)),
+        draw(_dims["yaw"]),
+        draw(_dims["length"]),
+        draw(_dims["width"]),
+    )
     yaw_b, lb, wb = draw(_dims["yaw"]), draw(_dims["length"]), draw(_dims["width"])
     bearing = draw(st.floats(-math.pi, math.pi))
     pa = _polygon(*a)
@@ -74,8 +79,13 @@ def test_batched_random_pairs_match_shapely() -> None:
     M = 3000
 
     def boxes(spread: float) -> np.ndarray:  # (M, 5): x, y, yaw, length, width
-        cols = [rng.uniform(-spread, spread, M), rng.uniform(-spread, spread, M),
-                rng.uniform(-math.pi, math.pi, M), rng.uniform(0.5, 8, M), rng.uniform(0.3, 3, M)]
+        cols = [
+            rng.uniform(-spread, spread, M),
+            rng.uniform(-spread, spread, M),
+            rng.uniform(-math.pi, math.pi, M),
+            rng.uniform(0.5, 8, M),
+            rng.uniform(0.3, 3, M),
+        ]
         return np.stack(cols, 1)
 
     a, b = boxes(0.0), boxes(4.0)
@@ -123,13 +133,24 @@ def test_boxes_overlap_broadcasts_over_batch_shapes() -> None:
     assert hit.shape == (B, N) and hit.dtype == torch.bool
     for b in range(B):
         for n in range(N):
-            one = boxes_overlap(xa[b, 0], ya[b, 0], yaw_a[b, 0], la[b, 0], wa[b, 0],
-                                xb[b, n], yb[b, n], yaw_b[b, n], lb, wb)
+            one = boxes_overlap(
+                xa[b, 0], ya[b, 0], yaw_a[b, 0], la[b, 0], wa[b, 0], xb[b, n], yb[b, n], yaw_b[b, n], lb, wb
+            )
             assert one.shape == () and bool(one) == bool(hit[b, n])
     assert hit.any() and not hit.all()
     # (B, 1, N) against (B, N, 1): all pairs within each environment
-    pair = boxes_overlap(xb[:, None, :], yb[:, None, :], yaw_b[:, None, :], lb, wb,
-                         xb[:, :, None], yb[:, :, None], yaw_b[:, :, None], lb, wb)
+    pair = boxes_overlap(
+        xb[:, None, :],
+        yb[:, None, :],
+        yaw_b[:, None, :],
+        lb,
+        wb,
+        xb[:, :, None],
+        yb[:, :, None],
+        yaw_b[:, :, None],
+        lb,
+        wb,
+    )
     assert pair.shape == (B, N, N)
     assert torch.equal(pair, pair.transpose(1, 2))
     assert pair.diagonal(dim1=1, dim2=2).all()
@@ -141,14 +162,18 @@ def test_ego_collides_with_an_overlapping_vehicle(highway_road: RoadNetwork, mak
     assert ego_collisions(veh, highway_road).tolist() == [True]
 
 
-@pytest.mark.parametrize(("s1", "d1"), [
-    (500.0 + 4.5 + 0.5, 4.0),  # 0.5 m ahead, bumper to bumper
-    (500.0 - 4.5 - 0.5, 4.0),  # 0.5 m behind
-    (501.0, 4.0 + 1.8 + 0.5),  # 0.5 m to the left
-    (499.0, 4.0 - 1.8 - 0.5),  # 0.5 m to the right
-])
-def test_ego_clear_by_half_a_metre_does_not_collide(highway_road: RoadNetwork, make_vehicles, s1: float,
-                                                    d1: float) -> None:
+@pytest.mark.parametrize(
+    ("s1", "d1"),
+    [
+        (500.0 + 4.5 + 0.5, 4.0),  # 0.5 m ahead, bumper to bumper
+        (500.0 - 4.5 - 0.5, 4.0),  # 0.5 m behind
+        (501.0, 4.0 + 1.8 + 0.5),  # 0.5 m to the left
+        (499.0, 4.0 - 1.8 - 0.5),  # 0.5 m to the right
+    ],
+)
+def test_ego_clear_by_half_a_metre_does_not_collide(
+    highway_road: RoadNetwork, make_vehicles, s1: float, d1: float
+) -> None:
     veh = make_vehicles(s=[500.0, s1], d=[4.0, d1], length=4.5, width=1.8)
     assert ego_collisions(veh, highway_road).tolist() == [False]
 
@@ -162,14 +187,20 @@ def test_ego_collision_across_the_ring_seam(highway_road: RoadNetwork, make_vehi
 
 def test_ego_collision_respects_headings(highway_road: RoadNetwork, make_vehicles) -> None:
     # a vehicle across the road, 3 m ahead: its 4.5 m body reaches into the ego's lane sideways
-    veh = make_vehicles(s=[[500.0, 503.0], [500.0, 503.0]], d=[[4.0, 4.0 + 2.5], [4.0, 4.0 + 2.5]],
-                        psi=[[0.0, 0.0], [0.0, math.pi / 2]], length=4.5, width=1.8)
+    veh = make_vehicles(
+        s=[[500.0, 503.0], [500.0, 503.0]],
+        d=[[4.0, 4.0 + 2.5], [4.0, 4.0 + 2.5]],
+        psi=[[0.0, 0.0], [0.0, math.pi / 2]],
+        length=4.5,
+        width=1.8,
+    )
     assert ego_collisions(veh, highway_road).tolist() == [False, True]
 
 
 def test_inactive_vehicles_never_collide(highway_road: RoadNetwork, make_vehicles) -> None:
-    veh = make_vehicles(s=[[500.0, 501.0, 499.0], [500.0, 501.0, 499.0]], active=[[True, False, False],
-                                                                              [True, False, True]])
+    veh = make_vehicles(
+        s=[[500.0, 501.0, 499.0], [500.0, 501.0, 499.0]], active=[[True, False, False], [True, False, True]]
+    )
     assert ego_collisions(veh, highway_road).tolist() == [False, True]
 
 
@@ -187,15 +218,15 @@ def test_ego_collisions_batched_equals_single_envs(curved_road: RoadNetwork, mak
     veh = make_vehicles(s=s, d=d, psi=psi, active=torch.rand(B, N, generator=gen) > 0.2)
     hit = ego_collisions(veh, curved_road)
     assert hit.shape == (B,)
-    singles = [ego_collisions(make_vehicles(s=s[b], d=d[b], psi=psi[b], active=veh.active[b]), curved_road)
-               for b in range(B)]
+    singles = [
+        ego_collisions(make_vehicles(s=s[b], d=d[b], psi=psi[b], active=veh.active[b]), curved_road) for b in range(B)
+    ]
     assert hit.tolist() == [bool(x) for x in torch.cat(singles)]
     assert hit.any() and not hit.all()
 
 
 @pytest.mark.parametrize(("gap", "expected"), [(-0.3, True), (0.3, False)])
-def test_ego_collision_on_a_curve(curved_road: RoadNetwork, make_vehicles, gap: float,
-                                  expected: bool) -> None:
+def test_ego_collision_on_a_curve(curved_road: RoadNetwork, make_vehicles, gap: float, expected: bool) -> None:
     # outer lane at the curvature peak (s = 200 m): the chart stretches the road by about 2 %
     veh = make_vehicles(s=[200.0, 200.0 + 4.5 + gap], d=[12.0, 12.0], length=4.5, width=1.8)
     x, y, _ = curved_road.to_global(veh.s, veh.d)

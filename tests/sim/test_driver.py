@@ -34,10 +34,12 @@ def test_new_target_lane_starts_a_path_from_where_the_vehicle_is() -> None:
     # The reference starts at the vehicle: no jump of 4 m in the tracking error.
     torch.testing.assert_close(error_after, error_before, atol=1e-4, rtol=0)
     assert moved.sum() >= 3, "the scenario should give most vehicles a lane to their left"
-    torch.testing.assert_close(started.lc_offset[moved], torch.full_like(started.lc_offset[moved], -4.0), atol=1e-3,
-                               rtol=0)
+    torch.testing.assert_close(
+        started.lc_offset[moved], torch.full_like(started.lc_offset[moved], -4.0), atol=1e-3, rtol=0
+    )
     expected_length = (veh.speed * env.config.control.lane_change_duration).clamp_min(
-        env.config.control.min_lane_change_length)
+        env.config.control.min_lane_change_length
+    )
     torch.testing.assert_close(started.lc_length[moved], expected_length[moved])
     assert torch.equal(started.lc_offset[~moved], veh.lc_offset[~moved])
 
@@ -45,16 +47,19 @@ def test_new_target_lane_starts_a_path_from_where_the_vehicle_is() -> None:
 def test_completed_paths_are_forgotten() -> None:
     env = _env(EnvConfig(traffic=TrafficConfig(num_vehicles=2)))
     veh = env.state.vehicles
-    veh = replace(veh, lc_offset=torch.full_like(veh.d, -4.0), lc_length=torch.full_like(veh.d, 50.0),
-                  lc_start_s=env.road.wrap(veh.s - torch.tensor([[10.0, 60.0]])))
+    veh = replace(
+        veh,
+        lc_offset=torch.full_like(veh.d, -4.0),
+        lc_length=torch.full_like(veh.d, 50.0),
+        lc_start_s=env.road.wrap(veh.s - torch.tensor([[10.0, 60.0]])),
+    )
     done = finish_lane_changes(veh, env.road)
     assert done.lc_offset[0, 0] == -4.0 and done.lc_offset[0, 1] == 0.0
 
 
 @pytest.mark.parametrize("controller", list(LateralController))
 def test_every_controller_changes_lane_smoothly_and_keeps_the_road(controller: LateralController) -> None:
-    config = replace(CURVED, policy_frequency=CURVED.sim_frequency,
-                     control=replace(CURVED.control, lateral=controller))
+    config = replace(CURVED, policy_frequency=CURVED.sim_frequency, control=replace(CURVED.control, lateral=controller))
     env = _env(config, num_envs=8)
     lane0 = env.state.vehicles.lane[:, 0].clone()
     action = torch.where(lane0 < env.road.num_lanes - 1, int(MetaAction.LANE_LEFT), int(MetaAction.LANE_RIGHT))

@@ -28,8 +28,7 @@ def _cmd(value: float | list[float]) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- one step by hand
 @pytest.mark.parametrize("psi", [0.0, 0.2, -0.3])
-def test_straight_road_step_matches_hand_computation(highway_road: RoadNetwork, make_vehicles,
-                                                     psi: float) -> None:
+def test_straight_road_step_matches_hand_computation(highway_road: RoadNetwork, make_vehicles, psi: float) -> None:
     v, steer0, steer_cmd, accel_cmd = 10.0, 0.05, 0.1, 1.0  # 0.05 rad change < 0.06 rad rate limit
     veh = make_vehicles(s=100.0, d=2.0, psi=psi, speed=v, steer=steer0, length=LENGTH)
     out = bicycle_step(veh, _cmd(steer_cmd), _cmd(accel_cmd), highway_road, LIMITS, DT)
@@ -117,10 +116,10 @@ _vehicle = st.tuples(
 
 @settings(max_examples=60, deadline=None)
 @given(rows=st.lists(_vehicle, min_size=1, max_size=12), dt=st.sampled_from([0.05, 0.1, 1.0 / 15.0, 0.5]))
-def test_limits_always_hold(highway_road: RoadNetwork, make_vehicles, rows: list[tuple[float, ...]],
-                            dt: float) -> None:
-    steer0, speed0, steer_cmd, accel_cmd, psi = (torch.tensor(c, dtype=torch.float32).view(1, -1)
-                                                 for c in zip(*rows, strict=True))
+def test_limits_always_hold(highway_road: RoadNetwork, make_vehicles, rows: list[tuple[float, ...]], dt: float) -> None:
+    steer0, speed0, steer_cmd, accel_cmd, psi = (
+        torch.tensor(c, dtype=torch.float32).view(1, -1) for c in zip(*rows, strict=True)
+    )
     veh = make_vehicles(s=300.0, d=2.0, psi=psi, speed=speed0, steer=steer0)
     out = bicycle_step(veh, steer_cmd, accel_cmd, highway_road, LIMITS, dt)
     eps = 1e-5
@@ -174,15 +173,20 @@ def test_batched_step_equals_per_vehicle_steps(curved_road: RoadNetwork, make_ve
     def rand(lo: float, hi: float) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(B, N, generator=gen)
 
-    veh = make_vehicles(s=rand(0.0, 1000.0), d=rand(-2.0, 14.0), psi=rand(-0.3, 0.3), speed=rand(0.0, 35.0),
-                        steer=rand(-0.3, 0.3), length=rand(4.2, 5.2))
+    veh = make_vehicles(
+        s=rand(0.0, 1000.0),
+        d=rand(-2.0, 14.0),
+        psi=rand(-0.3, 0.3),
+        speed=rand(0.0, 35.0),
+        steer=rand(-0.3, 0.3),
+        length=rand(4.2, 5.2),
+    )
     steer_cmd, accel_cmd = rand(-1.0, 1.0), rand(-10.0, 10.0)
     out = bicycle_step(veh, steer_cmd, accel_cmd, curved_road, LIMITS, DT)
     for b in range(B):
         for n in range(N):
-            one = make_vehicles(**{k: getattr(veh, k)[b, n] for k in ("s", "d", "psi", "speed", "steer",
-                                                                       "length")})
-            cmds = steer_cmd[b:b + 1, n:n + 1], accel_cmd[b:b + 1, n:n + 1]
+            one = make_vehicles(**{k: getattr(veh, k)[b, n] for k in ("s", "d", "psi", "speed", "steer", "length")})
+            cmds = steer_cmd[b : b + 1, n : n + 1], accel_cmd[b : b + 1, n : n + 1]
             res = bicycle_step(one, *cmds, curved_road, LIMITS, DT)
             for name in ("s", "d", "psi", "speed", "steer", "accel"):
                 got, want = getattr(res, name)[0, 0], getattr(out, name)[b, n]

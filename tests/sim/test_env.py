@@ -106,13 +106,16 @@ def test_nan_and_out_of_range_actions() -> None:
         meta.step(np.array([1.0, np.nan]))
 
 
-@pytest.mark.parametrize(("field", "config"), [
-    ("road.num_lanes", EnvConfig(road=RoadConfig(num_lanes=0))),
-    ("traffic.num_vehicles", EnvConfig(traffic=TrafficConfig(num_vehicles=500), road=RoadConfig(length=300.0))),
-    ("duration", EnvConfig(duration=-1.0)),
-    ("policy_frequency", EnvConfig(sim_frequency=10.0, policy_frequency=3.0)),
-    ("road.scenario", None),
-])
+@pytest.mark.parametrize(
+    ("field", "config"),
+    [
+        ("road.num_lanes", EnvConfig(road=RoadConfig(num_lanes=0))),
+        ("traffic.num_vehicles", EnvConfig(traffic=TrafficConfig(num_vehicles=500), road=RoadConfig(length=300.0))),
+        ("duration", EnvConfig(duration=-1.0)),
+        ("policy_frequency", EnvConfig(sim_frequency=10.0, policy_frequency=3.0)),
+        ("road.scenario", None),
+    ],
+)
 def test_invalid_configs_name_the_field(field: str, config: EnvConfig | None) -> None:
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
         if config is None:
@@ -132,8 +135,10 @@ def test_meta_action_edge_cases() -> None:
     top = env.road.num_lanes - 1
     lane = torch.full_like(v.lane, 0)
     lane[:, 0] = top
-    env.state = env.state.replace(vehicles=replace(v, lane=lane, target_lane=lane.clone()),
-                                  ego_speed_index=torch.tensor([len(SMALL.action.target_speeds) - 1]))
+    env.state = env.state.replace(
+        vehicles=replace(v, lane=lane, target_lane=lane.clone()),
+        ego_speed_index=torch.tensor([len(SMALL.action.target_speeds) - 1]),
+    )
     _, _, _, _, info = env.step(np.array([MetaAction.LANE_LEFT]))
     assert bool(info["action_invalid"][0]), "LANE_LEFT from the leftmost lane is impossible"
     assert int(env.state.vehicles.target_lane[0, 0]) == top
@@ -193,8 +198,12 @@ def test_autoreset_returns_final_observation_and_episode_stats() -> None:
 
 
 def test_gymnasium_vector_env() -> None:
-    venv = gym.make_vec("drivestack/Highway-v0", num_envs=4, vectorization_mode="vector_entry_point",
-                        config=replace(SMALL, duration=2.0))
+    venv = gym.make_vec(
+        "drivestack/Highway-v0",
+        num_envs=4,
+        vectorization_mode="vector_entry_point",
+        config=replace(SMALL, duration=2.0),
+    )
     obs, _ = venv.reset(seed=0)
     assert obs.shape == (4, 5, 5) and venv.observation_space.contains(obs)
     venv.step(venv.action_space.sample())

@@ -37,10 +37,34 @@ REAL_FIELDS = {
     "log": ["token", "logfile", "vehicle", "date_captured", "location"],
     "map": ["category", "token", "filename", "log_tokens"],
     "sample": ["token", "timestamp", "prev", "next", "scene_token"],
-    "sample_annotation": ["token", "sample_token", "instance_token", "visibility_token", "attribute_tokens",
-                          "translation", "size", "rotation", "prev", "next", "num_lidar_pts", "num_radar_pts"],
-    "sample_data": ["token", "sample_token", "ego_pose_token", "calibrated_sensor_token", "timestamp", "fileformat",
-                    "is_key_frame", "height", "width", "filename", "prev", "next"],
+    "sample_annotation": [
+        "token",
+        "sample_token",
+        "instance_token",
+        "visibility_token",
+        "attribute_tokens",
+        "translation",
+        "size",
+        "rotation",
+        "prev",
+        "next",
+        "num_lidar_pts",
+        "num_radar_pts",
+    ],
+    "sample_data": [
+        "token",
+        "sample_token",
+        "ego_pose_token",
+        "calibrated_sensor_token",
+        "timestamp",
+        "fileformat",
+        "is_key_frame",
+        "height",
+        "width",
+        "filename",
+        "prev",
+        "next",
+    ],
     "scene": ["token", "log_token", "nbr_samples", "first_sample_token", "last_sample_token", "name", "description"],
     "sensor": ["token", "channel", "modality"],
     "visibility": ["description", "token", "level"],
@@ -63,8 +87,9 @@ def export(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(nuscenes_export, "build_tables", spy)
         # Small images and a sparse lidar keep the rendering cheap; nothing tested depends on their resolution.
-        config = DatasetConfig(out=out, scenes=3, seconds=4.0, seed=SEED, val_fraction=0.5, width=256, height=144,
-                               lidar_azimuths=256)
+        config = DatasetConfig(
+            out=out, scenes=3, seconds=4.0, seed=SEED, val_fraction=0.5, width=256, height=144, lidar_azimuths=256
+        )
         summary = export_dataset(config, progress=False)
     return out, summary, seen["rec"]
 
@@ -172,8 +197,10 @@ def test_box_velocity_matches_the_simulator(export, nusc) -> None:
     for ann in nusc.sample_annotation:
         if not ann["prev"] or not ann["next"]:
             continue
-        t_prev, t_next = (nusc.get("sample", nusc.get("sample_annotation", ann[key])["sample_token"])["timestamp"]
-                          for key in ("prev", "next"))
+        t_prev, t_next = (
+            nusc.get("sample", nusc.get("sample_annotation", ann[key])["sample_token"])["timestamp"]
+            for key in ("prev", "next")
+        )
         if t_next - t_prev != 1_000_000:  # neighbours in the adjacent keyframes: a centred difference over 1 s
             continue
         v = nusc.box_velocity(ann["token"])
@@ -216,15 +243,21 @@ def _submission(nusc, tracking: bool) -> dict:
             if ann["num_lidar_pts"] == 0:
                 continue
             name = category_to_detection_name(ann["category_name"])
-            box = {"sample_token": sample["token"], "translation": ann["translation"], "size": ann["size"],
-                   "rotation": ann["rotation"], "velocity": nusc.box_velocity(token)[:2].tolist()}
+            box = {
+                "sample_token": sample["token"],
+                "translation": ann["translation"],
+                "size": ann["size"],
+                "rotation": ann["rotation"],
+                "velocity": nusc.box_velocity(token)[:2].tolist(),
+            }
             if tracking:
                 # A confidence that differs between tracks, so the tracking eval sweeps a recall curve.
                 score = 0.5 + 0.5 * int(ann["instance_token"][:8], 16) / 0xFFFFFFFF
                 box.update(tracking_id=ann["instance_token"], tracking_name=name, tracking_score=score)
             else:
-                box.update(detection_name=name, detection_score=1.0,
-                           attribute_name=attributes[ann["attribute_tokens"][0]])
+                box.update(
+                    detection_name=name, detection_score=1.0, attribute_name=attributes[ann["attribute_tokens"][0]]
+                )
             boxes.append(box)
         results[sample["token"]] = boxes
     meta = {"use_camera": True, "use_lidar": False, "use_radar": False, "use_map": False, "use_external": False}
@@ -233,8 +266,9 @@ def _submission(nusc, tracking: bool) -> dict:
 
 def _present_classes(submission: dict) -> set[str]:
     """Classes of the val ground truth the eval keeps (the boxes the exported cameras see)."""
-    return {box.get("detection_name", box.get("tracking_name")) for boxes in submission["results"].values()
-            for box in boxes}
+    return {
+        box.get("detection_name", box.get("tracking_name")) for boxes in submission["results"].values() for box in boxes
+    }
 
 
 def test_ground_truth_scores_perfectly_in_detection_eval(nusc, tmp_path: Path) -> None:
@@ -251,8 +285,9 @@ def test_ground_truth_scores_perfectly_in_detection_eval(nusc, tmp_path: Path) -
     assert "car" in present
     for name in set(config.class_range) - present:
         del config.class_range[name]
-    evaluator = DetectionEval(nusc, config=config, result_path=str(path), eval_set="val",
-                              output_dir=str(tmp_path / "det"), verbose=False)
+    evaluator = DetectionEval(
+        nusc, config=config, result_path=str(path), eval_set="val", output_dir=str(tmp_path / "det"), verbose=False
+    )
     metrics, _ = evaluator.evaluate()
     assert set(metrics.mean_dist_aps) == present
     assert metrics.mean_ap >= 0.99, metrics.mean_dist_aps
@@ -271,8 +306,15 @@ def test_ground_truth_scores_perfectly_in_tracking_eval(export, nusc, tmp_path: 
     config.class_range = {k: v for k, v in config.class_range.items() if k in present}
     config.tracking_names = sorted(present)
     config.class_names = sorted(present)
-    evaluator = TrackingEval(config=config, result_path=str(path), eval_set="val", output_dir=str(tmp_path / "trk"),
-                             nusc_version=VERSION, nusc_dataroot=str(export[0]), verbose=False)
+    evaluator = TrackingEval(
+        config=config,
+        result_path=str(path),
+        eval_set="val",
+        output_dir=str(tmp_path / "trk"),
+        nusc_version=VERSION,
+        nusc_dataroot=str(export[0]),
+        verbose=False,
+    )
     metrics, _ = evaluator.evaluate()
     summary = metrics.serialize()
     assert summary["amota"] >= 0.99, summary["label_metrics"]["amota"]
@@ -331,8 +373,25 @@ def test_failure_mid_write_leaves_nothing_behind(tmp_path: Path, monkeypatch) ->
 
 def test_terminated_cli_export_leaves_nothing_behind(tmp_path: Path) -> None:
     out = tmp_path / "ds"
-    cmd = [sys.executable, "-m", "drivestack.cli", "data", "make", "--out", str(out), "--scenes", "1",
-           "--seconds", "60", "--width", "64", "--height", "36", "--lidar-azimuths", "64"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "drivestack.cli",
+        "data",
+        "make",
+        "--out",
+        str(out),
+        "--scenes",
+        "1",
+        "--seconds",
+        "60",
+        "--width",
+        "64",
+        "--height",
+        "36",
+        "--lidar-azimuths",
+        "64",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120.0

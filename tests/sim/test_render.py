@@ -72,8 +72,7 @@ def test_image_shape_dtype_and_ego_green_at_its_anchor(highway):
     for dr in (-1, 0):
         for dc in (-1, 0):
             assert _color(img, EGO_ROW + dr, EGO_COL + dc) == EGO_COLOR
-    assert pixel_of(road, state, float(state.vehicles.s[0, 0]), float(state.vehicles.d[0, 0])) == (EGO_ROW,
-                                                                                                    EGO_COL)
+    assert pixel_of(road, state, float(state.vehicles.s[0, 0]), float(state.vehicles.d[0, 0])) == (EGO_ROW, EGO_COL)
     # The ego is drawn along the road: it extends ~2 m ahead of its centre, not 2 m sideways.
     assert _color(img, EGO_ROW, EGO_COL + 10) == EGO_COLOR
     assert _color(img, EGO_ROW - 10, EGO_COL) != EGO_COLOR
@@ -215,13 +214,16 @@ def test_write_mp4_pads_odd_sizes(tmp_path: Path):
     assert len(back) == 3 and back[0].shape == (32, 46, 3)
 
 
-@pytest.mark.parametrize("frames", [
-    [],
-    [np.zeros((10, 10, 3), dtype=np.float32)],
-    [np.zeros((10, 10), dtype=np.uint8)],
-    [np.zeros((10, 10, 4), dtype=np.uint8)],
-    np.zeros((10, 10, 3), dtype=np.uint8),  # one frame, not a (T, H, W, 3) stack
-])
+@pytest.mark.parametrize(
+    "frames",
+    [
+        [],
+        [np.zeros((10, 10, 3), dtype=np.float32)],
+        [np.zeros((10, 10), dtype=np.uint8)],
+        [np.zeros((10, 10, 4), dtype=np.uint8)],
+        np.zeros((10, 10, 3), dtype=np.uint8),  # one frame, not a (T, H, W, 3) stack
+    ],
+)
 def test_write_mp4_rejects_bad_frames(tmp_path: Path, frames):
     with pytest.raises(ValueError):
         write_mp4(frames, tmp_path / "bad.mp4")

@@ -129,8 +129,7 @@ def test_straight_road_to_global_continues_past_the_seam(highway_road: RoadNetwo
 
 @settings(max_examples=150, deadline=None)
 @given(s=st.floats(0.0, 999.99), d=st.floats(-4.0, 16.0), guess_error=st.floats(-10.0, 10.0))
-def test_curved_project_inverts_to_global(curved_road: RoadNetwork, s: float, d: float,
-                                          guess_error: float) -> None:
+def test_curved_project_inverts_to_global(curved_road: RoadNetwork, s: float, d: float, guess_error: float) -> None:
     s_t, d_t = torch.tensor([s]), torch.tensor([d])
     x, y, _ = curved_road.to_global(s_t, d_t)
     s_back, d_back = curved_road.project(x, y, s_t + guess_error)
@@ -145,9 +144,9 @@ def test_curved_road_actually_curves(curved_road: RoadNetwork) -> None:
 
 def _menger_curvature(x: np.ndarray, y: np.ndarray, h: int) -> np.ndarray:
     """Signed curvature of the circle through points i - h, i, i + h (for i in [h, K - h))."""
-    p0 = np.stack([x[:-2 * h], y[:-2 * h]], 1)
+    p0 = np.stack([x[: -2 * h], y[: -2 * h]], 1)
     p1 = np.stack([x[h:-h], y[h:-h]], 1)
-    p2 = np.stack([x[2 * h:], y[2 * h:]], 1)
+    p2 = np.stack([x[2 * h :], y[2 * h :]], 1)
     a, b = p1 - p0, p2 - p1
     cross = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) * np.linalg.norm(p2 - p0, axis=1)
@@ -289,14 +288,17 @@ def test_merge_ramp_centerline_covers_only_the_ramp(merge_road: RoadNetwork) -> 
 
 
 # ------------------------------------------------------------------------------- config validation
-@pytest.mark.parametrize(("overrides", "field"), [
-    (dict(num_lanes=0), "road.num_lanes"),
-    (dict(length=-100.0), "road.length"),
-    (dict(scenario="roundabout"), "road.scenario"),
-    (dict(scenario=Scenario.MERGE, length=400.0, merge_length=300.0), "road.merge_length"),
-    (dict(lane_width=0.0), "road.lane_width"),
-    (dict(max_curvature=0.1), "road.max_curvature"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        (dict(num_lanes=0), "road.num_lanes"),
+        (dict(length=-100.0), "road.length"),
+        (dict(scenario="roundabout"), "road.scenario"),
+        (dict(scenario=Scenario.MERGE, length=400.0, merge_length=300.0), "road.merge_length"),
+        (dict(lane_width=0.0), "road.lane_width"),
+        (dict(max_curvature=0.1), "road.max_curvature"),
+    ],
+)
 def test_invalid_road_config_names_the_field(overrides: dict[str, object], field: str) -> None:
     with pytest.raises(ValueError, match=field.replace(".", r"\.")):
         build_road(RoadConfig(**overrides))  # type: ignore[arg-type]

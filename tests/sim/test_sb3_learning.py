@@ -28,8 +28,9 @@ def _mean_return(policy, num_envs: int = 64) -> float:
 def test_short_ppo_run_beats_random_policy() -> None:
     torch.manual_seed(0)
     venv = SB3DrivingVecEnv(num_envs=32, config=CONFIG, seed=0)
-    model = PPO("MlpPolicy", venv, n_steps=16, batch_size=128, n_epochs=4, learning_rate=1e-3, gamma=0.9,
-                seed=0, device="cpu")
+    model = PPO(
+        "MlpPolicy", venv, n_steps=16, batch_size=128, n_epochs=4, learning_rate=1e-3, gamma=0.9, seed=0, device="cpu"
+    )
     model.learn(6144)
     random_return = _mean_return(None)
     trained_return = _mean_return(lambda obs: model.predict(obs, deterministic=True)[0])

@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from drivestack.sim.collision import boxes_overlap
-from drivestack.sim.config import TRUCK_MIN_LENGTH, EnvConfig, RoadConfig, Scenario, TrafficConfig, VehicleConfig, merge_config
+from drivestack.sim.config import (
+    TRUCK_MIN_LENGTH,
+    EnvConfig,
+    RoadConfig,
+    Scenario,
+    TrafficConfig,
+    VehicleConfig,
+    merge_config,
+)
 from drivestack.sim.road import RoadNetwork, build_road
 from drivestack.sim.scenario import EGO_CLEARANCE, MERGE_EGO_START, initial_state, is_truck
 from drivestack.sim.state import WorldState
@@ -53,8 +61,18 @@ def test_no_two_vehicles_overlap(case) -> None:
     dx = road.delta_s(v.s[:, None, :], v.s[:, :, None])
     dy = v.d[:, None, :] - v.d[:, :, None]
     zero = torch.zeros_like(dx)
-    hit = boxes_overlap(zero, zero, v.psi[:, :, None], v.length[:, :, None], v.width[:, :, None],
-                        dx, dy, v.psi[:, None, :], v.length[:, None, :], v.width[:, None, :])
+    hit = boxes_overlap(
+        zero,
+        zero,
+        v.psi[:, :, None],
+        v.length[:, :, None],
+        v.width[:, :, None],
+        dx,
+        dy,
+        v.psi[:, None, :],
+        v.length[:, None, :],
+        v.width[:, None, :],
+    )
     hit &= ~torch.eye(v.s.shape[1], dtype=torch.bool)
     assert not hit.any(), f"{int(hit.sum()) // 2} overlapping pairs"
 
@@ -113,8 +131,7 @@ def test_ego_lane(case) -> None:
     ego = world.vehicles.lane[:, 0]
     if road.scenario == Scenario.MERGE:
         assert torch.all(ego == 0)  # the on-ramp
-        torch.testing.assert_close(world.vehicles.s[:, 0],
-                                   torch.full((B,), config.road.ramp_start + MERGE_EGO_START))
+        torch.testing.assert_close(world.vehicles.s[:, 0], torch.full((B,), config.road.ramp_start + MERGE_EGO_START))
     else:
         assert torch.all((ego >= 0) & (ego < road.num_lanes))
         assert len(ego.unique()) == road.num_lanes  # 64 draws over 3-4 lanes hit every lane
@@ -170,8 +187,9 @@ def test_trucks_in_traffic() -> None:
     assert ds[same].min().item() >= config.vehicle.truck_length_range[1] + config.traffic.idm_min_gap - 1e-3
     # the capacity check counts truck slots
     with pytest.raises(ValueError, match=r"traffic\.num_vehicles"):
-        EnvConfig(road=RoadConfig(num_lanes=2, length=200.0),
-                  traffic=TrafficConfig(num_vehicles=27, truck_fraction=0.1)).validate()
+        EnvConfig(
+            road=RoadConfig(num_lanes=2, length=200.0), traffic=TrafficConfig(num_vehicles=27, truck_fraction=0.1)
+        ).validate()
     with pytest.raises(ValueError, match=r"vehicle\.length_range"):
         EnvConfig(vehicle=VehicleConfig(length_range=(4.0, 7.0))).validate()
     with pytest.raises(ValueError, match=r"vehicle\.truck_length_range"):
@@ -183,10 +201,14 @@ def test_trucks_in_traffic() -> None:
 # Sums over the initial state (seed 9, 4 envs) and the generator's next two draws, recorded with the code
 # before trucks existed: truck_fraction = 0 must keep every draw and every state bit-identical.
 PINNED = {
-    "highway": ([100471.42840576172, 940.7908563613892, 375.4064041376114, 4990.122882843018, 4993.485366821289, 294],
-                [0.2774495482444763, 0.8598719835281372]),
-    "merge": ([30523.4130859375, 379.6959595680237, 149.45211946964264, 1984.916524887085, 1981.4986019134521, 112],
-              [0.16213321685791016, 0.8842163681983948]),
+    "highway": (
+        [100471.42840576172, 940.7908563613892, 375.4064041376114, 4990.122882843018, 4993.485366821289, 294],
+        [0.2774495482444763, 0.8598719835281372],
+    ),
+    "merge": (
+        [30523.4130859375, 379.6959595680237, 149.45211946964264, 1984.916524887085, 1981.4986019134521, 112],
+        [0.16213321685791016, 0.8842163681983948],
+    ),
 }
 
 
@@ -197,7 +219,13 @@ def test_no_trucks_draws_exactly_as_before(name: str) -> None:
     road = build_road(config.road)
     gen = torch.Generator().manual_seed(9)
     v = initial_state(config, road, 4, gen).vehicles
-    sums = [float(v.s.double().sum()), float(v.length.double().sum()), float(v.width.double().sum()),
-            float(v.desired_speed.double().sum()), float(v.speed.double().sum()), int(v.lane.sum())]
+    sums = [
+        float(v.s.double().sum()),
+        float(v.length.double().sum()),
+        float(v.width.double().sum()),
+        float(v.desired_speed.double().sum()),
+        float(v.speed.double().sum()),
+        int(v.lane.sum()),
+    ]
     assert sums == PINNED[name][0]
     assert torch.rand(2, generator=gen).tolist() == PINNED[name][1]

@@ -78,8 +78,7 @@ def test_idm_closing_speed_and_jam_gap() -> None:
 # --------------------------------------------------------------------------------- lane index
 def test_leaders_and_followers_within_lanes(highway_road: RoadNetwork, make_vehicles) -> None:
     # ego alone in lane 3; vehicles 1, 2, 3 in lane 1 (unsorted); vehicle 4 alone in lane 2
-    veh = make_vehicles(s=[500.0, 300.0, 100.0, 200.0, 150.0], d=[12.0, 4.0, 4.0, 4.0, 8.0],
-                        lane=[3, 1, 1, 1, 2])
+    veh = make_vehicles(s=[500.0, 300.0, 100.0, 200.0, 150.0], d=[12.0, 4.0, 4.0, 4.0, 8.0], lane=[3, 1, 1, 1, 2])
     index = build_lane_index(veh, highway_road)
     leaders, followers = _neighbours(index)
     # lane 1 is a ring: the front vehicle (1, at 300 m) follows the back one (2, at 100 m) round the ring
@@ -111,8 +110,12 @@ def test_no_wrap_on_the_merge_ramp(merge_road: RoadNetwork, make_vehicles) -> No
 
 def test_lane_changer_is_in_both_lanes(highway_road: RoadNetwork, make_vehicles) -> None:
     # vehicle 1 moves from lane 1 to lane 2 at 100 m; 2 follows in lane 2, 3 follows in lane 1
-    veh = make_vehicles(s=[600.0, 100.0, 80.0, 60.0, 140.0], speed=[20.0, 20.0, 25.0, 25.0, 15.0],
-                        lane=[0, 1, 2, 1, 2], target_lane=[0, 2, 2, 1, 2])
+    veh = make_vehicles(
+        s=[600.0, 100.0, 80.0, 60.0, 140.0],
+        speed=[20.0, 20.0, 25.0, 25.0, 15.0],
+        lane=[0, 1, 2, 1, 2],
+        target_lane=[0, 2, 2, 1, 2],
+    )
     index = build_lane_index(veh, highway_road)
     leaders2, followers2 = _neighbours(index, lane=2)
     leaders1, _ = _neighbours(index, lane=1)
@@ -132,8 +135,7 @@ def test_lane_changer_is_in_both_lanes(highway_road: RoadNetwork, make_vehicles)
 
 
 def test_inactive_vehicles_are_not_in_the_index(highway_road: RoadNetwork, make_vehicles) -> None:
-    veh = make_vehicles(s=[500.0, 100.0, 110.0, 200.0], speed=20.0, lane=[3, 1, 1, 1],
-                        active=[True, True, False, True])
+    veh = make_vehicles(s=[500.0, 100.0, 110.0, 200.0], speed=20.0, lane=[3, 1, 1, 1], active=[True, True, False, True])
     leaders, _ = _neighbours(build_lane_index(veh, highway_road))
     assert leaders[1] == 3 and 2 not in leaders
     acc, _, _ = idm_step(veh, highway_road, P)
@@ -168,8 +170,9 @@ def test_lane_index_batched_equals_single_envs(highway_road: RoadNetwork, make_v
 # --------------------------------------------------------------------------------- ramp end
 def test_ramp_end_is_a_standing_obstacle(merge_road: RoadNetwork, make_vehicles) -> None:
     # vehicle 1 on the ramp 30 m before its end; vehicle 2 beside it on the through lane
-    veh = make_vehicles(s=[600.0, RAMP_END - 30.0, RAMP_END - 30.0], d=[4.0, -4.0, 0.0], speed=20.0,
-                        desired_speed=25.0, lane=[2, 0, 1])
+    veh = make_vehicles(
+        s=[600.0, RAMP_END - 30.0, RAMP_END - 30.0], d=[4.0, -4.0, 0.0], speed=20.0, desired_speed=25.0, lane=[2, 0, 1]
+    )
     acc, _, _ = idm_step(veh, merge_road, P)
     end_gap = 30.0 - 0.5 * 4.5
     expected = idm_acceleration(_t(20.0), _t(25.0), _t(end_gap), _t(20.0), P).item()
@@ -195,38 +198,54 @@ def _mobil(veh, road: RoadNetwork, direction: int, p: TrafficConfig = P) -> list
 
 def test_mobil_changes_left_around_a_slow_leader(highway_road: RoadNetwork, make_vehicles) -> None:
     # vehicle 1 at 25 m/s closes on vehicle 2 at 10 m/s, 20 m ahead; lane 1 is empty
-    veh = make_vehicles(s=[800.0, 100.0, 120.0], speed=[20.0, 25.0, 10.0], desired_speed=[20.0, 30.0, 10.0],
-                        lane=[3, 0, 0])
+    veh = make_vehicles(
+        s=[800.0, 100.0, 120.0], speed=[20.0, 25.0, 10.0], desired_speed=[20.0, 30.0, 10.0], lane=[3, 0, 0]
+    )
     assert _mobil(veh, highway_road, +1) == [3, 1, 0]
     assert _mobil(veh, highway_road, -1) == [3, 0, 0]  # no lane to the right of lane 0
 
 
-@pytest.mark.parametrize(("s3", "v3"), [
-    (98.0, 25.0),  # a car right beside it: no room at all
-    (85.0, 32.0),  # room, but the new follower would have to brake harder than mobil_max_braking
-    (112.0, 10.0),  # a slow car just ahead in the target lane: nothing to gain there
-])
+@pytest.mark.parametrize(
+    ("s3", "v3"),
+    [
+        (98.0, 25.0),  # a car right beside it: no room at all
+        (85.0, 32.0),  # room, but the new follower would have to brake harder than mobil_max_braking
+        (112.0, 10.0),  # a slow car just ahead in the target lane: nothing to gain there
+    ],
+)
 def test_mobil_refuses_unsafe_gaps(highway_road: RoadNetwork, make_vehicles, s3: float, v3: float) -> None:
-    veh = make_vehicles(s=[800.0, 100.0, 120.0, s3], speed=[20.0, 25.0, 10.0, v3],
-                        desired_speed=[20.0, 30.0, 10.0, 33.0], lane=[3, 0, 0, 1])
+    veh = make_vehicles(
+        s=[800.0, 100.0, 120.0, s3],
+        speed=[20.0, 25.0, 10.0, v3],
+        desired_speed=[20.0, 30.0, 10.0, 33.0],
+        lane=[3, 0, 0, 1],
+    )
     assert _mobil(veh, highway_road, +1)[1] == 0
 
 
 def test_mobil_safe_gap_allows_the_change(highway_road: RoadNetwork, make_vehicles) -> None:
     # the same situation with the lane-1 car far behind and slow: the change goes ahead
-    veh = make_vehicles(s=[800.0, 100.0, 120.0, 40.0], speed=[20.0, 25.0, 10.0, 20.0],
-                        desired_speed=[20.0, 30.0, 10.0, 20.0], lane=[3, 0, 0, 1])
+    veh = make_vehicles(
+        s=[800.0, 100.0, 120.0, 40.0],
+        speed=[20.0, 25.0, 10.0, 20.0],
+        desired_speed=[20.0, 30.0, 10.0, 20.0],
+        lane=[3, 0, 0, 1],
+    )
     assert _mobil(veh, highway_road, +1)[1] == 1
 
 
 @pytest.mark.parametrize(("politeness", "changes"), [(0.0, True), (0.4, True), (0.6, False), (1.0, False)])
-def test_mobil_politeness_weighs_both_followers(highway_road: RoadNetwork, make_vehicles, politeness: float,
-                                                changes: bool) -> None:
+def test_mobil_politeness_weighs_both_followers(
+    highway_road: RoadNetwork, make_vehicles, politeness: float, changes: bool
+) -> None:
     # lane 0: old follower 4 (30 m), vehicle 1 (100 m), slow leader 2 (190 m, 20 m/s)
     # lane 1: new follower 3 (50 m, 24 m/s), new leader 5 (200 m)
-    veh = make_vehicles(s=[800.0, 100.0, 190.0, 50.0, 30.0, 200.0],
-                        speed=[20.0, 25.0, 20.0, 24.0, 25.0, 25.0],
-                        desired_speed=[20.0, 30.0, 20.0, 30.0, 30.0, 30.0], lane=[3, 0, 0, 1, 0, 1])
+    veh = make_vehicles(
+        s=[800.0, 100.0, 190.0, 50.0, 30.0, 200.0],
+        speed=[20.0, 25.0, 20.0, 24.0, 25.0, 25.0],
+        desired_speed=[20.0, 30.0, 20.0, 30.0, 30.0, 30.0],
+        lane=[3, 0, 0, 1, 0, 1],
+    )
 
     def idm(v: float, gap: float, closing: float) -> float:
         return idm_acceleration(_t(v), _t(30.0), _t(gap), _t(closing), P).item()
@@ -247,8 +266,9 @@ def test_mobil_never_moves_the_ego(highway_road: RoadNetwork, make_vehicles) -> 
 
 
 def test_mobil_no_change_beyond_the_leftmost_lane(highway_road: RoadNetwork, make_vehicles) -> None:
-    veh = make_vehicles(s=[800.0, 100.0, 120.0], speed=[20.0, 25.0, 10.0], desired_speed=[20.0, 30.0, 10.0],
-                        lane=[0, 3, 3])
+    veh = make_vehicles(
+        s=[800.0, 100.0, 120.0], speed=[20.0, 25.0, 10.0], desired_speed=[20.0, 30.0, 10.0], lane=[0, 3, 3]
+    )
     assert _mobil(veh, highway_road, +1) == [0, 3, 3]
     assert _mobil(veh, highway_road, -1)[1] == 2  # the right lane is free: it goes there instead
 
@@ -262,15 +282,24 @@ def test_mobil_keeps_right_when_free(highway_road: RoadNetwork, make_vehicles) -
 
 
 def test_mobil_leaves_vehicles_already_changing(highway_road: RoadNetwork, make_vehicles) -> None:
-    veh = make_vehicles(s=[800.0, 100.0, 120.0], speed=[20.0, 25.0, 10.0], desired_speed=[20.0, 30.0, 10.0],
-                        lane=[3, 1, 1], target_lane=[3, 0, 1])
+    veh = make_vehicles(
+        s=[800.0, 100.0, 120.0],
+        speed=[20.0, 25.0, 10.0],
+        desired_speed=[20.0, 30.0, 10.0],
+        lane=[3, 1, 1],
+        target_lane=[3, 0, 1],
+    )
     assert _mobil(veh, highway_road, +1)[1] == 0
 
 
 def test_mobil_merges_from_the_ramp_only_in_the_merge_zone(merge_road: RoadNetwork, make_vehicles) -> None:
     # ramp vehicles behind a slow leader, before (150 m) and inside (300 m) the merge zone
-    veh = make_vehicles(s=[600.0, 150.0, 165.0, 300.0, 315.0], speed=[20.0, 25.0, 8.0, 25.0, 8.0],
-                        desired_speed=[20.0, 30.0, 8.0, 30.0, 8.0], lane=[2, 0, 0, 0, 0])
+    veh = make_vehicles(
+        s=[600.0, 150.0, 165.0, 300.0, 315.0],
+        speed=[20.0, 25.0, 8.0, 25.0, 8.0],
+        desired_speed=[20.0, 30.0, 8.0, 30.0, 8.0],
+        lane=[2, 0, 0, 0, 0],
+    )
     targets = _mobil(veh, merge_road, +1)
     assert targets[1] == 0  # not allowed to leave the ramp before the merge zone
     assert targets[3] == 1
@@ -278,17 +307,26 @@ def test_mobil_merges_from_the_ramp_only_in_the_merge_zone(merge_road: RoadNetwo
 
 def test_mobil_never_enters_the_ramp(merge_road: RoadNetwork, make_vehicles) -> None:
     # a through-lane vehicle stuck behind a slow car next to the ramp's merge zone
-    veh = make_vehicles(s=[600.0, 300.0, 315.0, 700.0], speed=[20.0, 25.0, 8.0, 30.0],
-                        desired_speed=[20.0, 30.0, 8.0, 30.0], lane=[2, 1, 1, 2])
+    veh = make_vehicles(
+        s=[600.0, 300.0, 315.0, 700.0],
+        speed=[20.0, 25.0, 8.0, 30.0],
+        desired_speed=[20.0, 30.0, 8.0, 30.0],
+        lane=[2, 1, 1, 2],
+    )
     eager = TrafficConfig(mobil_keep_right=1.0)
     assert _mobil(veh, merge_road, -1, eager)[1] == 1
 
 
-def test_mobil_never_changes_onto_a_car_alongside_at_the_same_centimetre(highway_road: RoadNetwork,
-                                                                          make_vehicles) -> None:
+def test_mobil_never_changes_onto_a_car_alongside_at_the_same_centimetre(
+    highway_road: RoadNetwork, make_vehicles
+) -> None:
     # The lane keys round s to 1 cm: a car in the target lane 3 mm behind shares vehicle 1's key and used to be
     # taken for its leader, with a gap of almost a ring length.
     # A genuine follower further back in the target lane (s=50) makes the rest of the check pass.
-    veh = make_vehicles(s=[800.0, 100.005, 120.0, 100.002, 50.0], speed=[20.0, 25.0, 10.0, 25.0, 25.0],
-                        desired_speed=[20.0, 30.0, 10.0, 30.0, 30.0], lane=[3, 0, 0, 1, 1])
+    veh = make_vehicles(
+        s=[800.0, 100.005, 120.0, 100.002, 50.0],
+        speed=[20.0, 25.0, 10.0, 25.0, 25.0],
+        desired_speed=[20.0, 30.0, 10.0, 30.0, 30.0],
+        lane=[3, 0, 0, 1, 1],
+    )
     assert _mobil(veh, highway_road, +1)[1] == 0

@@ -14,13 +14,30 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "drivestack.cli", "bench", "tracking", *args], capture_output=True,
-                          text=True, timeout=300, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "drivestack.cli", "bench", "tracking", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
 
 
 def test_bench_oracle_writes_everything(tiny_nuscenes: Path, tmp_path: Path) -> None:
-    proc = _run("--dataroot", str(tiny_nuscenes), "--split", "tiny", "--out", str(tmp_path), "--speed-frames", "40",
-                "--oracle.seed", "1", "--seeds", "2")
+    proc = _run(
+        "--dataroot",
+        str(tiny_nuscenes),
+        "--split",
+        "tiny",
+        "--out",
+        str(tmp_path),
+        "--speed-frames",
+        "40",
+        "--oracle.seed",
+        "1",
+        "--seeds",
+        "2",
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "tracking.json").read_text())
     tracker, baseline = (result["methods"][m]["metrics"] for m in ("tracker", "baseline"))
@@ -31,8 +48,14 @@ def test_bench_oracle_writes_everything(tiny_nuscenes: Path, tmp_path: Path) -> 
     assert result["config"]["tracker"]["metric"] == "nll" and result["seeds"] == [1, 2]
     per_seed = result["methods"]["tracker"]["per_seed"]
     assert len(per_seed) == 2 and tracker["amota"] == (per_seed[0]["amota"] + per_seed[1]["amota"]) / 2
-    for name in ("tracking.md", "tracking.png", "seed1/submission_tracker.json", "seed2/submission_baseline.json",
-                 "seed1/eval_tracker/metrics_summary.json", "seed2/eval_baseline/metrics_details.json"):
+    for name in (
+        "tracking.md",
+        "tracking.png",
+        "seed1/submission_tracker.json",
+        "seed2/submission_baseline.json",
+        "seed1/eval_tracker/metrics_summary.json",
+        "seed2/eval_baseline/metrics_details.json",
+    ):
         assert (tmp_path / name).is_file(), name
     assert "| tracker |" in (tmp_path / "tracking.md").read_text() and "| baseline |" in proc.stdout
     assert not list(tmp_path.rglob("*.tmp*"))
@@ -43,18 +66,31 @@ def test_bench_reads_a_detection_submission(tiny_nuscenes: Path, tmp_path: Path)
     det = oracle_detections(nusc, split_scenes(nusc, "tiny"), OracleConfig(pos_std=0.1, drop=0.0))
     path = tmp_path / "det.json"
     path.write_text(json.dumps(detections_to_submission(det)))
-    proc = _run("--dataroot", str(tiny_nuscenes), "--split", "tiny", "--detections", str(path), "--out",
-                str(tmp_path / "run"), "--speed-frames", "0", "--no-plot")
+    proc = _run(
+        "--dataroot",
+        str(tiny_nuscenes),
+        "--split",
+        "tiny",
+        "--detections",
+        str(path),
+        "--out",
+        str(tmp_path / "run"),
+        "--speed-frames",
+        "0",
+        "--no-plot",
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "run" / "tracking.json").read_text())
     assert result["detections"] == "det" and result["methods"]["tracker"]["metrics"]["amota"] > 0.9
 
 
 def test_bench_bad_input_is_one_line_error(tiny_nuscenes: Path, tmp_path: Path) -> None:
-    for args, message in ((("--split", "nope"), "split 'nope' is unknown"),
-                          (("--split", "tiny", "--detections", str(tmp_path / "x.json")), "no such detection"),
-                          (("--split", "tiny", "--tracker.min-hits", "0"), "tracker.min_hits must be >= 1"),
-                          (("--split", "tiny", "--detections", "det.json", "--seeds", "2"), "seeds must be")):
+    for args, message in (
+        (("--split", "nope"), "split 'nope' is unknown"),
+        (("--split", "tiny", "--detections", str(tmp_path / "x.json")), "no such detection"),
+        (("--split", "tiny", "--tracker.min-hits", "0"), "tracker.min_hits must be >= 1"),
+        (("--split", "tiny", "--detections", "det.json", "--seeds", "2"), "seeds must be"),
+    ):
         proc = _run("--dataroot", str(tiny_nuscenes), "--out", str(tmp_path / "bad"), *args)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr

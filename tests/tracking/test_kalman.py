@@ -67,8 +67,11 @@ def _random_state(rng: np.random.Generator, t: int) -> kalman.KalmanState:
     kf.mean[:, 0, 3] = rng.uniform(-0.5, 0.5, t)  # small yaws: no wrap, so the dense filter is comparable
     kf.mean[:, 1, :4] = rng.normal(0.0, 2.0, (t, 4))
     dt = 0.5
-    return kalman.update(kalman.predict(kf, dt, kalman.process_noise(dt, ACCEL_PSD, WALK_PSD)),
-                         kf.mean[:, 0] + rng.normal(0.0, 0.3, (t, 7)), R)
+    return kalman.update(
+        kalman.predict(kf, dt, kalman.process_noise(dt, ACCEL_PSD, WALK_PSD)),
+        kf.mean[:, 0] + rng.normal(0.0, 0.3, (t, 7)),
+        R,
+    )
 
 
 def test_factored_filter_equals_dense_filter() -> None:

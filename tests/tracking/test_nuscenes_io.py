@@ -38,8 +38,16 @@ def test_splits_and_missing_data(nusc, tmp_path: Path) -> None:
 
 def test_oracle_without_corruption_is_the_ground_truth(nusc) -> None:
     scenes = split_scenes(nusc, "tiny")
-    clean = OracleConfig(pos_std=0.0, yaw_std=0.0, size_std=0.0, drop=0.0, false_positive=0.0, score_jitter=0.0,
-                         velocity=True, velocity_std=0.0)
+    clean = OracleConfig(
+        pos_std=0.0,
+        yaw_std=0.0,
+        size_std=0.0,
+        drop=0.0,
+        false_positive=0.0,
+        score_jitter=0.0,
+        velocity=True,
+        velocity_std=0.0,
+    )
     det = oracle_detections(nusc, scenes, clean)[0]
     gt = ground_truth_frames(nusc, scenes[0])
     assert len(det.frames) == 8 and [len(f) for f in det.frames] == [3] * 8

@@ -17,13 +17,25 @@ CAR = 2
 CAR_SIZE = (1.9, 4.5, 1.6)
 
 
-def _frame(k: int, centres: list[tuple[float, float]], dt: float = 0.5, score: float = 0.9,
-           velocity: list[tuple[float, float]] | None = None) -> FrameDetections:
+def _frame(
+    k: int,
+    centres: list[tuple[float, float]],
+    dt: float = 0.5,
+    score: float = 0.9,
+    velocity: list[tuple[float, float]] | None = None,
+) -> FrameDetections:
     n = len(centres)
     xy = np.array(centres, dtype=float).reshape(n, 2)
-    return FrameDetections.from_boxes(f"frame-{k}", k * dt, np.concatenate([xy, np.ones((n, 1))], axis=1),
-                                      np.tile(CAR_SIZE, (n, 1)), np.zeros(n), np.full(n, score),
-                                      np.full(n, CAR), velocity)
+    return FrameDetections.from_boxes(
+        f"frame-{k}",
+        k * dt,
+        np.concatenate([xy, np.ones((n, 1))], axis=1),
+        np.tile(CAR_SIZE, (n, 1)),
+        np.zeros(n),
+        np.full(n, score),
+        np.full(n, CAR),
+        velocity,
+    )
 
 
 def _ids_near(out, point: np.ndarray, radius: float = 1.5) -> list[int]:
@@ -40,13 +52,16 @@ def _crossing_scene(seed: int = 0) -> tuple[list[FrameDetections], np.ndarray, n
     t = np.arange(14) * 0.5
     a = np.stack([-30.0 + 10.0 * t, np.zeros_like(t)], axis=1)  # eastbound at 10 m/s
     b = np.stack([np.zeros_like(t), -32.0 + 10.0 * t], axis=1)  # northbound, through the junction 0.2 s later
-    frames = [_frame(k, [tuple(a[k] + rng.normal(0, 0.2, 2)), tuple(b[k] + rng.normal(0, 0.2, 2))])
-              for k in range(len(t))]
+    frames = [
+        _frame(k, [tuple(a[k] + rng.normal(0, 0.2, 2)), tuple(b[k] + rng.normal(0, 0.2, 2))]) for k in range(len(t))
+    ]
     return frames, a, b
 
 
-@pytest.mark.parametrize("metric,matcher", [(Metric.NLL, Matcher.HUNGARIAN), (Metric.MAHALANOBIS, Matcher.GREEDY),
-                                            (Metric.NLL, Matcher.GREEDY)])
+@pytest.mark.parametrize(
+    "metric,matcher",
+    [(Metric.NLL, Matcher.HUNGARIAN), (Metric.MAHALANOBIS, Matcher.GREEDY), (Metric.NLL, Matcher.GREEDY)],
+)
 def test_two_crossing_objects_keep_their_ids(metric: Metric, matcher: Matcher) -> None:
     frames, a, b = _crossing_scene()
     out = track_scene(Tracker(TrackerConfig(metric=metric, matcher=matcher)), frames)
@@ -108,8 +123,11 @@ def test_each_output_track_names_the_detection_it_took() -> None:
     """detection_index maps a track to the row of its frame's detections (births included), -1 when coasting."""
     tracker = Tracker(TrackerConfig(min_hits=1, coast_frames=2))
     a, b = np.array([0.0, 0.0]), np.array([40.0, 3.0])
-    frames = [_frame(0, [tuple(a), tuple(b)]), _frame(1, [tuple(b + [5, 0]), tuple(a + [5, 0])]),
-              _frame(2, [tuple(b + [10, 0])])]
+    frames = [
+        _frame(0, [tuple(a), tuple(b)]),
+        _frame(1, [tuple(b + [5, 0]), tuple(a + [5, 0])]),
+        _frame(2, [tuple(b + [10, 0])]),
+    ]
     out = track_scene(tracker, frames)
     for f, det in zip(out, frames):
         took = f.detection_index >= 0
@@ -127,8 +145,9 @@ def test_tentative_tracks_are_not_coasted_and_die_by_their_own_limit() -> None:
 
 def test_detector_velocity_starts_the_track() -> None:
     tracker = Tracker(TrackerConfig(velocity_std=0.5))
-    out = track_scene(tracker, [_frame(0, [(0.0, 0.0)], velocity=[(12.0, -3.0)]),
-                                _frame(1, [(6.0, -1.5)], velocity=[(12.0, -3.0)])])
+    out = track_scene(
+        tracker, [_frame(0, [(0.0, 0.0)], velocity=[(12.0, -3.0)]), _frame(1, [(6.0, -1.5)], velocity=[(12.0, -3.0)])]
+    )
     assert out[0].velocity[0] == pytest.approx([12.0, -3.0])
     assert out[1].velocity[0] == pytest.approx([12.0, -3.0], abs=0.1)
     assert out[1].track_id[0] == out[0].track_id[0]

@@ -57,8 +57,11 @@ def test_missing_class_scores_zero_and_extra_class_is_ignored(scene, tmp_path: P
         f.track_id = np.append(f.track_id, 99)
         f.translation = np.vstack([f.translation, [5.0, 5.0, 1.0]])
         f.size, f.yaw = np.vstack([f.size, [2.5, 8.0, 3.0]]), np.append(f.yaw, 0.0)
-        f.velocity, f.score, f.label = np.vstack([f.velocity, [0.0, 0.0]]), np.append(f.score, 0.5), np.append(
-            f.label, 6)
+        f.velocity, f.score, f.label = (
+            np.vstack([f.velocity, [0.0, 0.0]]),
+            np.append(f.score, 0.5),
+            np.append(f.label, 6),
+        )
     m = evaluate_submission(tracks_to_submission([cars_only]), nusc, "tiny", scenes, tmp_path)
     assert m["label_metrics"]["amota"] == {"car": pytest.approx(1.0), "pedestrian": pytest.approx(0.0)}
     assert m["amota"] == pytest.approx(0.5)
