@@ -3,32 +3,28 @@
 - `continuous`: an array (steer, acceleration) in [-1, 1]^2 per environment, scaled by
   `ActionConfig.steer_range` [rad] and `accel_range` [m/s^2]. Out-of-range values are clipped to
   [-1, 1]; NaN or infinite values raise a ValueError (they never reach the state).
-- `meta`: an integer per environment, highway-env's DiscreteMetaAction order. Lane changes are relative
-  to the lane the ego is currently heading for and are ignored (reported as `action_invalid` in info)
-  when there is no lane on that side or the change is not allowed there; FASTER and SLOWER step through
-  `ActionConfig.target_speeds` and are no-ops (also reported) at either end.
+- `meta`: an integer per environment, highway-env's DiscreteMetaAction order (`MetaAction`, an alias of
+  `control.Maneuver`). Lane changes are relative to the lane the ego is currently heading for and are
+  ignored (reported as `action_invalid` in info) when there is no lane on that side or the change is not
+  allowed there; FASTER and SLOWER step through `ActionConfig.target_speeds` and are no-ops (also
+  reported) at either end. The rules are `control.apply_maneuvers`; this module only asks the road which
+  lane changes it allows and turns the speed index into the ego's set-point.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from enum import IntEnum
 
 import numpy as np
 import torch
 
+from drivestack.control import Maneuver, apply_maneuvers
 from drivestack.sim.config import ActionConfig, ActionType, EnvConfig
 from drivestack.sim.driver import start_lane_changes
 from drivestack.sim.road import RoadNetwork
 from drivestack.sim.state import WorldState
 
-
-class MetaAction(IntEnum):
-    LANE_LEFT = 0
-    IDLE = 1
-    LANE_RIGHT = 2
-    FASTER = 3
-    SLOWER = 4
+MetaAction = Maneuver  # the name planning and the benches use; highway-env's DiscreteMetaAction order
 
 
 def to_action_tensor(action: object, num_envs: int, config: ActionConfig, device: torch.device) -> torch.Tensor:
@@ -83,18 +79,12 @@ def apply_meta(
     config = env_config.action
     veh = state.vehicles
     lane, target, s = veh.lane[:, 0], veh.target_lane[:, 0], veh.s[:, 0]
-    left = action == MetaAction.LANE_LEFT
-    right = action == MetaAction.LANE_RIGHT
-    top = road.num_lanes - 1
-    can_left = road.change_allowed(target, s, +1) & (target < top) & (target <= lane)
-    can_right = road.change_allowed(target, s, -1) & (target > 0) & (target >= lane)
-    new_target = torch.where(left & can_left, target + 1, torch.where(right & can_right, target - 1, target))
-    n_speeds = len(config.target_speeds)
-    faster = action == MetaAction.FASTER
-    slower = action == MetaAction.SLOWER
+    can_left = road.change_allowed(target, s, +1) & (target < road.num_lanes - 1)  # a lane left of the target
+    can_right = road.change_allowed(target, s, -1) & (target > 0)
     idx = state.ego_speed_index
-    new_idx = (idx + faster.long() - slower.long()).clamp(0, n_speeds - 1)
-    invalid = (left & ~can_left) | (right & ~can_right) | ((faster | slower) & (new_idx == idx))
+    new_target, new_idx, invalid = apply_maneuvers(
+        action, lane, target, idx, can_left, can_right, len(config.target_speeds), validate=False
+    )
     speeds = torch.tensor(config.target_speeds, device=idx.device)
     target_lane = veh.target_lane.clone()
     target_lane[:, 0] = new_target
