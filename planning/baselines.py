@@ -1,54 +1,53 @@
-"""Baseline driving policies: the `Policy` protocol, a random policy, always-IDLE and the IDM/MOBIL rule policy.
+"""Baseline driving policies: uniformly random, always-IDLE and the IDM/MOBIL rule policy.
 
-A policy maps the batched environment and its observation to one meta-action per environment
-(`sim.action.MetaAction`: LANE_LEFT, IDLE, LANE_RIGHT, FASTER, SLOWER). Learned policies read only the
-observation; privileged ones (the rule policy) may read the ground truth in `env.state` / `env.road`.
+Every policy maps a planning `Scene` of B environments to one maneuver per environment, (B,) long in
+highway-env's meta-action order (`sim.action.MetaAction`: LANE_LEFT, IDLE, LANE_RIGHT, FASTER, SLOWER);
+see `planning.policy.Policy`. None of them reads the simulator: the same policy drives from a scene built
+from ground truth (`scene_from_world`) or from tracks.
 
 The rule policy is the classic highway driver expressed as meta-actions, batched over environments:
-IDM decides whether the ego's speed set-point should go up or down, MOBIL decides lane changes. It
-sees the world through the planning `Scene` (leaders and followers per lane are found from the agents'
-lateral positions, exactly as they would be from tracks), plus three things the planner knows about
-itself or the map: its own target lane, its speed set-point and where the road lets it change lanes.
+IDM decides whether the ego's speed set-point should go up or down, MOBIL decides lane changes. Leaders
+and followers per lane are found from the agents' lateral positions, exactly as they would be from
+tracks; what the ego knows about itself (its target lane, speed set-point, where the road lets it
+change lanes, how far its lane goes on) comes from the scene's ego fields.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol, runtime_checkable
 
 import torch
 
-from drivestack.planning.scene import Scene, scene_from_world
+from drivestack.planning.scene import Scene
 from drivestack.sim.action import MetaAction
-from drivestack.sim.batched_env import BatchedDrivingEnv
-from drivestack.sim.config import TrafficConfig
+from drivestack.sim.config import ActionConfig, TrafficConfig
 from drivestack.sim.traffic import FAR, idm_acceleration
 
 
-@runtime_checkable
-class Policy(Protocol):
-    """Anything that drives: a name and `act(env, obs) -> (B,) long meta-actions on env.device`."""
-
-    name: str
-
-    def act(self, env: BatchedDrivingEnv, obs: torch.Tensor) -> torch.Tensor:
-        """Meta-actions (B,) long for the B environments of `env`, given their observation (B, ...)."""
-        ...
-
-
 class RandomPolicy:
-    """Uniformly random meta-actions from its own seeded torch generator (deterministic under a seed)."""
+    """Uniformly random maneuvers from a seeded torch generator (deterministic under a seed).
 
-    def __init__(self, seed: int = 0, name: str = "random") -> None:
+    Args:
+        seed: seed of the policy's own generator, made on the scene's device at the first `act` (and
+            again, freshly seeded, if the scenes move to another device).
+        generator: use this generator instead (its device must be the scenes'); `seed` is then ignored.
+        name: the policy's name in tables.
+    """
+
+    def __init__(self, seed: int = 0, generator: torch.Generator | None = None, name: str = "random") -> None:
         self.name = name
         self.seed = seed
-        self._generator: torch.Generator | None = None
+        self._generator = generator
+        self._own = generator is None
 
-    def act(self, env: BatchedDrivingEnv, obs: torch.Tensor) -> torch.Tensor:
-        if self._generator is None or self._generator.device != env.device:
-            self._generator = torch.Generator(device=env.device)
+    def act(self, scene: Scene) -> torch.Tensor:
+        """Maneuvers (B,) long, uniform over the 5 meta-actions, on the scene's device."""
+        device = scene.ego_speed.device
+        if self._own and (self._generator is None or self._generator.device != device):
+            self._generator = torch.Generator(device=device)
             self._generator.manual_seed(self.seed)
-        return torch.randint(0, len(MetaAction), (env.num_envs,), generator=self._generator, device=env.device)
+        return torch.randint(0, len(MetaAction), (scene.num_envs,), generator=self._generator, device=device)
 
 
 class IdlePolicy:
@@ -57,8 +56,9 @@ class IdlePolicy:
     def __init__(self, name: str = "idle") -> None:
         self.name = name
 
-    def act(self, env: BatchedDrivingEnv, obs: torch.Tensor) -> torch.Tensor:
-        return torch.full((env.num_envs,), int(MetaAction.IDLE), dtype=torch.long, device=env.device)
+    def act(self, scene: Scene) -> torch.Tensor:
+        """IDLE (B,) long on the scene's device."""
+        return torch.full((scene.num_envs,), int(MetaAction.IDLE), dtype=torch.long, device=scene.ego_speed.device)
 
 
 @dataclass(frozen=True)
@@ -152,16 +152,17 @@ class RuleConfig:
 def _neighbours(
     scene: Scene,
     centre: torch.Tensor,
-    lane_width: float,
+    lane_width: torch.Tensor,
     config: RuleConfig,
 ) -> tuple[torch.Tensor, ...]:
-    """Leader and follower of the ego in lanes with centres `centre` (B, C) [m, relative to the ego].
+    """Leader and follower of the ego in lanes with centres `centre` (B, C) [m, relative to the ego] and
+    widths `lane_width` (B, C) [m].
 
     Returns (gap_lead, v_lead, gap_foll, v_foll, has_foll, gap_foll_lead), each (B, C): bumper-to-bumper
     gaps [m] (FAR where there is no leader/follower), road-frame speeds along the road [m/s], and the gap
     from the follower to the leader (what the follower has when the ego is not between them).
     """
-    half = 0.5 * lane_width + config.lane_margin
+    half = (0.5 * lane_width + config.lane_margin)[:, :, None]  # (B, C, 1)
     y = scene.y[:, None, :]  # (B, 1, M)
     y_later = (scene.y + scene.vy * config.lateral_horizon)[:, None, :]
     c = centre[:, :, None]  # (B, C, 1)
@@ -181,24 +182,15 @@ def _neighbours(
     return gap_lead, v_lead, gap_foll, v_foll, has_foll, gap_foll_lead
 
 
-def rule_actions(
-    scene: Scene,
-    target_lane: torch.Tensor,
-    can_left: torch.Tensor,
-    can_right: torch.Tensor,
-    speed_index: torch.Tensor,
-    target_speeds: torch.Tensor,
-    lane_width: float,
-    config: RuleConfig,
-) -> torch.Tensor:
+def rule_actions(scene: Scene, target_speeds: torch.Tensor, config: RuleConfig) -> torch.Tensor:
     """IDM + MOBIL meta-actions (B,) long from a scene.
 
     Args:
-        scene: the ego-centric scene (B environments).
-        target_lane: (B,) long, the lane the ego is heading for (== scene.ego_lane when keeping its lane).
-        can_left, can_right: (B,) bool, the road allows a change from `target_lane` to the left / right here.
-        speed_index: (B,) long index of the ego's speed set-point in `target_speeds` [m/s] (S,).
-        lane_width: [m].
+        scene: the ego-centric scene (B environments); besides the agents and lanes it uses the ego's
+            target lane (`ego_target_lane`, == ego_lane when keeping its lane), where it may change lanes
+            (`can_change_left` / `can_change_right`, from the target lane), its set-point index
+            (`ego_speed_index`) and the lanes' ends and widths.
+        target_speeds: [m/s] (S,) the set-points FASTER / SLOWER step through, increasing, on the scene's device.
         config: rule parameters.
     Returns:
         LANE_LEFT / LANE_RIGHT where MOBIL says so (only into lanes that exist and may be entered, and never
@@ -208,6 +200,8 @@ def rule_actions(
         a tighter gap accepted, and the set-point lines the ego up with a gap (`_merge_set_point`).
     """
     p = config.idm()
+    target_lane, speed_index = scene.ego_target_lane, scene.ego_speed_index
+    can_left, can_right = scene.can_change_left, scene.can_change_right
     B, NL = scene.num_envs, scene.num_lanes
     dev = scene.ego_speed.device
     v = scene.ego_speed
@@ -217,8 +211,8 @@ def rule_actions(
     inside = (lanes >= 0) & (lanes < NL)
     lanes_c = lanes.clamp(0, NL - 1)
     exists = inside & scene.lane_exists.gather(1, lanes_c)
-    centre = scene.lane_offset.gather(1, lanes_c)
-    gap_lead, v_lead, gap_foll, v_foll, has_foll, gap_foll_lead = _neighbours(scene, centre, lane_width, config)
+    centre, width = scene.lane_offset.gather(1, lanes_c), scene.lane_width.gather(1, lanes_c)
+    gap_lead, v_lead, gap_foll, v_foll, has_foll, gap_foll_lead = _neighbours(scene, centre, width, config)
 
     # Leaving a lane that ends soon is mandatory: IDM with a shorter headway (a merge accepts a tighter gap)
     # everywhere below, and harder braking accepted by the safety check.
@@ -338,25 +332,31 @@ def _merge_set_point(
 
 
 class RulePolicy:
-    """IDM speed keeping + MOBIL lane changes as meta-actions, from the ground-truth scene (privileged)."""
+    """IDM speed keeping + MOBIL lane changes as meta-actions, from a scene (ground truth or perceived).
 
-    def __init__(self, config: RuleConfig | None = None, name: str = "rule") -> None:
+    Args:
+        config: rule parameters (default `RuleConfig()`).
+        target_speeds: [m/s] the set-points the ego's FASTER / SLOWER step through: the environment's
+            `ActionConfig.target_speeds` (default highway-env's 20, 25, 30).
+        name: the policy's name in tables.
+    """
+
+    def __init__(
+        self,
+        config: RuleConfig | None = None,
+        target_speeds: Sequence[float] = ActionConfig().target_speeds,
+        name: str = "rule",
+    ) -> None:
         self.config = (config or RuleConfig()).validate()
+        if not target_speeds or list(target_speeds) != sorted(target_speeds):
+            raise ValueError(f"target_speeds={tuple(target_speeds)!r}; allowed: non-empty, increasing [m/s]")
+        self.target_speeds = tuple(float(v) for v in target_speeds)
         self.name = name
+        self._speeds: torch.Tensor | None = None
 
-    def act(self, env: BatchedDrivingEnv, obs: torch.Tensor) -> torch.Tensor:
-        state, road = env.state, env.road
-        veh = state.vehicles
-        scene = scene_from_world(state, road)
-        target, s = veh.target_lane[:, 0], veh.s[:, 0]
-        speeds = torch.tensor(env.config.action.target_speeds, device=env.device)
-        return rule_actions(
-            scene,
-            target,
-            road.change_allowed(target, s, +1),
-            road.change_allowed(target, s, -1),
-            state.ego_speed_index,
-            speeds,
-            road.lane_width,
-            self.config,
-        )
+    def act(self, scene: Scene) -> torch.Tensor:
+        """Maneuvers (B,) long of `rule_actions` on the scene's device."""
+        device = scene.ego_speed.device
+        if self._speeds is None or self._speeds.device != device:
+            self._speeds = torch.tensor(self.target_speeds, device=device)
+        return rule_actions(scene, self._speeds, self.config)

@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import shutil
 import typing
-import uuid
 import warnings
 from datetime import datetime, timezone
 from enum import Enum
@@ -36,7 +33,9 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
-from drivestack.sim.batched_env import BatchedDrivingEnv, action_space
+from drivestack.common.artifacts import atomic_dir, to_jsonable, write_json
+from drivestack.planning.scene import Scene, encode_kinematics_scene
+from drivestack.sim.batched_env import action_space
 from drivestack.sim.config import EnvConfig, ObservationConfig, ObservationType
 from drivestack.sim.observation import OCCUPANCY_CHANNELS, observation_space
 
@@ -82,22 +81,9 @@ HINT = "train one with `drivestack train policy`"
 # --------------------------------------------------------------------------------------------------- meta
 
 
-def jsonable(value: Any) -> Any:
-    """`value` with enums as their values, tuples as lists and paths as strings (for json.dumps)."""
-    if isinstance(value, Enum):
-        return value.value
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def env_config_to_dict(config: EnvConfig) -> dict[str, Any]:
     """`dataclasses.asdict` of an env config with enums as their values and tuples as lists (JSON-ready)."""
-    return jsonable(dataclasses.asdict(config))
+    return to_jsonable(dataclasses.asdict(config))
 
 
 def _from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
@@ -157,9 +143,9 @@ def make_meta(
         "env_config": env_config_to_dict(env_config),
         "observation": observation_meta(env_config.observation),
         "action": action_meta(action_space(env_config)),
-        "hyperparameters": jsonable(hyperparameters),
+        "hyperparameters": to_jsonable(hyperparameters),
         "seed": seed,
-        **jsonable(extra),
+        **to_jsonable(extra),
     }
 
 
@@ -219,10 +205,6 @@ def _restore_training_state(model: BaseAlgorithm, state: dict[str, Any]) -> None
 # --------------------------------------------------------------------------------------------------- save
 
 
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2) + "\n")
-
-
 def _save_replay(model: DQN, path: Path) -> None:
     buffer = model.replay_buffer
     assert buffer is not None
@@ -251,12 +233,7 @@ def save_checkpoint(model: BaseAlgorithm, path: str | Path, meta: dict[str, Any]
         The checkpoint directory.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a save that was killed
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with atomic_dir(path) as tmp:  # also deletes what a killed save left
         torch.save(model.policy.state_dict(), tmp / "policy.pt")
         torch.save(model.policy.optimizer.state_dict(), tmp / "optimizer.pt")
         has_replay = replay and isinstance(model, DQN) and model.replay_buffer is not None
@@ -270,17 +247,7 @@ def save_checkpoint(model: BaseAlgorithm, path: str | Path, meta: dict[str, Any]
             "has_replay": bool(has_replay),
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        _write_json(tmp / "meta.json", full_meta)  # written last: a directory with meta.json is complete
-        old = None
-        if path.exists():
-            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-            path.rename(old)
-        tmp.rename(path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        write_json(tmp / "meta.json", full_meta)  # written last: a directory with meta.json is complete
     return path
 
 
@@ -474,38 +441,56 @@ def resolve_checkpoint(path: str | Path) -> Path:
 
 
 class SB3Policy:
-    """A trained SB3 policy behind the planning `Policy` protocol: `act(env, obs)` -> (B,) long meta-actions.
+    """A trained SB3 policy behind the planning `Policy` protocol: `act(scene)` -> (B,) long maneuvers.
 
-    Acts deterministically (greedy / distribution mode). `meta` is the checkpoint's meta.json.
+    The scene is encoded with `planning.scene.encode_kinematics_scene` under the observation config the
+    policy was trained with, which reproduces the simulator's kinematics observation bit for bit; acts
+    deterministically (greedy / distribution mode). `meta` is the checkpoint's meta.json. Only policies
+    trained on kinematics observations with meta-actions can act on scenes (ValueError otherwise).
     """
 
     def __init__(self, model: BaseAlgorithm, meta: dict[str, Any], name: str) -> None:
         self.model = model
         self.meta = meta
         self.name = name
-
-    def check_env(self, env: BatchedDrivingEnv) -> None:
-        """Raise ValueError unless `env` gives the observation layout and meta-actions the policy was trained on."""
-        mismatch = _describe_mismatch(self.meta["observation"], observation_meta(env.config.observation))
-        if mismatch:
+        kind = meta["observation"].get("type")
+        if kind != ObservationType.KINEMATICS.value:
             raise ValueError(
-                f"policy {self.name} does not match the environment: {mismatch}; evaluate it on the "
-                f"env config it was trained with (meta.json env_config)"
+                f"policy {name} was trained on {kind!r} observations; only kinematics-observation policies "
+                f"act on scenes (encode_kinematics_scene), so retrain it with the kinematics observation"
             )
-        if self.meta["action"] != action_meta(env.single_action_space):
+        if meta["action"].get("type") != "meta":
+            raise ValueError(
+                f"policy {name} outputs {meta['action']} actions; only meta-action policies choose maneuvers"
+            )
+        try:
+            self.observation = env_config_from_dict(meta["env_config"]).observation
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"corrupt checkpoint of policy {name}: meta.json env_config: {_one_line(err)}") from None
+
+    def check_env_config(self, env_config: EnvConfig) -> None:
+        """Raise ValueError unless the environment takes the meta-actions the policy was trained to choose."""
+        if self.meta["action"] != action_meta(action_space(env_config)):
             raise ValueError(
                 f"policy {self.name} outputs {self.meta['action']} actions, the environment takes "
-                f"{action_meta(env.single_action_space)}"
+                f"{action_meta(action_space(env_config))}"
             )
 
-    def act(self, env: BatchedDrivingEnv, obs: torch.Tensor) -> torch.Tensor:
-        self.check_env(env)
+    def act(self, scene: Scene) -> torch.Tensor:
+        """Maneuvers (B,) long on the scene's device, from the encoded scene (B, K, F)."""
+        obs = encode_kinematics_scene(scene, self.observation)
         actions, _ = self.model.predict(obs.detach().cpu().numpy(), deterministic=True)
-        return torch.as_tensor(np.asarray(actions), dtype=torch.long, device=env.device).reshape(env.num_envs)
+        return torch.as_tensor(np.asarray(actions), dtype=torch.long, device=scene.ego_speed.device).reshape(
+            scene.num_envs
+        )
 
 
 def load_policy(path: str | Path, device: str = "cpu") -> SB3Policy:
-    """Load a trained policy for evaluation from a run directory (best, else latest checkpoint) or a checkpoint."""
+    """Load a trained policy for evaluation from a run directory (best, else latest checkpoint) or a checkpoint.
+
+    Raises ValueError (one line) for a folder that is no checkpoint or run, and for a policy that cannot act
+    on scenes (trained on occupancy observations or continuous actions).
+    """
     checkpoint = resolve_checkpoint(path)
     model, meta = load_checkpoint(checkpoint, device=device, replay=False)
     model.policy.set_training_mode(False)

@@ -4,61 +4,62 @@ Every environment of the batch runs a fixed quota of episodes (the quotas add up
 stable-baselines3's `evaluate_policy` does), so short episodes (crashes) are not over-represented the
 way "the first N episodes to finish" would over-represent them. Each finished episode is read once from
 the `episode_*` entries of the step info and kept as one row of per-episode arrays; the summary metrics
-are pure functions of those arrays.
+are the registered episode metrics of `planning.metrics` over those arrays. The policy acts on the
+ground-truth scene of every step (`scene_from_world`).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
+from dataclasses import KW_ONLY, dataclass, fields
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from drivestack.planning.baselines import Policy
+from drivestack.planning.metrics import Episodes, compute_metrics
+from drivestack.planning.policy import Policy
+from drivestack.planning.scene import scene_from_world
 from drivestack.sim.batched_env import BatchedDrivingEnv
 from drivestack.sim.config import EnvConfig
 
 MAX_EVAL_ENVS = 512  # B of an evaluation unless num_envs says otherwise
+# The registered metrics of `EvalResult.summary` (then wall_time), in the order eval.json lists them.
+SUMMARY_METRICS = (
+    "episodes",
+    "collision_rate",
+    "off_road_rate",
+    "mean_speed",
+    "distance_per_episode",
+    "lane_changes_per_minute",
+    "mean_abs_jerk",
+    "return_mean",
+    "return_std",
+    "episode_time_mean",
+)
 
 
 @dataclass(frozen=True)
-class EvalResult:
-    """Per-episode outcomes of one policy (arrays shaped (episodes,)) and the run's bookkeeping."""
+class EvalResult(Episodes):
+    """Per-episode outcomes of one policy (the `Episodes` arrays, shaped (episodes,)) and the run's bookkeeping."""
 
+    _: KW_ONLY
     policy: str  # the policy's name
-    returns: np.ndarray  # episode return (sum of per-step rewards)
-    lengths: np.ndarray  # policy steps
-    distances: np.ndarray  # [m] driven along the road
-    times: np.ndarray  # [s] simulated duration
-    lane_changes: np.ndarray  # lane changes of the ego
-    mean_abs_jerk: np.ndarray  # [m/s^3] mean over the episode's simulation steps of |d accel / dt|
-    crashed: np.ndarray  # bool: ended in a collision
-    off_road: np.ndarray  # bool: ended off the road
     wall_time: float = 0.0  # [s] wall-clock time of the evaluation
 
     @property
     def episodes(self) -> int:
         return int(self.returns.shape[0])
 
+    @property
+    def outcomes(self) -> Episodes:
+        """The per-episode arrays as the plain `planning.metrics` table."""
+        return Episodes(**{f.name: getattr(self, f.name) for f in fields(Episodes)})
+
     def summary(self) -> dict[str, float]:
-        """The metrics: rates over episodes, speed and lane changes pooled over driving time."""
-        total_time = float(self.times.sum())
-        return {
-            "episodes": self.episodes,
-            "collision_rate": float(self.crashed.mean()),
-            "off_road_rate": float(self.off_road.mean()),
-            "mean_speed": float(self.distances.sum() / total_time) if total_time > 0 else 0.0,
-            "distance_per_episode": float(self.distances.mean()),
-            "lane_changes_per_minute": float(60.0 * self.lane_changes.sum() / total_time) if total_time > 0 else 0.0,
-            # a per-step mean per episode: weighted by duration, it is the mean over every second driven
-            "mean_abs_jerk": float((self.mean_abs_jerk * self.times).sum() / total_time) if total_time > 0 else 0.0,
-            "return_mean": float(self.returns.mean()),
-            "return_std": float(self.returns.std()),
-            "episode_time_mean": float(self.times.mean()),
-            "wall_time": float(self.wall_time),
-        }
+        """The `SUMMARY_METRICS` (see `planning.metrics`: rates over episodes, speed, lane changes and jerk
+        pooled over driving time) and the wall time [s]."""
+        return {**compute_metrics(self.outcomes, SUMMARY_METRICS), "wall_time": float(self.wall_time)}
 
     def to_json(self) -> dict:
         """A JSON-serialisable dict: the summary and the per-episode arrays (`from_json` reads it back)."""
@@ -96,7 +97,7 @@ def evaluate(
     """Run exactly `episodes` episodes of `policy` and collect their outcomes.
 
     Args:
-        policy: the policy (see `planning.baselines.Policy`).
+        policy: the policy (see `planning.policy.Policy`), acting on the ground-truth scene.
         env_config: the environment (meta actions).
         episodes: number of episodes to score (>= 1).
         device: torch device of the simulator.
@@ -113,7 +114,7 @@ def evaluate(
         raise ValueError(f"num_envs={num_envs!r}; allowed: >= 1")
     start = time.perf_counter()
     env = BatchedDrivingEnv(env_config, num_envs=B, device=device, seed=seed, autoreset=True)
-    obs, _ = env.reset()
+    env.reset()
     quota = _quotas(episodes, B)
     done_count = np.zeros(B, dtype=np.int64)
     keys = (
@@ -134,7 +135,7 @@ def evaluate(
     for _ in range(max_steps):
         if (done_count >= quota).all():
             break
-        obs, _, terminated, truncated, info = env.step(policy.act(env, obs))
+        _, _, terminated, truncated, info = env.step(policy.act(scene_from_world(env.state, env.road)))
         done = (terminated | truncated).cpu().numpy()
         if not done.any():
             continue

@@ -5,8 +5,11 @@ once. It is the one interface between "where the world comes from" and "what the
 it": `scene_from_world` builds it from the simulator's ground truth (the privileged path used for
 training), and the tracker will build it from tracks (the perceived path). Everything in it is
 something a tracker with a lane map can produce: poses and velocities of boxes with stable ids, the
-ego's own state, and the lane centres around it. Nothing in it is the simulator's bookkeeping
-(desired speeds, target lanes, lane-change paths).
+ego's own state, and the lane centres around it. The ego's own state includes what the ego knows about
+itself rather than sees: the lane it is heading for, its speed set-point, where the road lets it change
+lanes and how far its lane goes on (an on-ramp ends) — so a policy drives from a ground-truth scene and
+from a perceived one alike. Nothing in it is the simulator's bookkeeping about others (their desired
+speeds, target lanes, lane-change paths).
 
 Frame: the ego's road frame, as in `sim.collision.relative_positions` and the kinematics
 observation: x along the road at the ego (forward), y across it (left), origin at the ego's centre.
@@ -28,10 +31,31 @@ from drivestack.sim.observation import encode_kinematics
 from drivestack.sim.road import RoadNetwork
 from drivestack.sim.state import WorldState
 
-_EGO = ("ego_speed", "ego_heading", "ego_d", "ego_lane", "ego_length", "ego_width")
+_EGO = (
+    "ego_speed",
+    "ego_heading",
+    "ego_d",
+    "ego_lane",
+    "ego_length",
+    "ego_width",
+    "ego_target_lane",
+    "ego_speed_setpoint",
+    "ego_speed_index",
+    "can_change_left",
+    "can_change_right",
+)
 _AGENTS = ("x", "y", "vx", "vy", "heading", "length", "width", "id", "present")
-_LANES = ("lane_offset", "lane_exists", "lane_end")
-_DTYPES = {"ego_lane": torch.long, "id": torch.long, "present": torch.bool, "lane_exists": torch.bool}
+_LANES = ("lane_offset", "lane_exists", "lane_end", "lane_width")
+_DTYPES = {
+    "ego_lane": torch.long,
+    "ego_target_lane": torch.long,
+    "ego_speed_index": torch.long,
+    "can_change_left": torch.bool,
+    "can_change_right": torch.bool,
+    "id": torch.long,
+    "present": torch.bool,
+    "lane_exists": torch.bool,
+}
 
 
 @dataclass(frozen=True)
@@ -43,6 +67,13 @@ class Scene:
         ego_d [m] lateral position on the road (offset from the road's reference line, the centre of
         its rightmost through lane, positive to the left); ego_lane (long) index of the lane whose
         centre is nearest (lanes numbered from the right, as in `sim.road`); ego_length, ego_width [m].
+    Ego, what it knows about itself, shaped (B,):
+        ego_target_lane (long) the lane it is heading for (== ego_lane when keeping its lane, the next lane
+        while a lane change is under way); ego_speed_setpoint [m/s] the speed its controller holds;
+        ego_speed_index (long) index of that set-point in the meta-action target speeds
+        (`ActionConfig.target_speeds`, which FASTER / SLOWER step through); can_change_left,
+        can_change_right (bool) a lane exists left / right of ego_target_lane at the ego's position and the
+        road allows changing into it there (no solid line, no ramp barrier).
     Agents, shaped (B, M), slot order carries no meaning:
         x, y [m] centre relative to the ego in its road frame (x forward along the road, y left);
         vx, vy [m/s] velocity in the road frame (absolute, not relative to the ego);
@@ -52,7 +83,9 @@ class Scene:
     Lanes, shaped (B, NL):
         lane_offset [m] lateral offset of every lane centre at the ego's position, relative to the ego;
         lane_exists (bool) the lane exists at the ego's position;
-        lane_end [m] distance along the road from the ego to where the lane ends ahead (inf: it goes on).
+        lane_end [m] distance along the road from the ego to where the lane ends ahead (inf: it goes on);
+        a finite lane_end of the ego's lane is what makes a merge mandatory (`ego_lane_end`);
+        lane_width [m] width of every lane.
     """
 
     ego_speed: torch.Tensor
@@ -61,6 +94,11 @@ class Scene:
     ego_lane: torch.Tensor
     ego_length: torch.Tensor
     ego_width: torch.Tensor
+    ego_target_lane: torch.Tensor
+    ego_speed_setpoint: torch.Tensor
+    ego_speed_index: torch.Tensor
+    can_change_left: torch.Tensor
+    can_change_right: torch.Tensor
     x: torch.Tensor
     y: torch.Tensor
     vx: torch.Tensor
@@ -73,6 +111,7 @@ class Scene:
     lane_offset: torch.Tensor
     lane_exists: torch.Tensor
     lane_end: torch.Tensor
+    lane_width: torch.Tensor
 
     @property
     def num_envs(self) -> int:
@@ -90,6 +129,12 @@ class Scene:
     def ego_velocity(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The ego's road-frame velocity (vx, vy) [m/s], (B,) each."""
         return self.ego_speed * torch.cos(self.ego_heading), self.ego_speed * torch.sin(self.ego_heading)
+
+    @property
+    def ego_lane_end(self) -> torch.Tensor:
+        """[m] (B,) distance from the ego to where the lane it is heading for ends (inf: it goes on)."""
+        lane = self.ego_target_lane.clamp(0, self.num_lanes - 1)
+        return self.lane_end.gather(1, lane[:, None]).squeeze(1)
 
     def validate(self) -> Scene:
         """Check shapes, dtypes, devices and finiteness; raise ValueError naming the first bad field."""
@@ -111,7 +156,7 @@ class Scene:
                 raise ValueError(f"Scene.{f.name}: expected dtype {dtype or 'floating point'}, got {t.dtype}")
             if t.device != device:
                 raise ValueError(f"Scene.{f.name}: on {t.device}, the rest of the scene is on {device}")
-        for name in _EGO + ("x", "y", "vx", "vy", "heading", "length", "width", "lane_offset"):
+        for name in _EGO + ("x", "y", "vx", "vy", "heading", "length", "width", "lane_offset", "lane_width"):
             t = getattr(self, name)
             if not t.is_floating_point():
                 continue
@@ -138,7 +183,9 @@ def scene_from_world(state: WorldState, road: RoadNetwork) -> Scene:
         road: the road the state lives on.
     Returns:
         Scene with M = N - 1 agent slots; agent slot m is vehicle m + 1 and its id is that vehicle
-        index (stable for the whole episode); present = the vehicle's `active` flag.
+        index (stable for the whole episode); present = the vehicle's `active` flag. The ego's target
+        lane, set-point and set-point index are the simulator's own (what the ego's controller holds);
+        can_change_left / right are the road's change tables at the ego, from its target lane.
     """
     veh = state.vehicles
     dx, dy = relative_positions(veh, road)  # (B, N)
@@ -151,6 +198,12 @@ def scene_from_world(state: WorldState, road: RoadNetwork) -> Scene:
     finite = torch.isfinite(ends)
     ahead = road.delta_s(torch.where(finite, ends, 0.0), s0[:, None])
     ids = torch.where(veh.active[:, 1:], torch.arange(1, N, device=veh.s.device), -1)  # (B, N - 1)
+    target = veh.target_lane[:, 0]
+    NL = road.num_lanes
+    # A neighbour of the target lane: inside the road's lanes, present here, and the change allowed here.
+    left, right = (target + 1).clamp_max(NL - 1), (target - 1).clamp_min(0)
+    can_left = (target < NL - 1) & exists.gather(1, left[:, None]).squeeze(1) & road.change_allowed(target, s0, +1)
+    can_right = (target > 0) & exists.gather(1, right[:, None]).squeeze(1) & road.change_allowed(target, s0, -1)
     return Scene(
         ego_speed=veh.speed[:, 0],
         ego_heading=veh.psi[:, 0],
@@ -158,6 +211,11 @@ def scene_from_world(state: WorldState, road: RoadNetwork) -> Scene:
         ego_lane=veh.lane[:, 0],
         ego_length=veh.length[:, 0],
         ego_width=veh.width[:, 0],
+        ego_target_lane=target,
+        ego_speed_setpoint=veh.desired_speed[:, 0],
+        ego_speed_index=state.ego_speed_index,
+        can_change_left=can_left,
+        can_change_right=can_right,
         x=dx[:, 1:],
         y=dy[:, 1:],
         vx=vx[:, 1:],
@@ -170,6 +228,7 @@ def scene_from_world(state: WorldState, road: RoadNetwork) -> Scene:
         lane_offset=offsets - veh.d[:, :1],
         lane_exists=exists,
         lane_end=torch.where(finite, ahead, torch.inf),
+        lane_width=torch.full_like(offsets, road.lane_width),
     )
 
 

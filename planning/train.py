@@ -6,7 +6,9 @@ One run writes one directory:
     tb/                     TensorBoard events and progress.csv: SB3's train/* losses, rollout/exploration_rate
                             (DQN), charts/episodic_return, charts/episode_length, charts/collision_rate,
                             charts/off_road_rate, charts/mean_speed, charts/SPS, eval/return, eval/collision_rate,
-                            eval/off_road_rate, eval/mean_speed, eval/episode_length
+                            eval/off_road_rate, eval/mean_speed, eval/episode_length (the episode metrics
+                            of `planning.metrics`: mean_speed is pooled distance over pooled time, as in
+                            `drivestack eval policy`)
     checkpoints/step_<n>/   every `checkpoint_every` timesteps (resumable: DQN ones hold the replay buffer)
     checkpoints/best/       the best periodic evaluation (highest return, ties to the lower collision rate)
     checkpoints/final/      at the end
@@ -26,16 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
 from tqdm import tqdm
 
+from drivestack.common.artifacts import make_run_dir, to_jsonable, write_json
+from drivestack.common.host import using_threads
 from drivestack.planning.checkpoint import (
     env_config_from_dict,
     env_config_to_dict,
-    jsonable,
     latest_checkpoint,
     load_checkpoint,
     make_meta,
@@ -43,6 +45,7 @@ from drivestack.planning.checkpoint import (
     read_meta,
     save_checkpoint,
 )
+from drivestack.planning.metrics import Episodes, compute_metrics
 from drivestack.sim.config import EnvConfig
 from drivestack.sim.config import env_config as env_config_for
 from drivestack.sim.vector_env import SB3DrivingVecEnv
@@ -246,7 +249,7 @@ def resolve(cfg: TrainPolicyConfig) -> TrainPolicyConfig:
 
 
 def config_dict(cfg: TrainPolicyConfig) -> dict[str, Any]:
-    return jsonable(dataclasses.asdict(cfg))
+    return to_jsonable(dataclasses.asdict(cfg))
 
 
 def make_train_env(cfg: TrainPolicyConfig) -> SB3DrivingVecEnv:
@@ -260,47 +263,70 @@ def make_train_env(cfg: TrainPolicyConfig) -> SB3DrivingVecEnv:
 def build_model(cfg: TrainPolicyConfig, env: SB3DrivingVecEnv) -> BaseAlgorithm:
     """A fresh SB3 model of `cfg` (algorithm defaults with its overrides) on `env`."""
     cfg = resolve(cfg)
-    return make_model(Algo(cfg.algo).value, jsonable(hyperparameters(cfg)), env, seed=cfg.seed, device=cfg.device)
+    return make_model(Algo(cfg.algo).value, to_jsonable(hyperparameters(cfg)), env, seed=cfg.seed, device=cfg.device)
 
 
 # ------------------------------------------------------------------------------------------- evaluation
+
+
+def episode_row(info: dict[str, Any]) -> dict[str, float]:
+    """One finished episode of an `SB3DrivingVecEnv` info dict as a row of `planning.metrics.Episodes`."""
+    return {
+        "returns": info["episode_return"],
+        "lengths": info["episode_length"],
+        "distances": info["episode_distance"],
+        "times": info["episode_time"],
+        "lane_changes": info["episode_lane_changes"],
+        "mean_abs_jerk": info["episode_mean_abs_jerk"],
+        "crashed": bool(info["crashed"]),
+        "off_road": bool(info["off_road"]),
+    }
+
+
+# eval/<key> logged after every periodic evaluation: the key of `evaluate_model`'s result -> registered metric
+EVAL_METRICS = {
+    "return": "return_mean",
+    "collision_rate": "collision_rate",
+    "off_road_rate": "off_road_rate",
+    "mean_speed": "mean_speed",
+    "episode_length": "episode_length_mean",
+    "episodes": "episodes",
+}
+# charts/<key> logged from the training episodes finished since the last row -> registered metric
+CHART_METRICS = {
+    "episodic_return": "return_mean",
+    "episode_length": "episode_length_mean",
+    "collision_rate": "collision_rate",
+    "off_road_rate": "off_road_rate",
+    "mean_speed": "mean_speed",
+}
 
 
 def evaluate_model(model: BaseAlgorithm, env: SB3DrivingVecEnv, seed: int) -> dict[str, float]:
     """Deterministic policy, one episode in each of `env`'s environments, all stepped at once.
 
     Each environment's first episode counts (episodes end by collision, off-road or at the duration).
-    Returns mean return, collision rate (fraction of episodes ended by a collision), off-road rate (fraction
-    ended by leaving the road, e.g. missing a merge), mean speed [m/s]
-    (per episode distance / duration, averaged), mean episode length [decisions] and the episode count.
+    Returns the `EVAL_METRICS` of those episodes (`planning.metrics`): mean return, collision rate, off-road
+    rate (fraction ended by leaving the road, e.g. missing a merge), mean speed [m/s] (distance over time,
+    pooled over episodes, as `drivestack eval policy` reports it), mean episode length [decisions] and the
+    episode count.
     """
     env.seed(seed)
     obs = env.reset()
     B = env.num_envs
     finished = np.zeros(B, dtype=bool)
-    returns, lengths, distances = np.zeros(B), np.zeros(B), np.zeros(B)
-    crashed, off_road = np.zeros(B, dtype=bool), np.zeros(B, dtype=bool)
+    rows: list[dict[str, float]] = [{} for _ in range(B)]
     config = env.core.config
     for _ in range(config.max_policy_steps):  # every episode ends by then (truncation)
         actions, _ = model.predict(obs, deterministic=True)
         obs, _, dones, infos = env.step(actions)
         for i in np.flatnonzero(dones & ~finished):
-            returns[i], lengths[i] = infos[i]["episode_return"], infos[i]["episode_length"]
-            distances[i], crashed[i] = infos[i]["episode_distance"], infos[i]["crashed"]
-            off_road[i] = infos[i]["rewards"]["off_road"] > 0
+            rows[i] = episode_row(infos[i])
         finished |= dones
         if finished.all():
             break
-    durations = lengths / config.policy_frequency  # [s]
-    speeds = distances / np.maximum(durations, 1e-9)  # [m/s] per episode
-    return {
-        "return": float(returns.mean()),
-        "collision_rate": float(crashed.mean()),
-        "off_road_rate": float(off_road.mean()),
-        "mean_speed": float(speeds.mean()),
-        "episode_length": float(lengths.mean()),
-        "episodes": float(B),
-    }
+    metrics = compute_metrics(Episodes.from_rows(rows), list(EVAL_METRICS.values()))
+    return {key: float(metrics[name]) for key, name in EVAL_METRICS.items()}
 
 
 def _better(result: dict[str, float], best: dict[str, float] | None) -> bool:
@@ -343,8 +369,7 @@ class TrainingMonitor(BaseCallback):
     def __init__(self, cfg: TrainPolicyConfig, run: TrainingRun) -> None:
         super().__init__()
         self.cfg, self.run = cfg, run
-        self.policy_frequency = run.env_config.policy_frequency
-        self._episodes: list[tuple[float, float, float, bool, bool]] = []  # return, length, distance, crashed, off
+        self._episodes: list[dict[str, float]] = []  # `episode_row`s finished since the last log row
         self.consistent_steps = 0
         self.start_time = 0.0
         self.start_steps = self.last_log = 0
@@ -378,16 +403,7 @@ class TrainingMonitor(BaseCallback):
     def _on_step(self) -> bool:
         dones, infos = self.locals["dones"], self.locals["infos"]
         for i in np.flatnonzero(dones):  # finished environments only: a few per step
-            info = infos[i]
-            self._episodes.append(
-                (
-                    info["episode_return"],
-                    info["episode_length"],
-                    info["episode_distance"],
-                    bool(info["crashed"]),
-                    info["rewards"]["off_road"] > 0,
-                )
-            )
+            self._episodes.append(episode_row(infos[i]))
         if self.pbar is not None:
             self.pbar.update(len(dones))
         if self.cfg.max_minutes is not None and time.perf_counter() - self.start_time > 60.0 * self.cfg.max_minutes:
@@ -397,12 +413,9 @@ class TrainingMonitor(BaseCallback):
 
     def record_episodes(self) -> None:
         if self._episodes:
-            ret, length, dist, crashed, off = (np.asarray(col, dtype=float) for col in zip(*self._episodes))
-            self.logger.record("charts/episodic_return", float(ret.mean()))
-            self.logger.record("charts/episode_length", float(length.mean()))
-            self.logger.record("charts/collision_rate", float(crashed.mean()))
-            self.logger.record("charts/off_road_rate", float(off.mean()))
-            self.logger.record("charts/mean_speed", float((dist / (length / self.policy_frequency)).mean()))
+            metrics = compute_metrics(Episodes.from_rows(self._episodes), list(CHART_METRICS.values()))
+            for key, name in CHART_METRICS.items():
+                self.logger.record(f"charts/{key}", float(metrics[name]))
             self._episodes.clear()
         self.logger.record("charts/SPS", self.sps())
         self.logger.record("time/total_timesteps", self.model.num_timesteps)  # the step column of progress.csv
@@ -510,20 +523,13 @@ def _write_config(
         "env_config": env_config_to_dict(env_config),
         "resumed_from": str(resumed_from) if resumed_from else None,
     }
-    tmp = run_dir / "config.json.tmp"
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(run_dir / "config.json")
+    write_json(run_dir / "config.json", data)
 
 
 def run_train(cfg: TrainPolicyConfig) -> dict[str, Any]:
     """Train (or resume) a policy as `cfg` says; returns a summary (run_dir, num_timesteps, SPS, final eval)."""
-    threads = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with using_threads(cfg.threads):  # 0: torch's default; the previous count is restored after
         return _train(cfg)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(cfg: TrainPolicyConfig) -> dict[str, Any]:
@@ -547,11 +553,11 @@ def _train(cfg: TrainPolicyConfig) -> dict[str, Any]:
     if resumed_from is not None:
         env_config, hyper = env_config_from_dict(resumed_meta["env_config"]), resumed_meta["hyperparameters"]
     else:
-        env_config, hyper = env_config_for(cfg.env), jsonable(hyperparameters(cfg))
+        env_config, hyper = env_config_for(cfg.env), to_jsonable(hyperparameters(cfg))
 
     # 2. environments and model (fresh, or the latest checkpoint with its optimizer, counters and replay)
     env = SB3DrivingVecEnv(num_envs=cfg.num_envs, config=env_config, device=cfg.device, seed=cfg.seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_run_dir(run_dir, "--run-dir")
     run = TrainingRun(cfg, env_config, hyper)
     if resumed_from is not None:
         model, meta = load_checkpoint(

@@ -3,7 +3,9 @@
 - `DrivingVectorEnv`: a `gymnasium.vector.VectorEnv` (autoreset mode SAME_STEP: the last observation
   of a finished episode is in `infos["final_obs"]`, masked by `infos["_final_obs"]`).
 - `SB3DrivingVecEnv`: a stable-baselines3 `VecEnv` (fills `terminal_observation` and
-  `TimeLimit.truncated` in the infos of finished environments).
+  `TimeLimit.truncated` in the infos of finished environments, with the episode's outcome: `episode_return`,
+  `episode_length`, `episode_distance` [m], `episode_time` [s], `episode_lane_changes`,
+  `episode_mean_abs_jerk` [m/s^3], `off_road`).
 
 Both step all B environments in one call of `BatchedDrivingEnv.step`, on any device; only the
 conversion to numpy and, for SB3, its list of per-environment info dicts touch the host.
@@ -147,12 +149,20 @@ class SB3DrivingVecEnv(VecEnv):
             ep_ret = info["episode_return"].cpu().numpy()
             ep_len = info["episode_length"].cpu().numpy()
             ep_dist = info["episode_distance"].cpu().numpy()
+            ep_time = info["episode_time"].cpu().numpy()
+            ep_changes = info["episode_lane_changes"].cpu().numpy()
+            ep_jerk = info["episode_mean_abs_jerk"].cpu().numpy()
+            off_road = info["off_road"].cpu().numpy()
             for i in np.flatnonzero(done):  # finished environments only: a few per step
                 infos[i]["terminal_observation"] = final[i]
                 infos[i]["TimeLimit.truncated"] = bool(trunc[i])
                 infos[i]["episode_distance"] = float(ep_dist[i])
                 infos[i]["episode_return"] = float(ep_ret[i])
                 infos[i]["episode_length"] = int(ep_len[i])
+                infos[i]["episode_time"] = float(ep_time[i])
+                infos[i]["episode_lane_changes"] = int(ep_changes[i])
+                infos[i]["episode_mean_abs_jerk"] = float(ep_jerk[i])
+                infos[i]["off_road"] = bool(off_road[i])
         return obs_np, reward.cpu().numpy().astype(np.float32), done, infos
 
     def close(self) -> None:

@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from enum import Enum
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from drivestack.bench.sim import measure_drivestack
+from drivestack.planning.policy import make_policy
+from drivestack.planning.scene import scene_from_world
 from drivestack.sim.action import MetaAction
 from drivestack.sim.batched_env import BatchedDrivingEnv
 from drivestack.sim.env import SCENARIOS
 from drivestack.sim.video import write_mp4
-
-
-class DemoPolicy(str, Enum):
-    IDLE = "idle"  # keep lane and speed set-point
-    RANDOM = "random"  # a uniformly random meta-action every decision
 
 
 @dataclass(frozen=True)
@@ -28,8 +23,8 @@ class DemoConfig:
 
     scenario: str = "highway"
     """Scenario: highway or merge."""
-    policy: DemoPolicy = DemoPolicy.RANDOM
-    """Ego policy of the demo episode (trained policies arrive with the planning package)."""
+    policy: str = "random"
+    """Ego policy of the demo episode: rule, random, idle, a training run directory or a checkpoint directory."""
     seconds: float = 30.0
     """[s] episode length of the demo (it ends earlier on a collision)."""
     seed: int = 0
@@ -50,22 +45,21 @@ def run_demo(cfg: DemoConfig) -> dict:
     if cfg.seconds <= 0:
         raise ValueError(f"seconds={cfg.seconds}; allowed: > 0")
     base = SCENARIOS[cfg.scenario]()
-    # Render every simulation step: decisions every 1/policy_frequency s, the action held in between.
+    # Render every simulation step: decisions every 1/policy_frequency s, IDLE in between.
     hold = base.substeps
     env_config = replace(base, policy_frequency=base.sim_frequency, duration=cfg.seconds)
+    policy = make_policy(cfg.policy, base, seed=cfg.seed)
     env = BatchedDrivingEnv(env_config, num_envs=1, seed=cfg.seed, autoreset=False)
     env.reset()
-    rng = np.random.default_rng(cfg.seed)
     frames = [env.render(0)]
-    total_reward, action = 0.0, int(MetaAction.IDLE)
+    total_reward = 0.0
+    idle = torch.full((1,), int(MetaAction.IDLE), dtype=torch.long)
     info: dict = {}
     steps = env_config.max_policy_steps
     for t in tqdm(range(steps), desc=f"{cfg.scenario} episode", unit="step", leave=False):
-        if t % hold == 0:
-            action = int(rng.integers(5)) if cfg.policy == DemoPolicy.RANDOM else int(MetaAction.IDLE)
-        else:
-            action = int(MetaAction.IDLE)  # a meta-action is a decision, not a held command
-        _, reward, terminated, truncated, info = env.step(torch.tensor([action]))
+        # a meta-action is a decision, not a held command: IDLE between decisions
+        action = policy.act(scene_from_world(env.state, env.road)) if t % hold == 0 else idle
+        _, reward, terminated, truncated, info = env.step(action)
         total_reward += float(reward[0])
         frames.append(env.render(0))
         if bool(terminated[0] | truncated[0]):
@@ -74,7 +68,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     state = env.state
     outcome = "collision" if bool(state.crashed[0]) else "off road" if bool(state.off_road[0]) else "no collision"
     print(
-        f"episode: {cfg.scenario}, {cfg.policy.value} policy, {float(state.time[0]):.1f} s, {outcome}, "
+        f"episode: {cfg.scenario}, {policy.name} policy, {float(state.time[0]):.1f} s, {outcome}, "
         f"{float(state.distance[0]):.0f} m driven, return {total_reward:.2f}"
     )
     print(f"video: {path} ({len(frames)} frames)")

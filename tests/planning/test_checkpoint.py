@@ -13,8 +13,11 @@ import torch
 
 from drivestack.planning import checkpoint as ckpt
 from drivestack.planning.checkpoint import load_checkpoint, load_policy, make_meta, make_model, save_checkpoint
+from drivestack.planning.policy import Policy, make_policy
+from drivestack.planning.scene import scene_from_world
 from drivestack.sim.batched_env import BatchedDrivingEnv
 from drivestack.sim.config import EnvConfig, ObservationConfig, ObservationType, RoadConfig, TrafficConfig
+from drivestack.sim.observation import kinematics
 from drivestack.sim.vector_env import SB3DrivingVecEnv
 
 SMALL = EnvConfig(traffic=TrafficConfig(num_vehicles=6), road=RoadConfig(length=600.0), duration=10.0)
@@ -149,31 +152,47 @@ def test_refuses_other_algo_env_or_observation(ppo) -> None:
     )
 
 
-def test_load_policy_acts_like_the_model_and_checks_the_env(ppo, tmp_path: Path) -> None:
+def test_load_policy_acts_on_scenes_like_the_model_on_observations(ppo, tmp_path: Path) -> None:
+    """The SB3 policy acting on a ground-truth scene (encoded by encode_kinematics_scene) chooses what the model
+    chooses from the environment's own observation, step after step."""
     model, path = ppo
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     os.symlink(path, run / "checkpoints" / "step_128")
     policy = load_policy(run)  # no best/: the latest step_*
     assert policy.name == "ppo:run/step_128" and policy.meta["num_timesteps"] == 128
+    assert isinstance(policy, Policy)
     env = BatchedDrivingEnv(SMALL, num_envs=16, seed=3)
     obs, _ = env.reset()
-    actions = policy.act(env, obs)
-    assert actions.dtype == torch.long and actions.shape == (16,) and actions.device == env.device
-    np.testing.assert_array_equal(actions.numpy(), model.predict(obs.numpy(), deterministic=True)[0])
-    try:
-        from drivestack.planning.baselines import Policy
-    except ImportError:  # written by another change; the protocol is checked where it exists
-        Policy = None
-    if Policy is not None:
-        assert isinstance(policy, Policy)
-    wrong = BatchedDrivingEnv(replace(SMALL, observation=ObservationConfig(vehicles_count=7)), num_envs=2, seed=0)
-    with pytest.raises(ValueError, match="observation shape"):
-        policy.act(wrong, wrong.reset()[0])
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        actions = policy.act(scene_from_world(env.state, env.road))
+        assert actions.dtype == torch.long and actions.shape == (16,) and actions.device == env.device
+        np.testing.assert_array_equal(actions.numpy(), model.predict(obs.numpy(), deterministic=True)[0])
+        obs, *_ = env.step(torch.randint(0, 5, (16,), generator=g))
+    # the policy encodes scenes with its own observation config, whatever the environment's
+    other = BatchedDrivingEnv(replace(SMALL, observation=ObservationConfig(vehicles_count=7)), num_envs=2, seed=0)
+    other.reset()
+    scene = scene_from_world(other.state, other.road)
+    expected = model.predict(kinematics(other.state, other.road, SMALL.observation).numpy(), deterministic=True)[0]
+    np.testing.assert_array_equal(policy.act(scene).numpy(), expected)
+    # the registry gives the same policy from the run directory
+    assert make_policy(str(run), SMALL).name == "ppo:run/step_128"
     # a best/ checkpoint wins over the latest one
     os.symlink(path, run / "checkpoints" / "best")
     assert load_policy(run).name == "ppo:run/best"
     assert load_policy(path).meta["algo"] == "ppo"  # a checkpoint directory itself
+
+
+def test_a_policy_no_scene_can_drive_is_refused_in_one_line(tmp_path: Path) -> None:
+    occupancy = replace(SMALL, observation=ObservationConfig(type=ObservationType.OCCUPANCY))
+    env = SB3DrivingVecEnv(num_envs=2, config=occupancy, seed=0)
+    model = make_model("ppo", PPO_HYPER, env, seed=0)
+    meta = make_meta("ppo", "drivestack/Highway-v0", occupancy, PPO_HYPER, 0, num_envs=2)
+    path = save_checkpoint(model, tmp_path / "occupancy", meta)
+    with pytest.raises(ValueError, match="trained on 'occupancy' observations; only kinematics") as err:
+        make_policy(str(path), SMALL)
+    assert "\n" not in str(err.value)
 
 
 def _one_line_error(path: Path, match: str) -> str:

@@ -10,10 +10,12 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import tyro
+from strict_json import load_strict_json, strict_json_tree
 
-from drivestack.cli.eval_policy import EvalPolicyConfig, resolve_policy, run_eval
+from drivestack.cli.eval_policy import EvalPolicyConfig, run_eval
 from drivestack.planning.baselines import IdlePolicy, RandomPolicy
 from drivestack.planning.evaluate import EvalResult, evaluate
+from drivestack.planning.policy import make_policy
 from drivestack.sim.config import ActionConfig, RoadConfig, Scenario, TrafficConfig, env_config, highway_config
 
 
@@ -105,7 +107,8 @@ def test_env_ids() -> None:
 def test_eval_policy_writes_json_plot_and_videos(tmp_path: Path) -> None:
     out = tmp_path / "eval"
     report = run_eval(EvalPolicyConfig(policies=("rule", "random"), episodes=16, videos=1, out=out, duration=3.0))
-    data = json.loads((out / "eval.json").read_text())
+    assert set(strict_json_tree(out)) == {"eval.json"}  # NaN-free: any strict parser reads it
+    data = load_strict_json(out / "eval.json")
     assert set(data["policies"]) == {"rule", "random"} and data["env"] == "drivestack/Highway-v0"
     for label in ("rule", "random"):
         summary = data["policies"][label]["summary"]
@@ -122,7 +125,7 @@ def test_eval_policy_writes_json_plot_and_videos(tmp_path: Path) -> None:
 
 def test_bad_policy_and_options_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown policy 'ppo-best'.*rule, random, idle") as err:
-        resolve_policy("ppo-best")
+        make_policy("ppo-best", highway_config())
     assert "\n" not in str(err.value)
     with pytest.raises(ValueError, match="unknown policy 'nope'"):
         run_eval(EvalPolicyConfig(policies=("rule", "nope"), episodes=2, videos=0, out=tmp_path))

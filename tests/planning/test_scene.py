@@ -59,6 +59,11 @@ def _scene(
         ego_lane=torch.ones(1, dtype=torch.long),
         ego_length=one * 4.7,
         ego_width=one * 1.9,
+        ego_target_lane=torch.ones(1, dtype=torch.long),
+        ego_speed_setpoint=one * 20.0,
+        ego_speed_index=torch.zeros(1, dtype=torch.long),
+        can_change_left=torch.ones(1, dtype=torch.bool),
+        can_change_right=torch.ones(1, dtype=torch.bool),
         x=row(x),
         y=row(y),
         vx=row(vx),
@@ -71,6 +76,7 @@ def _scene(
         lane_offset=row([-4.0, 0.0, 4.0]),
         lane_exists=torch.ones(1, 3, dtype=torch.bool),
         lane_end=row([math.inf] * 3),
+        lane_width=row([4.0] * 3),
     ).validate()
 
 
@@ -137,6 +143,12 @@ def test_merge_scene_lanes_and_lane_end() -> None:
     torch.testing.assert_close(scene.lane_offset[:, 2] - scene.lane_offset[:, 1], torch.full((2,), road.lane_width))
     torch.testing.assert_close(scene.lane_end[:, 0], ramp_end - s0)
     assert torch.isinf(scene.lane_end[:, 1:]).all()
+    # what the ego knows about itself: on the ramp, heading for it, its lane ends ahead, no lane to its right
+    assert (scene.ego_target_lane == 0).all() and not scene.can_change_right.any()
+    torch.testing.assert_close(scene.ego_lane_end, ramp_end - s0)
+    speeds = torch.tensor(config.action.target_speeds)
+    assert torch.equal(scene.ego_speed_setpoint, speeds[scene.ego_speed_index])
+    assert (scene.lane_width == road.lane_width).all()
 
 
 def test_validate_names_the_bad_field() -> None:
@@ -149,3 +161,7 @@ def test_validate_names_the_bad_field() -> None:
         replace(good, vx=torch.tensor([[math.nan]])).validate()
     with pytest.raises(ValueError, match="Scene.ego_speed has negative"):
         replace(good, ego_speed=-torch.ones(1)).validate()
+    with pytest.raises(ValueError, match="Scene.ego_target_lane: expected dtype torch.int64"):
+        replace(good, ego_target_lane=torch.ones(1)).validate()
+    with pytest.raises(ValueError, match=r"Scene.lane_width: expected shape \(1, 3\)"):
+        replace(good, lane_width=torch.ones(1, 2)).validate()

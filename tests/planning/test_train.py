@@ -5,13 +5,13 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from strict_json import strict_json_tree
 
 from drivestack.cli import main
 from drivestack.planning import train
@@ -73,7 +73,9 @@ def _progress(run_dir: Path) -> list[dict[str, str]]:
 
 
 def test_cli_run_writes_config_logs_and_checkpoints(ppo_run: Path) -> None:
-    config = json.loads((ppo_run / "config.json").read_text())
+    written = strict_json_tree(ppo_run)  # config.json and every checkpoint's meta.json, NaN-free
+    assert "config.json" in written and any(name.endswith("meta.json") for name in written)
+    config = written["config.json"]
     assert config["config"]["algo"] == "ppo" and config["config"]["num_envs"] == 8
     assert config["config"]["gamma"] == train.PPO_DEFAULTS["gamma"]  # defaults resolved and recorded
     assert config["hyperparameters"]["net_arch"] == [32, 32] and config["env_config"]["traffic"]["num_vehicles"] == 50
