@@ -21,8 +21,9 @@ Everything is built with weights=None.
 
 Public API:
     Detector.from_checkpoint(path, device)(images, intrinsic, cam2ego) -> Detections  (perception.infer)
-    open_nuscenes, load_frames, CameraFrame                                            (perception.dataset)
-    evaluate_detections, submission, write_json                                         (perception.evaluate)
+    load_frames, CameraFrame                                                           (perception.dataset)
+    open_nuscenes (the one nuScenes reader, re-exported)                               (common.nuscenes)
+    evaluate_detections, submission                                                     (perception.evaluate)
     run_train, TrainDetectorConfig                                                      (perception.train)
 
 Modules import torch lazily from here: `import perception` alone stays cheap.
@@ -38,7 +39,7 @@ _EXPORTS = {
     "detect_frames": "drivestack.perception.infer",
     "ModelConfig": "drivestack.perception.config",
     "CameraFrame": "drivestack.perception.dataset",
-    "open_nuscenes": "drivestack.perception.dataset",
+    "open_nuscenes": "drivestack.common.nuscenes",
     "load_frames": "drivestack.perception.dataset",
     "evaluate_detections": "drivestack.perception.evaluate",
     "TrainDetectorConfig": "drivestack.perception.train",

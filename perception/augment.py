@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from drivestack.perception.boxes import wrap_angle
+from drivestack.common.geometry import wrap_angle
 from drivestack.perception.dataset import TargetBoxes
 
 

@@ -22,73 +22,10 @@ from dataclasses import dataclass
 
 import torch
 
+from drivestack.common.geometry import apply_transform, box_corners, wrap_angle
 from drivestack.perception.config import REF_FOCAL
 
 MIN_DEPTH = 0.1  # [m] corners nearer the camera plane than this are clamped to it before projecting
-
-
-def quat_to_matrix(q: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices [..., 3, 3] of unit quaternions [..., 4] (w, x, y, z)."""
-    q = q / q.norm(dim=-1, keepdim=True)
-    w, x, y, z = q.unbind(-1)
-    rows = (
-        1 - 2 * (y * y + z * z),
-        2 * (x * y - w * z),
-        2 * (x * z + w * y),
-        2 * (x * y + w * z),
-        1 - 2 * (x * x + z * z),
-        2 * (y * z - w * x),
-        2 * (x * z - w * y),
-        2 * (y * z + w * x),
-        1 - 2 * (x * x + y * y),
-    )
-    return torch.stack(rows, dim=-1).reshape(*q.shape[:-1], 3, 3)
-
-
-def yaw_to_quat(yaw: torch.Tensor) -> torch.Tensor:
-    """Quaternions [..., 4] (w, x, y, z) of rotations by `yaw` [rad] about +z."""
-    half = 0.5 * yaw
-    zeros = torch.zeros_like(yaw)
-    return torch.stack([torch.cos(half), zeros, zeros, torch.sin(half)], dim=-1)
-
-
-def matrix_yaw(rot: torch.Tensor) -> torch.Tensor:
-    """Yaw [rad] of rotation matrices [..., 3, 3]: the heading of the rotated x axis in the xy plane."""
-    return torch.atan2(rot[..., 1, 0], rot[..., 0, 0])
-
-
-def make_transform(rot: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
-    """Homogeneous transforms [..., 4, 4] from rotations [..., 3, 3] and translations [..., 3]."""
-    out = torch.zeros(*rot.shape[:-2], 4, 4, dtype=rot.dtype, device=rot.device)
-    out[..., :3, :3] = rot
-    out[..., :3, 3] = trans
-    out[..., 3, 3] = 1.0
-    return out
-
-
-def apply_transform(transform: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """Points [..., N, 3] mapped by transforms [..., 4, 4] (one per leading index)."""
-    return points @ transform[..., :3, :3].transpose(-1, -2) + transform[..., None, :3, 3]
-
-
-def wrap_angle(angle: torch.Tensor) -> torch.Tensor:
-    """Angles [rad] wrapped to [-pi, pi)."""
-    return torch.remainder(angle + torch.pi, 2 * torch.pi) - torch.pi
-
-
-def box_corners(boxes: torch.Tensor) -> torch.Tensor:
-    """The 8 corners [..., 8, 3] of boxes [..., 7] (x, y, z, w, l, h, yaw; yaw about +z)."""
-    signs = torch.tensor(
-        [[1, 1, 1], [1, -1, 1], [-1, -1, 1], [-1, 1, 1], [1, 1, -1], [1, -1, -1], [-1, -1, -1], [-1, 1, -1]],
-        dtype=boxes.dtype,
-        device=boxes.device,
-    )  # (8, 3) in (l, w, h) half-extents
-    half = 0.5 * torch.stack([boxes[..., 4], boxes[..., 3], boxes[..., 5]], dim=-1)  # (..., 3) along x, y, z
-    local = signs * half[..., None, :]  # (..., 8, 3)
-    c, s = torch.cos(boxes[..., 6])[..., None], torch.sin(boxes[..., 6])[..., None]
-    x = c * local[..., 0] - s * local[..., 1]
-    y = s * local[..., 0] + c * local[..., 1]
-    return torch.stack([x, y, local[..., 2]], dim=-1) + boxes[..., None, :3]
 
 
 def focal(intrinsic: torch.Tensor) -> torch.Tensor:

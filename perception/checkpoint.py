@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from drivestack.common.artifacts import atomic_path
 from drivestack.perception.config import ModelConfig
 from drivestack.perception.model import CenterNet3D
 
@@ -31,7 +32,6 @@ HINT = "train one with `drivestack train detector`"
 
 def save_checkpoint(path: Path, model: CenterNet3D, attributes: dict[str, str], **state: Any) -> Path:
     """Write `model` (its config and weights), the attribute table and any training `state` to `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "model_config": model.cfg.to_dict(),
@@ -39,9 +39,8 @@ def save_checkpoint(path: Path, model: CenterNet3D, attributes: dict[str, str], 
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **state,
     }
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:  # creates the parents
+        torch.save(payload, tmp)
     return path
 
 

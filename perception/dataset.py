@@ -1,17 +1,13 @@
 """Read any nuScenes-format dataset (the real nuScenes or the simulator's) through nuscenes-devkit.
 
-`open_nuscenes` checks the layout before the devkit sees it, so a wrong path, a missing version folder or
-table, or a malformed table is one clear error naming the file; `split_sample_tokens` resolves a split name
-(a custom split in `<version>/splits.json`, an official nuScenes split, or "all"); `load_frames` turns each
+Opening the dataset and resolving splits is `drivestack.common.nuscenes` (`open_nuscenes`, `split_sample_tokens`:
+a custom split in `<version>/splits.json`, an official nuScenes split, or "all"); `load_frames` turns each
 keyframe into a `CameraFrame`: the camera's image file, its intrinsic, the camera-to-ego and ego-to-global
 transforms, and every annotation with a detection name as a box in the ego frame.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,26 +15,11 @@ import numpy as np
 import torch
 from nuscenes.eval.detection.utils import category_to_detection_name
 from nuscenes.nuscenes import NuScenes
-from nuscenes.utils.splits import create_splits_scenes
 
-from drivestack.perception.boxes import encode_boxes, make_transform, matrix_yaw, quat_to_matrix
+from drivestack.common.geometry import make_transform, matrix_to_yaw, quaternion_to_matrix
+from drivestack.common.nuscenes import split_sample_tokens
+from drivestack.perception.boxes import encode_boxes
 from drivestack.perception.config import CAMERA
-
-TABLES = (
-    "attribute",
-    "calibrated_sensor",
-    "category",
-    "ego_pose",
-    "instance",
-    "log",
-    "map",
-    "sample",
-    "sample_annotation",
-    "sample_data",
-    "scene",
-    "sensor",
-    "visibility",
-)
 
 
 @dataclass
@@ -58,119 +39,8 @@ class CameraFrame:
     num_pts: np.ndarray  # (M,) lidar + radar points in the box (the devkit drops boxes with 0)
 
 
-def find_version(dataroot: Path, version: str | None = None) -> str:
-    """The version folder of `dataroot` (e.g. v1.0-trainval): `version` checked, or the only one there."""
-    if not dataroot.exists():
-        raise FileNotFoundError(
-            f"dataroot {dataroot} does not exist; point --dataroot at a nuScenes-format "
-            "dataset (make one with `drivestack data make`)"
-        )
-    if not dataroot.is_dir():
-        raise NotADirectoryError(f"dataroot {dataroot} is not a directory")
-    if version is not None:
-        if not (dataroot / version).is_dir():
-            raise FileNotFoundError(
-                f"version folder {dataroot / version} does not exist; "
-                f"folders there: {sorted(p.name for p in dataroot.iterdir() if p.is_dir())}"
-            )
-        return version
-    found = sorted(p.name for p in dataroot.iterdir() if (p / "sample.json").is_file())
-    if len(found) != 1:
-        what = (
-            "no version folder (one holding sample.json, e.g. v1.0-trainval)"
-            if not found
-            else f"several version folders {found}; choose one with --version"
-        )
-        raise FileNotFoundError(f"{dataroot} has {what}")
-    return found[0]
-
-
-def open_nuscenes(dataroot: Path | str, version: str | None = None) -> NuScenes:
-    """Load a nuScenes-format dataset with the devkit (quietly); clear errors for a wrong layout."""
-    dataroot = Path(dataroot)
-    version = find_version(dataroot, version)
-    for table in TABLES:
-        path = dataroot / version / f"{table}.json"
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"table {path} is missing; a nuScenes version folder holds {', '.join(t + '.json' for t in TABLES)}"
-            )
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # the devkit prints a loading banner
-            return NuScenes(version=version, dataroot=str(dataroot), verbose=False)
-    except json.JSONDecodeError as err:
-        raise ValueError(f"table {_bad_table(dataroot / version)} is not valid JSON ({err})") from None
-    except (KeyError, TypeError, IndexError) as err:
-        raise ValueError(
-            f"a table in {dataroot / version} is malformed: the devkit could not read field {err} "
-            "(compare with the nuScenes schema)"
-        ) from None
-
-
-def _bad_table(folder: Path) -> Path:
-    for table in TABLES:  # only on the error path: find which table failed to parse
-        try:
-            json.loads((folder / f"{table}.json").read_text())
-        except json.JSONDecodeError:
-            return folder / f"{table}.json"
-    return folder
-
-
-def available_splits(nusc: NuScenes) -> list[str]:
-    """Split names usable on `nusc`: its custom splits, the official ones holding some of its scenes, 'all'."""
-    names = set(_custom_splits(nusc))
-    scenes = {s["name"] for s in nusc.scene}
-    names |= {name for name, members in create_splits_scenes().items() if scenes & set(members)}
-    return sorted(names) + ["all"]
-
-
-def _custom_splits(nusc: NuScenes) -> dict[str, list[str]]:
-    path = Path(nusc.dataroot) / nusc.version / "splits.json"
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err})") from None
-    if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
-        raise ValueError(f"{path} must map split names to lists of scene names")
-    return data
-
-
-def split_scenes(nusc: NuScenes, split: str) -> list[str]:
-    """Scene names of `split`: a custom split of <version>/splits.json first, then an official nuScenes one."""
-    custom = _custom_splits(nusc)
-    if split == "all":
-        return [s["name"] for s in nusc.scene]
-    if split in custom:
-        return list(custom[split])
-    official = create_splits_scenes()
-    if split in official:
-        return list(official[split])
-    raise ValueError(f"unknown split {split!r} for {nusc.dataroot}; available: {', '.join(available_splits(nusc))}")
-
-
-def split_sample_tokens(nusc: NuScenes, split: str) -> list[str]:
-    """Keyframe sample tokens of `split`, scene by scene in time order; ValueError for an empty split."""
-    wanted = set(split_scenes(nusc, split))
-    tokens: list[str] = []
-    for scene in nusc.scene:
-        if scene["name"] not in wanted:
-            continue
-        token = scene["first_sample_token"]
-        while token:
-            tokens.append(token)
-            token = nusc.get("sample", token)["next"]
-    if not tokens:
-        raise ValueError(
-            f"split {split!r} of {nusc.dataroot} has no samples (its scenes are not in this dataset); "
-            f"available: {', '.join(available_splits(nusc))}"
-        )
-    return tokens
-
-
 def _pose(record: dict) -> np.ndarray:
-    rot = quat_to_matrix(torch.tensor(record["rotation"], dtype=torch.float64))
+    rot = quaternion_to_matrix(torch.tensor(record["rotation"], dtype=torch.float64))
     return make_transform(rot, torch.tensor(record["translation"], dtype=torch.float64)).numpy()
 
 
@@ -191,10 +61,10 @@ def load_frame(nusc: NuScenes, sample_token: str, camera: str = CAMERA) -> Camer
     boxes = np.zeros((len(anns), 7))
     if anns:
         trans = torch.tensor([a["translation"] for a in anns], dtype=torch.float64)  # (M, 3) global
-        rot = quat_to_matrix(torch.tensor([a["rotation"] for a in anns], dtype=torch.float64))  # (M, 3, 3)
+        rot = quaternion_to_matrix(torch.tensor([a["rotation"] for a in anns], dtype=torch.float64))  # (M, 3, 3)
         inv = torch.linalg.inv(torch.from_numpy(ego2global))
         center = trans @ inv[:3, :3].T + inv[:3, 3]
-        yaw = matrix_yaw(inv[:3, :3] @ rot)
+        yaw = matrix_to_yaw(inv[:3, :3] @ rot)
         size = torch.tensor([a["size"] for a in anns], dtype=torch.float64)
         boxes = torch.cat([center, size, yaw[:, None]], dim=1).numpy()
     attr_names = {a["token"]: a["name"] for a in nusc.attribute}

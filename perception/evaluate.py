@@ -1,8 +1,9 @@
 """Score detections with the official nuScenes metrics (nuscenes-devkit DetectionEval) and 2D COCO AP.
 
-`write_submission` writes the nuScenes detection submission JSON (global frame, one entry per sample of the
-split); `evaluate_detections` scores it under a versioned protocol (perception/configs/*.json) and returns one
-metric dict (mAP, NDS, per-class AP, TP errors, 2D COCO AP, the protocol and the resolved DetectionConfig).
+`submission` builds the nuScenes detection submission (global frame, one entry per sample of the split;
+`drivestack.common.submission` validates and writes it); `evaluate_detections` scores it under a versioned
+protocol (perception/configs/*.json) and returns one metric dict (mAP, NDS, per-class AP, TP errors, 2D COCO AP,
+the protocol and the resolved DetectionConfig).
 
 The scoring itself is the devkit's (`accumulate`, `calc_ap`, `calc_tp`, `DetectionMetrics`). What
 `CameraDetectionEval` changes is which boxes enter it, for a detector that sees one camera: the ground truth is
@@ -29,8 +30,11 @@ from nuscenes.eval.detection.data_classes import DetectionBox, DetectionConfig
 from nuscenes.eval.detection.evaluate import DetectionEval
 from nuscenes.nuscenes import NuScenes
 
+from drivestack.common.artifacts import atomic_path, to_jsonable
+from drivestack.common.geometry import yaw_to_quaternion
+from drivestack.common.submission import write_submission
 from drivestack.perception.ap2d import coco_ap
-from drivestack.perception.boxes import boxes_to_image_boxes, yaw_to_quat
+from drivestack.perception.boxes import boxes_to_image_boxes
 from drivestack.perception.config import sort_classes
 from drivestack.perception.dataset import CameraFrame, visible_mask
 from drivestack.perception.infer import Detections
@@ -107,7 +111,7 @@ def global_boxes(frames: list[CameraFrame], boxes: torch.Tensor) -> tuple[torch.
     center = (rot @ boxes[..., :3, None])[..., 0] + trans
     heading = torch.stack([torch.cos(boxes[..., 6]), torch.sin(boxes[..., 6]), torch.zeros_like(boxes[..., 6])], -1)
     heading = (rot @ heading[..., None])[..., 0]
-    return center, yaw_to_quat(torch.atan2(heading[..., 1], heading[..., 0]))
+    return center, yaw_to_quaternion(torch.atan2(heading[..., 1], heading[..., 0]))
 
 
 def submission(
@@ -138,28 +142,6 @@ def submission(
             for k in idx
         ]
     return {"meta": dict(SUBMISSION_META), "results": results}
-
-
-def clean_json(value: Any) -> Any:
-    """`value` with NaN / inf floats as None (JSON has no NaN) and numpy scalars as Python ones."""
-    if isinstance(value, dict):
-        return {str(k): clean_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean_json(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
-def write_json(path: Path, data: Any) -> Path:
-    """Write `data` as JSON atomically (temporary sibling, then rename); creates parents."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(clean_json(data), indent=1))
-    tmp.replace(path)
-    return path
 
 
 # ------------------------------------------------------------------------------------------------- scoring
@@ -349,11 +331,11 @@ def plot_pr_curves(md_list: Any, metrics: Any, config: DetectionConfig, path: Pa
         ax.grid(alpha=0.3)
         ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -383,8 +365,11 @@ def evaluate_detections(
         )
     config = detection_config(classes, protocol)
     threshold = float(protocol["score_threshold"])
-    path = write_json(
-        out_dir / "submission.json", submission(frames, dets, attributes, threshold, config.max_boxes_per_sample)
+    path = write_submission(
+        out_dir / "submission.json",
+        submission(frames, dets, attributes, threshold, config.max_boxes_per_sample),
+        "detection",
+        sample_tokens=[f.sample_token for f in frames],
     )
     metrics, md_list = CameraDetectionEval(nusc, config, path, frames, out_dir).evaluate()
     summary = metrics.serialize()
@@ -407,4 +392,4 @@ def evaluate_detections(
     }
     if plots:
         result["pr_curves"] = str(plot_pr_curves(md_list, metrics, config, out_dir / "pr_curves.png"))
-    return clean_json(result)  # as metrics.json holds it: string keys ("2.0"), None for NaN
+    return to_jsonable(result)  # as metrics.json holds it: string keys ("2.0"), None for NaN

@@ -13,12 +13,8 @@ from typing import Any
 
 import torch
 
+from drivestack.common.host import synchronize
 from drivestack.perception.infer import Detector
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)  # note: kernels are asynchronous; time only finished work
 
 
 def measure_speed(
@@ -49,13 +45,13 @@ def measure_speed(
     x, k, t = images[idx].to(device), intrinsic[idx].to(device), cam2ego[idx].to(device)
     for _ in range(warmup):
         detector(x, k, t)
-    _sync(device)
+    synchronize(device)  # note: kernels are asynchronous; time only finished work
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < iters or time.perf_counter() - start < min_seconds:
         t0 = time.perf_counter()
         detector(x, k, t)
-        _sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - t0)
     times_sorted = sorted(times)
     mean = statistics.fmean(times)

@@ -29,6 +29,9 @@ from typing import Any
 
 import torch
 
+from drivestack.common.artifacts import make_run_dir, write_json
+from drivestack.common.host import resolve_device, set_threads
+from drivestack.common.nuscenes import open_nuscenes
 from drivestack.perception.augment import AugmentConfig, augment
 from drivestack.perception.checkpoint import check_compatible, load_checkpoint, model_from_checkpoint, save_checkpoint
 from drivestack.perception.config import Backbone, ModelConfig, sort_classes
@@ -38,9 +41,8 @@ from drivestack.perception.dataset import (
     cache_frames,
     classes_present,
     load_frames,
-    open_nuscenes,
 )
-from drivestack.perception.evaluate import evaluate_detections, write_json
+from drivestack.perception.evaluate import evaluate_detections
 from drivestack.perception.infer import Detections, decode_outputs, normalize
 from drivestack.perception.loss import build_targets, detection_loss
 from drivestack.perception.model import CenterNet3D, count_parameters
@@ -138,8 +140,7 @@ def validate_config(cfg: TrainDetectorConfig) -> None:
         )
     if cfg.max_minutes is not None and not cfg.max_minutes > 0:
         raise ValueError(f"max_minutes={cfg.max_minutes}; allowed: > 0 (or leave it out)")
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={cfg.device} but CUDA is not available here; use --device cpu")
+    resolve_device(cfg.device)  # ValueError: an unknown name, or CUDA asked for where there is none
     cfg.aug.validate()
 
 
@@ -203,9 +204,8 @@ def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
     validate_config(cfg)
     if cfg.dataroot is None:
         raise ValueError("dataroot is required here (the drivestack CLI fills in the embedded synthetic dataset)")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device)
+    set_threads(cfg.threads)  # 0: torch's default
+    device = resolve_device(cfg.device)
     amp = cfg.amp and device.type == "cuda"
     run_dir = Path(cfg.run_dir or Path("runs/detector") / f"{Path(cfg.dataroot).name}-{cfg.seed}")
     last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
@@ -259,7 +259,7 @@ def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
 
     from torch.utils.tensorboard import SummaryWriter
 
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_run_dir(run_dir, "--run-dir")
     write_json(
         run_dir / "config.json",
         {

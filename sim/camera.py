@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from drivestack.common.geometry import make_transform, quaternion_to_matrix
+
 # Calibration of the six cameras and the top lidar of nuScenes scene-0523 (v1.0-trainval,
 # calibrated_sensor.json; the nuScenes dataset is (c) Motional, CC BY-NC-SA 4.0): translation [m] in
 # the ego frame, rotation quaternion (w, x, y, z) sensor -> ego, camera intrinsic 3x3 at 1600 x 900 px.
@@ -81,30 +83,6 @@ NUSCENES_CAMERAS: dict[str, dict] = {
 }
 CAMERA_CHANNELS = tuple(name for name in NUSCENES_CAMERAS if name.startswith("CAM_"))
 NUSCENES_IMAGE_SIZE = (1600, 900)  # [px] (width, height) the intrinsics above are given at
-
-
-def quaternion_to_matrix(q: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices [..., 3, 3] of unit quaternions q [..., 4] (w, x, y, z)."""
-    q = q / q.norm(dim=-1, keepdim=True)
-    w, x, y, z = q.unbind(-1)
-    rows = [
-        1 - 2 * (y * y + z * z),
-        2 * (x * y - w * z),
-        2 * (x * z + w * y),
-        2 * (x * y + w * z),
-        1 - 2 * (x * x + z * z),
-        2 * (y * z - w * x),
-        2 * (x * z - w * y),
-        2 * (y * z + w * x),
-        1 - 2 * (x * x + y * y),
-    ]
-    return torch.stack(rows, dim=-1).unflatten(-1, (3, 3))
-
-
-def yaw_to_quaternion(yaw: torch.Tensor) -> torch.Tensor:
-    """Quaternions [..., 4] (w, x, y, z) of rotations by yaw [rad] about +z (counter-clockwise)."""
-    zero = torch.zeros_like(yaw)
-    return torch.stack([torch.cos(0.5 * yaw), zero, zero, torch.sin(0.5 * yaw)], dim=-1)
 
 
 @dataclass(frozen=True)
@@ -199,9 +177,7 @@ def camera_rig(config: CameraConfig | None = None, device: torch.device | str = 
     intrinsic = torch.stack([torch.tensor(r["camera_intrinsic"], dtype=torch.float64) * scale for r in records])
     translation = torch.tensor([r["translation"] for r in records], dtype=torch.float64)
     rotation = torch.tensor([r["rotation"] for r in records], dtype=torch.float64)
-    cam_to_ego = torch.eye(4, dtype=torch.float64).repeat(len(records), 1, 1)
-    cam_to_ego[:, :3, :3] = quaternion_to_matrix(rotation)
-    cam_to_ego[:, :3, 3] = translation
+    cam_to_ego = make_transform(quaternion_to_matrix(rotation), translation)  # (C, 4, 4)
     return CameraRig(
         channels=tuple(config.channels),
         width=config.width,

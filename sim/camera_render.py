@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from drivestack.common.geometry import BOX_EDGES, box_corners
 from drivestack.sim.camera import (
     CameraRig,
     clip_to_image,
@@ -36,11 +37,9 @@ from drivestack.sim.camera_shading import Lighting, draw_lighting, ground_color,
 from drivestack.sim.config import is_truck
 from drivestack.sim.lidar import lidar_scan
 from drivestack.sim.raycast import (
-    BOX_EDGES,
     PairHits,
     VehicleAppearance,
     body_parts,
-    box_corners,
     cast_pairs,
     nearest_pair,
     to_box_frame,
@@ -151,7 +150,8 @@ def _select(
 
 def _box_2d(boxes: torch.Tensor, rig: CameraRig, grow: float = 0.0) -> torch.Tensor:
     """Unclipped pixel boxes (B, C, M, 4) of boxes (B, C, M, 7) (ego frame) in their camera, NaN behind."""
-    corners = box_corners(boxes, grow)  # (B, C, M, 8, 3)
+    grown = torch.cat([boxes[..., :3], boxes[..., 3:5] + 2 * grow, boxes[..., 5:]], dim=-1)  # footprint grown
+    corners = box_corners(grown)  # (B, C, M, 8, 3)
     rot = rig.cam_to_ego[:, :3, :3]
     rel = corners - rig.translation.view(1, -1, 1, 1, 3)
     cam = torch.einsum("cji,bcmkj->bcmki", rot, rel)  # R^T (p - t), camera c for row c

@@ -16,11 +16,11 @@ integrated with forward Euler at the simulation step. Limits: |steer| <= max_ste
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 import torch
 
+from drivestack.common.geometry import wrap_angle
 from drivestack.sim.config import VehicleConfig
 from drivestack.sim.road import RoadNetwork
 from drivestack.sim.state import VehicleState
@@ -59,7 +59,7 @@ def bicycle_step(
     d_dot = v * torch.sin(course)
     yaw_rate = v * torch.cos(beta) * tan_steer / wheelbase
     psi = state.psi + (yaw_rate - kappa * s_dot) * dt
-    psi = torch.remainder(psi + math.pi, 2.0 * math.pi) - math.pi
+    psi = wrap_angle(psi)
     return replace(
         state,
         s=road.wrap(state.s + s_dot * dt),

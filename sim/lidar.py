@@ -14,17 +14,16 @@ import math
 
 import torch
 
-from drivestack.sim.camera import NUSCENES_CAMERAS, quaternion_to_matrix
+from drivestack.common.geometry import bottom_corners, quaternion_to_matrix, wrap_angle
+from drivestack.sim.camera import NUSCENES_CAMERAS
 from drivestack.sim.config import is_truck
 from drivestack.sim.raycast import (
     VehicleAppearance,
     body_parts,
-    box_corners,
     cast_pairs,
     group_extent,
     nearest_pair,
     vehicle_boxes,
-    wrap_angle,
 )
 from drivestack.sim.render import road_layer
 from drivestack.sim.road import RoadNetwork
@@ -102,7 +101,7 @@ def lidar_scan(
 
     # Vehicles: the nearest within range, each tested against the sectors its footprint spans.
     _, _, boxes = vehicle_boxes(road, state, appearance)
-    corners = box_corners(boxes)[..., ::2, :2] - origin[:2]  # (B, N, 4, 2) footprint corners from the sensor
+    corners = bottom_corners(boxes)[..., :2] - origin[:2]  # (B, N, 4, 2) footprint corners from the sensor
     centre = boxes[..., :2] - origin[:2]
     radius = 0.5 * torch.hypot(boxes[..., 3], boxes[..., 4])
     ok = veh.active & torch.isfinite(boxes).all(dim=-1) & (centre.norm(dim=-1) - radius <= max_range)

@@ -22,8 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -35,6 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from drivestack.common.artifacts import atomic_dir, check_out_dir, write_json
 from drivestack.sim.nuscenes_rollout import calibration, env_config, simulate
 from drivestack.sim.nuscenes_schema import (
     KEYFRAME_INTERVAL,
@@ -204,25 +203,9 @@ class _Writer:
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out} is a file, not a directory; choose another --out")
+    check_out_dir(out, "--out")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"--out {out} is not empty; pass --overwrite to replace it, or choose another --out")
-
-
-def _commit(tmp: Path, out: Path, overwrite: bool) -> None:
-    """Move the finished dataset onto `out`; a non-empty `out` is moved aside first and deleted last."""
-    _check_out(out, overwrite)
-    old = None
-    if out.is_dir():
-        if any(out.iterdir()):
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            out.rename(old / out.name)
-        else:
-            out.rmdir()
-    tmp.rename(out)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 def _size(root: Path) -> int:
@@ -254,47 +237,45 @@ def export_dataset(cfg: DatasetConfig, progress: bool = True) -> ExportSummary:
         KEYFRAME_INTERVAL * 1e6
     )  # (B, K) [us]
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    writer = _Writer(tmp, logfiles, timestamps, cfg.jpeg_quality)
-    try:
-        for channel in (*cfg.channels, "LIDAR_TOP"):
-            (tmp / "samples" / channel).mkdir(parents=True)
-        (tmp / "maps").mkdir()
-        (tmp / cfg.version).mkdir()
-        map_token = make_token(cfg.seed, "map", "drivestack-highway")
-        write_map_mask(tmp / "maps" / f"{map_token}.png", road, offset)
+    # Built in a hidden sibling directory and renamed onto `out` once complete (a replaced `out` is deleted last):
+    # an interrupted export leaves nothing behind and an existing dataset intact.
+    with atomic_dir(out) as tmp:
+        writer = _Writer(tmp, logfiles, timestamps, cfg.jpeg_quality)
+        try:
+            for channel in (*cfg.channels, "LIDAR_TOP"):
+                (tmp / "samples" / channel).mkdir(parents=True)
+            (tmp / "maps").mkdir()
+            (tmp / cfg.version).mkdir()
+            map_token = make_token(cfg.seed, "map", "drivestack-highway")
+            write_map_mask(tmp / "maps" / f"{map_token}.png", road, offset)
 
-        def keyframes_done(n: int) -> None:
-            writer.keyframe_done()
-            bar.update(n)
+            def keyframes_done(n: int) -> None:
+                writer.keyframe_done()
+                bar.update(n)
 
-        with tqdm(total=B * K, desc="nuScenes export", unit="keyframe", disable=not progress) as bar:
-            rec, descriptions, crashes = simulate(cfg, env, road, offset, timestamps, writer, keyframes_done)
-        writer.finish()
-        info = DatasetInfo(
-            seed=cfg.seed,
-            cameras=tuple(cfg.channels),
-            width=cfg.width,
-            height=cfg.height,
-            calibration=calibration(cfg.channels, cfg.width, cfg.height),
-            logfiles=logfiles,
-            dates=[f"{d:%Y-%m-%d}" for d in stamps],
-            names=train_names + val_names,
-            descriptions=descriptions,
-            map_token=map_token,
-        )
-        tables = build_tables(rec, info)
-        for name, records in tables.items():
-            (tmp / cfg.version / f"{name}.json").write_text(json.dumps(records, indent=0))
-        (tmp / cfg.version / "splits.json").write_text(json.dumps({"train": train_names, "val": val_names}, indent=1))
-        size = _size(tmp)
-        _commit(tmp, out, cfg.overwrite)
-    except BaseException:
-        writer.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    writer.close()
+            with tqdm(total=B * K, desc="nuScenes export", unit="keyframe", disable=not progress) as bar:
+                rec, descriptions, crashes = simulate(cfg, env, road, offset, timestamps, writer, keyframes_done)
+            writer.finish()
+            info = DatasetInfo(
+                seed=cfg.seed,
+                cameras=tuple(cfg.channels),
+                width=cfg.width,
+                height=cfg.height,
+                calibration=calibration(cfg.channels, cfg.width, cfg.height),
+                logfiles=logfiles,
+                dates=[f"{d:%Y-%m-%d}" for d in stamps],
+                names=train_names + val_names,
+                descriptions=descriptions,
+                map_token=map_token,
+            )
+            tables = build_tables(rec, info)
+            for name, records in tables.items():
+                write_json(tmp / cfg.version / f"{name}.json", records, indent=0)
+            write_json(tmp / cfg.version / "splits.json", {"train": train_names, "val": val_names}, indent=1)
+            size = _size(tmp)
+            _check_out(out, cfg.overwrite)  # again: `out` may have been filled meanwhile
+        finally:
+            writer.close()  # the encoder threads stop before the directory is renamed or deleted
 
     elapsed = time.perf_counter() - start
     images = B * K * len(cfg.channels)

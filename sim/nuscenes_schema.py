@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 import torch
 
+from drivestack.common.geometry import yaw_to_quaternion
 from drivestack.sim.road import MARGIN, RoadNetwork
 
 TABLE_NAMES = (
@@ -78,11 +79,6 @@ def token_of(table: str, name: str) -> str:
 def make_token(seed: int, *key: object) -> str:
     """Deterministic 32-hex nuScenes token of a record: md5 of the dataset seed and the record's key."""
     return hashlib.md5("/".join(map(str, (seed, *key))).encode()).hexdigest()
-
-
-def yaw_quaternion(yaw: np.ndarray) -> np.ndarray:
-    """Quaternions (..., 4) (w, x, y, z) of rotations by yaw [rad] about +z."""
-    return np.stack([np.cos(0.5 * yaw), np.zeros_like(yaw), np.zeros_like(yaw), np.sin(0.5 * yaw)], axis=-1)
 
 
 def visibility_tokens(fraction: np.ndarray) -> np.ndarray:
@@ -197,7 +193,7 @@ def build_tables(rec: Recording, info: DatasetInfo) -> dict[str, list[dict]]:
     ]
 
     calibrated, sample_data, ego_poses = [], [], []
-    quat = yaw_quaternion(rec.ego_pose[..., 3]).tolist()
+    quat = yaw_to_quaternion(rec.ego_pose[..., 3]).tolist()
     xyz = rec.ego_pose[..., :3].tolist()
     for channel in channels:
         camera = channel != "LIDAR_TOP"
@@ -284,7 +280,7 @@ def _annotations(
     box = rec.boxes[b, k, n]  # (A, 7)
     translation = np.round(box[:, :3], 3).tolist()
     size = np.round(box[:, 3:6], 3).tolist()
-    rotation = yaw_quaternion(box[:, 6]).tolist()
+    rotation = yaw_to_quaternion(box[:, 6]).tolist()
     vis = visibility_tokens(rec.visibility[b, k, n]).tolist()
     moving = (rec.speed[b, k, n] > MOVING_SPEED).tolist()
     attr = {True: [token_of("attribute", "vehicle.moving")], False: [token_of("attribute", "vehicle.stopped")]}

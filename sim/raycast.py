@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from drivestack.common.geometry import wrap_angle
 from drivestack.sim.config import is_truck
 from drivestack.sim.road import MARGIN, RoadNetwork
 from drivestack.sim.state import WorldState
@@ -76,11 +77,6 @@ def vehicle_appearance(state: WorldState, generator: torch.Generator) -> Vehicle
     return VehicleAppearance(height=height, color=color)
 
 
-def wrap_angle(a: torch.Tensor) -> torch.Tensor:
-    """Angles [rad] wrapped to (-pi, pi]."""
-    return torch.atan2(torch.sin(a), torch.cos(a))
-
-
 def vehicle_boxes(
     road: RoadNetwork, state: WorldState, appearance: VehicleAppearance, s_ego: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -120,26 +116,6 @@ def vehicle_boxes(
     boxes_ego = torch.stack([ex, ey, 0.5 * h, veh.width, veh.length, h, wrap_angle(yaw - yaw0.unsqueeze(1))], dim=-1)
     ego_pose = torch.stack([x0, y0, torch.zeros_like(x0), wrap_angle(yaw0)], dim=-1)
     return ego_pose, boxes_global, boxes_ego
-
-
-def box_corners(boxes: torch.Tensor, grow: float = 0.0) -> torch.Tensor:
-    """The 8 corners [..., 8, 3] of boxes [..., 7] (x, y, z, w, l, h, yaw), footprint grown by `grow` [m].
-
-    Corner k has bits (x, y, z) = (k >> 2 & 1, k >> 1 & 1, k & 1): 0 the low end, 1 the high end.
-    """
-    bits = (
-        torch.tensor([[(k >> 2) & 1, (k >> 1) & 1, k & 1] for k in range(8)], device=boxes.device, dtype=boxes.dtype)
-        - 0.5
-    )  # (8, 3) in {-0.5, 0.5}
-    size = torch.stack([boxes[..., 4] + 2 * grow, boxes[..., 3] + 2 * grow, boxes[..., 5]], dim=-1)
-    local = bits * size.unsqueeze(-2)  # (..., 8, 3) along, across, up
-    c, s = torch.cos(boxes[..., 6]).unsqueeze(-1), torch.sin(boxes[..., 6]).unsqueeze(-1)
-    x = boxes[..., 0:1] + c * local[..., 0] - s * local[..., 1]
-    y = boxes[..., 1:2] + s * local[..., 0] + c * local[..., 1]
-    return torch.stack([x, y, boxes[..., 2:3] + local[..., 2]], dim=-1)
-
-
-BOX_EDGES = ((0, 1), (2, 3), (4, 5), (6, 7), (0, 2), (1, 3), (4, 6), (5, 7), (0, 4), (1, 5), (2, 6), (3, 7))
 
 
 def body_parts(boxes: torch.Tensor, truck: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,11 +11,12 @@ truncated MP4 under the final name.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+
+from drivestack.common.artifacts import atomic_path
 
 DEFAULT_FPS = 15.0  # [Hz] highway-env's video rate
 
@@ -76,12 +77,8 @@ def write_mp4(
     shape = _check_frame(first, 0, None).shape
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same directory, so the final rename is atomic; the .mp4 suffix lets ffmpeg pick the muxer.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial.mp4", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    # Same directory, so the final rename is atomic; the temporary name keeps .mp4, so ffmpeg picks the muxer.
+    with atomic_path(path) as tmp:
         writer = imageio.get_writer(
             tmp,
             format="FFMPEG",
@@ -98,10 +95,6 @@ def write_mp4(
                 writer.append_data(_pad_even(_check_frame(frame, i, shape)))
         finally:
             writer.close()
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -6,9 +6,9 @@
 
 Modules: `kalman` (batched constant-velocity filter, stored per axis), `association` (gated cost matrices,
 Hungarian / greedy), `tracker` (lifecycle, output scores), `baseline` (naive nearest-neighbour tracker),
-`data_classes` (frames as arrays), `nuscenes_io` (submissions in and out), `oracle` (corrupted ground-truth
-detections), `evaluate` (nuscenes-devkit TrackingEval). Imports numpy and scipy; nuscenes-devkit only in the
-data and eval modules.
+`data_classes` (frames as arrays), `nuscenes_io` (frames <-> submission dicts), `oracle` (corrupted ground-truth
+detections), `evaluate` (nuscenes-devkit TrackingEval); datasets and submission files: `drivestack.common`.
+Imports numpy and scipy; nuscenes-devkit only in the data and eval modules.
 """
 
 from drivestack.tracking.data_classes import TRACKING_NAMES, FrameDetections, FrameTracks

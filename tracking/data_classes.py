@@ -1,4 +1,4 @@
-"""Per-frame detections and tracks as arrays, the tracking classes, and yaw/quaternion helpers.
+"""Per-frame detections and tracks as arrays, and the tracking classes.
 
 One frame is one nuScenes keyframe (a sample): N boxes as a struct of arrays, so the tracker never
 loops over boxes in Python. Boxes follow nuScenes: centre (x, y, z) [m], size (w, l, h) [m], yaw [rad]
@@ -12,41 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# The nuScenes tracking classes (tracking_nips_2019), in the devkit's sorted order; labels index this tuple.
-TRACKING_NAMES: tuple[str, ...] = ("bicycle", "bus", "car", "motorcycle", "pedestrian", "trailer", "truck")
+from drivestack.common.geometry import quaternion_to_matrix, quaternion_to_yaw, wrap_angle
+from drivestack.common.submission import TRACKING_NAMES  # the devkit's sorted order; labels index this tuple
+
 # nuScenes detection classes that the tracking benchmark does not track (skipped when read, not an error).
 UNTRACKED_DETECTION_NAMES: tuple[str, ...] = ("barrier", "construction_vehicle", "traffic_cone")
 NAME_TO_LABEL: dict[str, int] = {name: i for i, name in enumerate(TRACKING_NAMES)}
-
-
-def yaw_from_quaternion(q: np.ndarray) -> np.ndarray:
-    """Yaw [rad] of quaternions (w, x, y, z) shaped [N, 4] (rotation about z; pitch and roll ignored)."""
-    q = np.asarray(q, dtype=np.float64).reshape(-1, 4)
-    w, x, y, z = q.T
-    return np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
-
-
-def quaternion_from_yaw(yaw: np.ndarray) -> np.ndarray:
-    """Quaternions (w, x, y, z) [N, 4] of rotations by `yaw` [N] [rad] about +z."""
-    half = 0.5 * np.asarray(yaw, dtype=np.float64).reshape(-1)
-    zeros = np.zeros_like(half)
-    return np.stack([np.cos(half), zeros, zeros, np.sin(half)], axis=1)
-
-
-def wrap_angle(a: np.ndarray) -> np.ndarray:
-    """Angles wrapped to [-pi, pi)."""
-    return (a + np.pi) % (2.0 * np.pi) - np.pi
-
-
-def _rotation_matrix(q: np.ndarray) -> np.ndarray:
-    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
 
 
 @dataclass
@@ -160,10 +131,10 @@ class FrameDetections:
     def to_global(self, ego_translation: np.ndarray, ego_rotation: np.ndarray) -> FrameDetections:
         """These detections moved from the ego frame to the global frame with the ego pose (translation [3] m,
         quaternion (w, x, y, z)); velocities are rotated (they are taken to be over the ground already)."""
-        rot = _rotation_matrix(np.asarray(ego_rotation, dtype=np.float64))
+        rot = quaternion_to_matrix(np.asarray(ego_rotation, dtype=np.float64))  # [3, 3]
         box = self.box.copy()
         box[:, :3] = self.translation @ rot.T + np.asarray(ego_translation, dtype=np.float64)  # [N, 3]
-        box[:, 3] = wrap_angle(self.yaw + yaw_from_quaternion(ego_rotation)[0])
+        box[:, 3] = wrap_angle(self.yaw + quaternion_to_yaw(np.asarray(ego_rotation, dtype=np.float64)))
         velocity = self.velocity @ rot[:2, :2].T  # [N, 2]
         return FrameDetections(self.token, self.timestamp, box, velocity, self.score.copy(), self.label.copy())
 

@@ -22,7 +22,9 @@ from nuscenes.eval.tracking.data_classes import TrackingConfig
 from nuscenes.eval.tracking.evaluate import TrackingEval
 from nuscenes.eval.tracking.utils import category_to_tracking_name
 
-from drivestack.tracking.nuscenes_io import scene_samples, write_json_atomic
+from drivestack.common.artifacts import write_json
+from drivestack.common.nuscenes import scene_samples
+from drivestack.common.submission import write_submission
 
 # the headline metrics, in the order the devkit prints them
 SUMMARY_METRICS = (
@@ -97,7 +99,9 @@ def evaluate_submission(
     results = {
         token: [b for b in boxes if b["tracking_name"] in classes] for token, boxes in submission["results"].items()
     }
-    path = write_json_atomic(out_dir / "submission_scored.json", {"meta": submission["meta"], "results": results})
+    path = write_submission(
+        out_dir / "submission_scored.json", {"meta": submission["meta"], "results": results}, "tracking"
+    )
     log = io.StringIO()
     try:
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):  # the devkit prints tables and bars
@@ -110,12 +114,15 @@ def evaluate_submission(
     summary["eval_config"] = config.serialize()
     summary["eval_config_base"] = base_config
     summary["eval_split"] = split
-    write_json_atomic(out_dir / "metrics_summary.json", summary)
+    write_json(out_dir / "metrics_summary.json", summary)
+    details = out_dir / "metrics_details.json"  # the devkit writes NaN (unreached recalls): rewritten as strict JSON
+    write_json(details, json.loads(details.read_text()))
     return summary
 
 
 def load_details(out_dir: Path) -> dict[str, Any]:
-    """The devkit's per-class metric curves (metrics_details.json) written by `evaluate_submission`."""
+    """The devkit's per-class metric curves (metrics_details.json) written by `evaluate_submission` (None where
+    the devkit has NaN)."""
     return json.loads((Path(out_dir) / "metrics_details.json").read_text())
 
 

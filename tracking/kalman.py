@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from drivestack.tracking.data_classes import wrap_angle
+from drivestack.common.geometry import wrap_angle
 
 NUM_AXES = 7  # x, y, z, yaw, w, l, h
 NUM_MOVING = 4  # x, y, z, yaw have a rate; the sizes do not

@@ -16,14 +16,10 @@ import numpy as np
 from nuscenes import NuScenes
 from nuscenes.eval.tracking.utils import category_to_tracking_name
 
-from drivestack.tracking.data_classes import (
-    NAME_TO_LABEL,
-    FrameDetections,
-    FrameTracks,
-    wrap_angle,
-    yaw_from_quaternion,
-)
-from drivestack.tracking.nuscenes_io import SceneFrames, scene_samples
+from drivestack.common.geometry import quaternion_to_yaw, wrap_angle
+from drivestack.common.nuscenes import sample_time, scene_samples
+from drivestack.tracking.data_classes import NAME_TO_LABEL, FrameDetections, FrameTracks
+from drivestack.tracking.nuscenes_io import SceneFrames
 
 
 @dataclass(frozen=True)
@@ -85,11 +81,11 @@ def ground_truth_frames(nusc: NuScenes, scene: dict[str, Any], skip_empty: bool 
         out.append(
             FrameTracks(
                 sample["token"],
-                sample["timestamp"] * 1e-6,
+                sample_time(sample),
                 np.array([nusc.getind("instance", a["instance_token"]) for a, _ in anns], dtype=np.int64),
                 np.array([a["translation"] for a, _ in anns], dtype=np.float64).reshape(n, 3),
                 np.array([a["size"] for a, _ in anns], dtype=np.float64).reshape(n, 3),
-                yaw_from_quaternion(np.array([a["rotation"] for a, _ in anns]).reshape(n, 4)),
+                quaternion_to_yaw(np.array([a["rotation"] for a, _ in anns]).reshape(n, 4)),
                 velocity,
                 np.ones(n),
                 np.array([NAME_TO_LABEL[name] for _, name in anns], dtype=np.int64),

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from drivestack.common.geometry import wrap_angle
 from drivestack.tracking import kalman
 from drivestack.tracking.association import (
     Matcher,
@@ -36,7 +37,7 @@ from drivestack.tracking.association import (
     match,
     negative_log_likelihood,
 )
-from drivestack.tracking.data_classes import TRACKING_NAMES, FrameDetections, FrameTracks, wrap_angle
+from drivestack.tracking.data_classes import TRACKING_NAMES, FrameDetections, FrameTracks
 
 
 @dataclass(frozen=True)

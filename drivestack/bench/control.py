@@ -26,7 +26,7 @@ from drivestack.bench.highway_env import (
     stop_and_go_trace,
 )
 from drivestack.control import LateralController
-from drivestack.report import write_json
+from drivestack.report import format_number, make_run_dir, markdown_table, save_figure, write_json, write_text
 from drivestack.sim.action import MetaAction
 from drivestack.sim.batched_env import BatchedDrivingEnv
 from drivestack.sim.config import ActionConfig, CurveProfile, EnvConfig, RoadConfig, TrafficConfig
@@ -225,14 +225,13 @@ COLUMNS = (
 
 
 def _table(results: dict) -> str:
-    lines = []
-    header = "| scenario | controller | " + " | ".join(label for _, label, _ in COLUMNS) + " |"
-    lines += [header, "|" + "---|" * (len(COLUMNS) + 2)]
-    for name, rows in results.items():
-        for controller, m in rows.items():
-            cells = [("-" if math.isnan(m[key]) else f"{m[key]:.{digits}f}") for key, _, digits in COLUMNS]
-            lines.append(f"| {name} | {controller} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    header = ["scenario", "controller", *(label for _, label, _ in COLUMNS)]
+    rows = (
+        [name, controller, *(format_number(m[key], f".{digits}f") for key, _, digits in COLUMNS)]
+        for name, by_controller in results.items()
+        for controller, m in by_controller.items()
+    )
+    return markdown_table(header, rows)
 
 
 def _plot(traces: dict, path: Path) -> None:
@@ -252,8 +251,7 @@ def _plot(traces: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
     np.atleast_1d(axes)[0].legend(fontsize=7, ncol=5)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 def run_bench(cfg: BenchControlConfig) -> dict:
@@ -277,9 +275,9 @@ def run_bench(cfg: BenchControlConfig) -> dict:
             traces[sc.name]["highway-env"] = trace
     table = _table(results)
     print(table)
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    make_run_dir(cfg.out)
     write_json(cfg.out / "control.json", results)
-    (cfg.out / "control.md").write_text(table + "\n")
+    write_text(cfg.out / "control.md", table + "\n")
     _plot(traces, cfg.out / "control.png")
     print(f"\nwrote {cfg.out / 'control.json'}, {cfg.out / 'control.md'}, {cfg.out / 'control.png'}")
     return results

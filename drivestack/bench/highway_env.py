@@ -1,6 +1,13 @@
-"""highway-env's own vehicle controller driven closed loop on scripted maneuvers, recorded as traces.
+"""highway-env, the reference every benchmark measures drivestack against: the one place that imports it.
 
-`drivestack bench control` compares drivestack's controllers with highway-env's
+- `measure_highway_sim`: `highway-v0` policy steps/s at a given scene complexity (`drivestack bench sim`).
+- `measure_highway_train`: SB3 PPO on `highway-fast-v0` with highway-env's own script settings, env steps/s
+  including updates (`drivestack bench train`).
+- `run_*` traces: highway-env's own vehicle controller driven closed loop on scripted maneuvers
+  (`drivestack bench control`).
+`highway_env_available()` is the one check; without highway-env each bench skips its reference with a note.
+
+The controller traces compare drivestack's controllers with highway-env's
 `highway_env.vehicle.controller.ControlledVehicle` (the `steering_control` cascade: lateral P ->
 heading reference -> heading P -> steering, and the `speed_control` P controller, as used by
 `MDPVehicle` / `IDMVehicle`). This module only runs highway-env and returns its time series; all
@@ -23,6 +30,7 @@ highway_env is imported lazily, inside functions, so that this module imports wi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -71,6 +79,94 @@ def highway_env_available() -> bool:
     except ImportError:
         return False
     return True
+
+
+def measure_highway_sim(
+    lanes: int, vehicles: int, sim_frequency: float, policy_frequency: float, seed: int, seconds: float
+) -> dict[str, float] | None:
+    """highway-env `highway-v0` policy steps/s under random meta-actions (resets included).
+
+    Args:
+        lanes: number of lanes; vehicles: vehicles including the ego; sim_frequency, policy_frequency: [Hz];
+        seed: seeds the env and the random actions; seconds: [s] wall-clock time to measure (at least 3 steps).
+    Returns:
+        {"policy_steps_per_s", "policy_steps"}, or None when highway-env is not installed.
+    """
+    if not highway_env_available():
+        return None
+    import gymnasium as gym
+    import highway_env  # noqa: F401  (registers highway-v0)
+
+    env = gym.make(
+        "highway-v0",
+        config={
+            "lanes_count": lanes,
+            "vehicles_count": vehicles - 1,
+            "simulation_frequency": sim_frequency,
+            "policy_frequency": policy_frequency,
+        },
+    )
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    steps = 0
+    start = time.perf_counter()
+    while steps < 3 or time.perf_counter() - start < seconds:
+        _, _, terminated, truncated, _ = env.step(int(rng.integers(5)))
+        steps += 1
+        if terminated or truncated:
+            env.reset()
+    elapsed = time.perf_counter() - start
+    env.close()
+    return {"policy_steps_per_s": steps / elapsed, "policy_steps": float(steps)}
+
+
+def make_highway_fast() -> Any:  # module level: SubprocVecEnv workers unpickle it in fresh processes
+    """One `highway-fast-v0` env (registers highway-env in the worker process)."""
+    import gymnasium as gym
+    import highway_env  # noqa: F401  (registers highway-fast-v0 in the worker)
+
+    return gym.make("highway-fast-v0")
+
+
+def measure_highway_train(
+    seconds: float, workers: int, seed: int, measure: Callable[[Any, float], dict[str, float]]
+) -> dict[str, float] | None:
+    """SB3 PPO on `highway-fast-v0` with highway-env's own training-script settings.
+
+    Args:
+        seconds: [s] training time to measure; workers: SubprocVecEnv processes; seed: env and PPO seed;
+        measure: the caller's timing function `measure(model, seconds) -> figures`, the same one it uses
+            for drivestack, so both sides are timed alike.
+    Returns:
+        the figures of `measure` plus "workers", or None when highway-env is not installed.
+    """
+    if not highway_env_available():
+        return None
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    batch_size = 64
+    env = make_vec_env(make_highway_fast, n_envs=workers, vec_env_cls=SubprocVecEnv, seed=seed)
+    try:
+        model = PPO(
+            "MlpPolicy",
+            env,
+            policy_kwargs=dict(net_arch=dict(pi=[256, 256], vf=[256, 256])),
+            n_steps=batch_size * 12 // workers,
+            batch_size=batch_size,
+            n_epochs=10,
+            learning_rate=5e-4,
+            gamma=0.8,
+            verbose=0,
+            seed=seed,
+            device="cpu",
+        )
+        result = measure(model, seconds)
+    finally:
+        env.close()
+    result["workers"] = float(workers)
+    return result
 
 
 def _check_positive(name: str, value: float) -> None:

@@ -13,19 +13,21 @@ import os
 # other busy process made batch-1 CPU latency 540 ms instead of 41 ms); passive waiting costs nothing idle.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import platform  # noqa: E402
 from dataclasses import dataclass, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 
+from drivestack.common.host import host_info, resolve_device, set_threads  # noqa: E402
+from drivestack.common.nuscenes import open_nuscenes  # noqa: E402
 from drivestack.perception.checkpoint import check_compatible, load_checkpoint, model_from_checkpoint  # noqa: E402
 from drivestack.perception.config import ModelConfig, sort_classes  # noqa: E402
-from drivestack.perception.dataset import load_frames, open_nuscenes, read_image, resize_image  # noqa: E402
-from drivestack.perception.evaluate import DEFAULT_PROTOCOL, evaluate_detections, write_json  # noqa: E402
+from drivestack.perception.dataset import load_frames, read_image, resize_image  # noqa: E402
+from drivestack.perception.evaluate import DEFAULT_PROTOCOL, evaluate_detections  # noqa: E402
 from drivestack.perception.infer import Detector, detect_frames  # noqa: E402
 from drivestack.perception.speed import measure_speed  # noqa: E402
+from drivestack.report import format_number, make_run_dir, write_json, write_text  # noqa: E402
 
 SPEED_IMAGE_SIZE = (800, 450)  # [px] (W, H) camera images are timed at (the synthetic dataset's size)
 
@@ -121,12 +123,8 @@ def speed_table(
             rows.append(
                 measure_speed(gpu, images, intrinsic, cam2ego, batch, iters=cfg.speed_iters, warmup=10, min_seconds=2.0)
             )
-        rows[-1]["gpu"] = torch.cuda.get_device_name()
+        rows[-1]["gpu"] = host_info("cuda")["gpu"]
     return rows
-
-
-def _num(value: float | None, fmt: str = ".2f") -> str:
-    return "-" if value is None or value != value else format(value, fmt)
 
 
 def summary_markdown(metrics: dict[str, Any]) -> str:
@@ -161,9 +159,9 @@ def summary_markdown(metrics: dict[str, Any]) -> str:
             "|---|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {r['distance']} | {r['matched']} / {r['scored']} | {_num(r['radial_bias'], '+.2f')} | "
-            f"{_num(r['radial_std'])} | {_num(r['lateral_std'])} | {_num(r['within_0.5'])} | "
-            f"{_num(r['within_1'])} |"
+            f"| {r['distance']} | {r['matched']} / {r['scored']} | {format_number(r['radial_bias'], '+.2f')} | "
+            f"{format_number(r['radial_std'], '.2f')} | {format_number(r['lateral_std'], '.2f')} | "
+            f"{format_number(r['within_0.5'], '.2f')} | {format_number(r['within_1'], '.2f')} |"
             for r in metrics["centre_errors"]
         ]
     return "\n".join(lines) + "\n"
@@ -183,17 +181,15 @@ def run_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
         raise ValueError(f"velocity={cfg.velocity!r}; allowed: tracker or zero")
     if cfg.num_workers < 0:
         raise ValueError(f"num_workers={cfg.num_workers}; allowed: >= 0")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={cfg.device} but CUDA is not available here; use --device cpu or auto")
-    torch.set_num_threads(cfg.threads)
+    device = str(resolve_device(cfg.device))  # "auto": CUDA when present
+    set_threads(cfg.threads)
 
     state = load_checkpoint(cfg.checkpoint)
     have = ModelConfig.from_dict(state["model_config"])
     check_compatible(have, _expected(cfg, have), state["path"])
     nusc = open_nuscenes(cfg.dataroot, cfg.version)
     frames = load_frames(nusc, cfg.split)
-    out = Path(cfg.out or Path("runs/bench") / f"perception-{Path(cfg.dataroot).name}-{cfg.split}")
+    out = make_run_dir(cfg.out or Path("runs/bench") / f"perception-{Path(cfg.dataroot).name}-{cfg.split}")
 
     detector = Detector(
         model_from_checkpoint(state), state["attributes"], device=device, depth_confidence=cfg.depth_confidence
@@ -241,13 +237,11 @@ def run_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
         velocity=cfg.velocity,
         depth_confidence=cfg.depth_confidence,
         model_config=have.to_dict(),
-        host={"cpu_threads": cfg.threads, "machine": platform.machine(), "torch": torch.__version__},
+        host=host_info(device),
     )
     write_json(out / "metrics.json", metrics)
     table = summary_markdown(metrics)
-    tmp = out / ".summary.md.tmp"
-    tmp.write_text(f"# perception benchmark: {cfg.dataroot} split {cfg.split}\n\n{table}")
-    tmp.replace(out / "summary.md")
+    write_text(out / "summary.md", f"# perception benchmark: {cfg.dataroot} split {cfg.split}\n\n{table}")
     print(table, end="")
     print(
         f"wrote {out / 'metrics.json'}, {out / 'summary.md'}, {out / 'submission.json'}"

@@ -9,7 +9,6 @@ next to the JSON.
 
 from __future__ import annotations
 
-import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +18,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from drivestack.common.artifacts import atomic_path, check_out_dir
+from drivestack.common.host import host_info, resolve_device, set_threads, synchronize
 from drivestack.report import write_json
 from drivestack.sim.camera import CAMERA_CHANNELS, CameraConfig, camera_rig
 from drivestack.sim.camera_render import render_cameras, vehicle_appearance
@@ -58,17 +59,10 @@ class BenchRenderConfig:
     """Directory for render.json and the example images."""
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _save_image(path: Path, image: np.ndarray) -> Path:
     """Write an RGB uint8 array (H, W, 3) as PNG, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    iio.imwrite(tmp, image, extension=".png")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        iio.imwrite(tmp, image, extension=".png")
     return path
 
 
@@ -96,13 +90,9 @@ def run_bench(cfg: BenchRenderConfig) -> dict:
         raise ValueError(f"batch_sizes={cfg.batch_sizes}: need one or more sizes >= 1")
     if not cfg.resolutions or min(min(r) for r in cfg.resolutions) < 1:
         raise ValueError(f"resolutions={cfg.resolutions}: need one or more (width, height) >= 1 px")
-    if cfg.threads < 0:
-        raise ValueError(f"threads={cfg.threads}: must be >= 0 (0: torch's default)")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device=cuda but CUDA is not available; use --device cpu")
+    set_threads(cfg.threads)  # ValueError below 0
+    device = resolve_device(cfg.device)
+    check_out_dir(cfg.out)  # before minutes of measuring
     env = EnvConfig(
         traffic=TrafficConfig(num_vehicles=cfg.vehicles, truck_fraction=cfg.truck_fraction), road=RoadConfig()
     ).validate()
@@ -112,12 +102,7 @@ def run_bench(cfg: BenchRenderConfig) -> dict:
     looks = vehicle_appearance(state, gen)
     results: dict = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
-        "machine": {
-            "cpu_threads": torch.get_num_threads(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-        },
+        "machine": host_info(device),
         "camera": [],
         "lidar": [],
     }
@@ -131,13 +116,13 @@ def run_bench(cfg: BenchRenderConfig) -> dict:
         sub_looks = type(looks)(looks.height[:B], looks.color[:B])
         t0 = time.perf_counter()
         frame = render_cameras(road, sub, rig, sub_looks, gen)  # warm-up
-        _sync(device)
+        synchronize(device)
         warmup = time.perf_counter() - t0
         calls, start, cpu = 0, time.perf_counter(), time.process_time()
         while calls < 2 or time.perf_counter() - start < cfg.seconds:
             frame = render_cameras(road, sub, rig, sub_looks, gen)
             calls += 1
-        _sync(device)
+        synchronize(device)
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         images = calls * B * rig.num_cameras
         # cpu_ms_per_image: this process's CPU time; far below ms_per_image x threads means other jobs shared the CPU
@@ -161,12 +146,12 @@ def run_bench(cfg: BenchRenderConfig) -> dict:
             sub = state.index(slice(0, B))
             sub_looks = type(looks)(looks.height[:B], looks.color[:B])
             lidar_scan(road, sub, sub_looks)
-            _sync(device)
+            synchronize(device)
             calls, start = 0, time.perf_counter()
             while calls < 2 or time.perf_counter() - start < cfg.seconds:
                 lidar_scan(road, sub, sub_looks)
                 calls += 1
-            _sync(device)
+            synchronize(device)
             elapsed = time.perf_counter() - start
             results["lidar"].append(
                 {

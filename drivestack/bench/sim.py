@@ -7,13 +7,14 @@ algorithm consumes), plus simulation steps and vehicle steps per second for driv
 
 from __future__ import annotations
 
-import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from drivestack.bench.highway_env import measure_highway_sim
+from drivestack.common.host import host_info, synchronize
 from drivestack.report import write_json
 from drivestack.sim.batched_env import BatchedDrivingEnv
 from drivestack.sim.config import EnvConfig, RoadConfig, TrafficConfig
@@ -60,11 +61,6 @@ def _config(cfg: BenchSimConfig) -> EnvConfig:
     )
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure_drivestack(
     env_config: EnvConfig, num_envs: int, device: str, seconds: float, seed: int, compile: bool = False
 ) -> dict[str, float]:
@@ -82,7 +78,7 @@ def measure_drivestack(
 
     for _ in range(2):  # warm-up: compilation, allocator, first MOBIL ticks in both directions
         env.step(actions())
-    _sync(env.device)
+    synchronize(env.device)  # time finished work only
     warmup = time.perf_counter() - t0
     steps = 0
     start = time.perf_counter()
@@ -91,7 +87,7 @@ def measure_drivestack(
         steps += 1
         if steps >= 3 and time.perf_counter() - start >= seconds:
             break
-    _sync(env.device)
+    synchronize(env.device)
     elapsed = time.perf_counter() - start
     policy_sps = num_envs * steps / elapsed
     return {
@@ -103,37 +99,6 @@ def measure_drivestack(
     }
 
 
-def measure_highway_env(cfg: BenchSimConfig) -> dict[str, float] | None:
-    """highway-env `highway-v0` policy steps/s at the same complexity, or None if not installed."""
-    try:
-        import gymnasium as gym
-        import highway_env  # noqa: F401  (registers highway-v0)
-        import numpy as np
-    except ImportError:
-        return None
-    env = gym.make(
-        "highway-v0",
-        config={
-            "lanes_count": cfg.lanes,
-            "vehicles_count": cfg.vehicles - 1,
-            "simulation_frequency": cfg.sim_frequency,
-            "policy_frequency": cfg.policy_frequency,
-        },
-    )
-    rng = np.random.default_rng(cfg.seed)
-    env.reset(seed=cfg.seed)
-    steps = 0
-    start = time.perf_counter()
-    while steps < 3 or time.perf_counter() - start < cfg.reference_seconds:
-        _, _, terminated, truncated, _ = env.step(int(rng.integers(5)))
-        steps += 1
-        if terminated or truncated:
-            env.reset()
-    elapsed = time.perf_counter() - start
-    env.close()
-    return {"policy_steps_per_s": steps / elapsed, "policy_steps": float(steps)}
-
-
 def run_bench(cfg: BenchSimConfig) -> dict:
     """Run the benchmark, print a table, write the JSON; returns the figures."""
     if cfg.seconds <= 0 or cfg.reference_seconds <= 0:
@@ -143,12 +108,7 @@ def run_bench(cfg: BenchSimConfig) -> dict:
     env_config = _config(cfg).validate()
     results: dict = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
-        "machine": {
-            "cpu_threads": torch.get_num_threads(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "gpu": torch.cuda.get_device_name() if cfg.device.startswith("cuda") else None,
-        },
+        "machine": host_info(cfg.device),
     }
     print(
         f"drivestack bench sim: {cfg.lanes} lanes, {cfg.vehicles} vehicles, {cfg.sim_frequency:g} Hz simulation, "
@@ -156,7 +116,9 @@ def run_bench(cfg: BenchSimConfig) -> dict:
     )
     if cfg.reference:
         print(f"  highway-env highway-v0: measuring for {cfg.reference_seconds:g} s ...", flush=True)
-        ref = measure_highway_env(cfg)
+        ref = measure_highway_sim(
+            cfg.lanes, cfg.vehicles, cfg.sim_frequency, cfg.policy_frequency, cfg.seed, cfg.reference_seconds
+        )
         results["highway_env"] = ref
         if ref is None:
             print("  highway-env is not installed (pip install -e '.[dev]'): no reference figure")

@@ -24,18 +24,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from drivestack.report import write_json
+from drivestack.common.nuscenes import open_nuscenes, split_scenes
+from drivestack.common.submission import write_submission
+from drivestack.report import format_number, make_run_dir, markdown_table, save_figure, write_json, write_text
 from drivestack.tracking.baseline import NearestNeighbourConfig, NearestNeighbourTracker
 from drivestack.tracking.data_classes import FrameDetections, FrameTracks
 from drivestack.tracking.evaluate import evaluate_submission, load_details, summary_row
-from drivestack.tracking.nuscenes_io import (
-    SceneFrames,
-    load_nuscenes,
-    read_detection_submission,
-    split_scenes,
-    tracks_to_submission,
-    write_json_atomic,
-)
+from drivestack.tracking.nuscenes_io import SceneFrames, read_detection_submission, tracks_to_submission
 from drivestack.tracking.oracle import OracleConfig, ground_truth_frames, oracle_detections
 from drivestack.tracking.tracker import Tracker, TrackerConfig
 
@@ -63,13 +58,13 @@ class BenchTrackingConfig:
     """Track every scene of a split, score with the nuScenes tracking metrics, time the tracker."""
 
     dataroot: Path
-    """nuScenes-format dataset folder (holding <version>/ tables), real or made by `drivestack data make`."""
+    """nuScenes-format dataset folder holding <version>/ (e.g. v1.0-mini/), real or made by `drivestack data make`."""
     split: str = "val"
-    """Split to track and score: a nuScenes split name or one from <dataroot>/<version>/splits.json."""
+    """Split to track and score: "all", a name in <dataroot>/<version>/splits.json, or a nuScenes split."""
     detections: str = "oracle"
     """A nuScenes detection submission (JSON), or 'oracle' for corrupted ground truth (see --oracle.*)."""
-    version: str = "v1.0-trainval"
-    """Table folder name under dataroot."""
+    version: str | None = None
+    """Table folder under dataroot (None: the only one there, e.g. v1.0-trainval or v1.0-mini)."""
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     """The Kalman filter tracker."""
     baseline: NearestNeighbourConfig = field(default_factory=NearestNeighbourConfig)
@@ -155,11 +150,11 @@ def stream_fps(tracker: Tracker | NearestNeighbourTracker, frames: list[FrameDet
 
 
 def _table(rows: dict[str, dict[str, float]]) -> str:
-    lines = ["| method | " + " | ".join(label for _, label, _ in TABLE) + " |", "|---" * (len(TABLE) + 1) + "|"]
-    for method, m in rows.items():
-        cells = ["-" if not np.isfinite(m[key]) else f"{m[key]:.{digits}f}" for key, _, digits in TABLE]
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    header = ["method", *(label for _, label, _ in TABLE)]
+    cells = (
+        [method, *(format_number(m[key], f".{digits}f") for key, _, digits in TABLE)] for method, m in rows.items()
+    )
+    return markdown_table(header, cells)
 
 
 def _plot(
@@ -197,8 +192,7 @@ def _plot(
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=80, bbox_inches="tight", format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=80, bbox_inches="tight", format="png")
 
 
 def _score_methods(
@@ -215,7 +209,7 @@ def _score_methods(
     for method, trk in zip(METHODS, trackers):
         tracks, elapsed = run_tracker(trk, detections, desc=method)
         submission = tracks_to_submission(tracks)
-        write_json_atomic(out / f"submission_{method}.json", submission)
+        write_submission(out / f"submission_{method}.json", submission, "tracking")
         summary = evaluate_submission(submission, nusc, cfg.split, scenes, out / f"eval_{method}", cfg.eval_config)
         row = summary_row(summary)
         row["fps_dataset"] = num_frames / max(elapsed, 1e-9)
@@ -240,8 +234,8 @@ def run_bench(cfg: BenchTrackingConfig) -> dict[str, Any]:
         raise ValueError(f"seeds must be >= 1, and 1 unless --detections oracle (got {cfg.seeds})")
     source = "oracle" if cfg.detections == "oracle" else Path(cfg.detections).stem
     name = cfg.name or f"{Path(cfg.dataroot).resolve().name}_{cfg.split}_{source}"
-    out = cfg.out or Path("runs/bench/tracking") / name
-    nusc = load_nuscenes(cfg.dataroot, cfg.version)
+    out = make_run_dir(cfg.out or Path("runs/bench/tracking") / name)
+    nusc = open_nuscenes(cfg.dataroot, cfg.version)
     scenes = split_scenes(nusc, cfg.split)
     runs = []  # one per oracle seed
     for k in range(cfg.seeds):
@@ -307,20 +301,16 @@ def run_bench(cfg: BenchTrackingConfig) -> dict[str, Any]:
             f"{m} {results['methods'][m]['amota_min_over_seeds']:.3f}" for m in METHODS
         )
     print(table)
-    write_json(out / "tracking.json", _jsonable(results))
-    tmp = out / ".tracking.md.tmp"
-    tmp.write_text(f"# tracking benchmark: {name}\n\n{table}\n")
-    tmp.replace(out / "tracking.md")
+    write_json(out / "tracking.json", results)
+    write_text(out / "tracking.md", f"# tracking benchmark: {name}\n\n{table}\n")
     if cfg.plot:
-        tmp = out / ".tracking.tmp.png"
         _plot(
-            tmp,
+            out / "tracking.png",
             ground_truth_frames(nusc, scenes[0]),
             {m: runs[0][m]["tracks"] for m in METHODS},
             {m: runs[0][m]["details"] for m in METHODS},
             scenes[0]["name"],
         )
-        tmp.replace(out / "tracking.png")
     print(f"\nwrote {out}/tracking.json, tracking.md" + (", tracking.png" if cfg.plot else ""))
     return results
 
@@ -330,17 +320,3 @@ def _load() -> float:
         return os.getloadavg()[0]  # other processes on the machine slow the timing: record how busy it was
     except OSError:
         return math.nan
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, Path):
-        return str(x)
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if hasattr(x, "value") and not isinstance(x, (int, float, str)):  # enums
-        return x.value
-    return x

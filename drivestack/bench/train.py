@@ -18,6 +18,8 @@ import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 
+from drivestack.bench.highway_env import measure_highway_train
+from drivestack.common.host import using_threads
 from drivestack.report import write_json
 
 
@@ -72,59 +74,15 @@ def _measure(model: PPO, seconds: float) -> dict[str, float]:
     return {"env_steps_per_s": sps, "env_steps": float(steps), "seconds": elapsed}
 
 
-def _make_highway_fast():  # module level: SubprocVecEnv workers unpickle it in fresh processes
-    import gymnasium as gym
-    import highway_env  # noqa: F401  (registers highway-fast-v0 in the worker)
-
-    return gym.make("highway-fast-v0")
-
-
-def measure_highway_env(cfg: BenchTrainConfig) -> dict[str, float] | None:
-    """SB3 PPO on highway-fast-v0 with highway-env's own script settings, or None without highway-env."""
-    try:
-        import highway_env  # noqa: F401
-    except ImportError:
-        return None
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import SubprocVecEnv
-
-    n_cpu, batch_size = cfg.reference_workers, 64
-    env = make_vec_env(_make_highway_fast, n_envs=n_cpu, vec_env_cls=SubprocVecEnv, seed=cfg.seed)
-    try:
-        model = PPO(
-            "MlpPolicy",
-            env,
-            policy_kwargs=dict(net_arch=dict(pi=[256, 256], vf=[256, 256])),
-            n_steps=batch_size * 12 // n_cpu,
-            batch_size=batch_size,
-            n_epochs=10,
-            learning_rate=5e-4,
-            gamma=0.8,
-            verbose=0,
-            seed=cfg.seed,
-            device="cpu",
-        )
-        result = _measure(model, cfg.seconds)
-    finally:
-        env.close()
-    result["workers"] = float(n_cpu)
-    return result
-
-
 def measure_drivestack(cfg: BenchTrainConfig) -> dict[str, float]:
     """SB3 PPO on drivestack/Highway-v0 with the `drivestack train policy` defaults."""
     from drivestack.planning.train import TrainPolicyConfig, build_model, make_train_env
 
     train_cfg = TrainPolicyConfig(seed=cfg.seed, device=cfg.device, num_envs=cfg.num_envs)
-    threads = torch.get_num_threads()
-    if train_cfg.threads:
-        torch.set_num_threads(train_cfg.threads)  # what `drivestack train policy` does (1 thread by default)
-    env = make_train_env(train_cfg)
-    model = build_model(train_cfg, env)
-    try:
+    with using_threads(train_cfg.threads):  # what `drivestack train policy` does (1 thread by default)
+        env = make_train_env(train_cfg)
+        model = build_model(train_cfg, env)
         result = _measure(model, cfg.seconds)
-    finally:
-        torch.set_num_threads(threads)
     result["num_envs"] = float(env.num_envs)
     return result
 
@@ -137,7 +95,7 @@ def run_bench(cfg: BenchTrainConfig) -> dict:
     print(f"drivestack bench train: SB3 PPO, {cfg.seconds:g} s of training on each side, env steps/s incl. updates")
     if cfg.reference:
         print(f"  highway-env highway-fast-v0 ({cfg.reference_workers} SubprocVecEnv workers) ...", flush=True)
-        results["highway_env"] = measure_highway_env(cfg)
+        results["highway_env"] = measure_highway_train(cfg.seconds, cfg.reference_workers, cfg.seed, _measure)
         if results["highway_env"] is None:
             print("  highway-env is not installed (pip install -e '.[dev]'): no reference figure")
     print(f"  drivestack drivestack/Highway-v0 (batched VecEnv on {cfg.device}) ...", flush=True)

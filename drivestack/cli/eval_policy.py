@@ -8,7 +8,6 @@ MP4s per policy, rendered at the simulation rate on a separate single environmen
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -16,14 +15,16 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from drivestack.planning.baselines import IdlePolicy, Policy, RandomPolicy, RulePolicy
+from drivestack.common.host import using_threads
 from drivestack.planning.evaluate import EvalResult, evaluate
+from drivestack.planning.policy import BASELINES, Policy, make_policy
+from drivestack.planning.scene import scene_from_world
+from drivestack.report import make_run_dir, save_figure, write_json
 from drivestack.sim.action import MetaAction
 from drivestack.sim.batched_env import BatchedDrivingEnv
 from drivestack.sim.config import ENV_CONFIGS, EnvConfig, env_config
 from drivestack.sim.video import write_mp4
 
-BASELINES = ("rule", "random", "idle")
 # (summary key, axis label, scale) of the comparison plot; return_mean gets return_std as its error bar
 PLOTTED = (
     ("collision_rate", "collisions [%]", 100.0),
@@ -63,25 +64,6 @@ class EvalPolicyConfig:
     """[s] episode length override (default: the environment's own, 40 s highway, 30 s merge)."""
 
 
-def resolve_policy(spec: str, device: str = "cpu", seed: int = 0) -> Policy:
-    """The policy a command-line string names: a baseline keyword or a run directory / checkpoint path."""
-    if spec == "rule":
-        return RulePolicy()
-    if spec == "random":
-        return RandomPolicy(seed)
-    if spec == "idle":
-        return IdlePolicy()
-    if Path(spec).exists():
-        from drivestack.planning.checkpoint import (
-            load_policy,
-        )  # deferred: stable-baselines3 is only needed for trained ones
-
-        return load_policy(Path(spec), device)
-    raise ValueError(
-        f"unknown policy {spec!r}: not an existing run directory or checkpoint, and not one of {', '.join(BASELINES)}"
-    )
-
-
 def _labels(specs: tuple[str, ...]) -> list[str]:
     """Unique labels of the policy strings (a repeated string gets #2, #3, ...)."""
     labels: list[str] = []
@@ -108,12 +90,12 @@ def record_episode(policy: Policy, config: EnvConfig, path: Path, seed: int, dev
     hold = config.substeps
     fine = replace(config, policy_frequency=config.sim_frequency)
     env = BatchedDrivingEnv(fine, num_envs=1, device=device, seed=seed, autoreset=False)
-    obs, _ = env.reset()
+    env.reset()
     frames = [env.render(0)]
     idle = torch.full((1,), int(MetaAction.IDLE), dtype=torch.long, device=env.device)
     for t in tqdm(range(fine.max_policy_steps), desc=f"video {path.name}", unit="step", leave=False):
-        action = policy.act(env, obs) if t % hold == 0 else idle
-        obs, _, terminated, truncated, _ = env.step(action)
+        action = policy.act(scene_from_world(env.state, env.road)) if t % hold == 0 else idle
+        _, _, terminated, truncated, _ = env.step(action)
         frames.append(env.render(0))
         if bool(terminated[0] | truncated[0]):
             break
@@ -155,10 +137,7 @@ def plot_results(results: dict[str, EvalResult], path: Path, title: str = "") ->
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def _short(label: str, width: int = 24) -> str:
@@ -229,26 +208,20 @@ def run_eval(cfg: EvalPolicyConfig) -> dict:
     """Evaluate every policy of `cfg`, print the table, write eval.json, eval.png and the MP4s; return the
     JSON content (with the written paths under "files")."""
     config = _check(cfg)
-    threads = torch.get_num_threads()
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with using_threads(cfg.threads):  # 0: torch's default; the previous count is restored after
         return _run(cfg, config)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _run(cfg: EvalPolicyConfig, config: EnvConfig) -> dict:
     labels = _labels(cfg.policies)
-    policies = {label: resolve_policy(spec, cfg.device, cfg.seed) for label, spec in zip(labels, cfg.policies)}
+    policies = {label: make_policy(spec, config, cfg.device, cfg.seed) for label, spec in zip(labels, cfg.policies)}
     results: dict[str, EvalResult] = {}
     for label, policy in policies.items():
         results[label] = evaluate(policy, config, cfg.episodes, device=cfg.device, seed=cfg.seed, num_envs=cfg.num_envs)
     title = f"{cfg.env}, {cfg.episodes} episodes, seed {cfg.seed}, {cfg.device}"
     print_table(results, title)
 
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_run_dir(cfg.out)
     videos: dict[str, list[str]] = {}
     for label, policy in policies.items():
         videos[label] = [
@@ -264,8 +237,7 @@ def _run(cfg: EvalPolicyConfig, config: EnvConfig) -> dict:
         "duration": config.duration,
         "policies": {label: {"spec": spec, **results[label].to_json()} for label, spec in zip(labels, cfg.policies)},
     }
-    path = out / "eval.json"
-    path.write_text(json.dumps(report, indent=1))
+    path = write_json(out / "eval.json", report, indent=1)
     files = {"json": str(path), "plot": str(plot), "videos": videos}
     print(f"wrote {path}, {plot} and {sum(len(v) for v in videos.values())} videos under {out}")
     return {**report, "files": files}

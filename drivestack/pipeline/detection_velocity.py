@@ -12,12 +12,12 @@ errors are unchanged.
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 import torch
 from nuscenes import NuScenes
 
+from drivestack.common.geometry import quaternion_to_yaw
+from drivestack.common.nuscenes import sample_time, scene_samples
 from drivestack.perception.dataset import CameraFrame
 from drivestack.perception.evaluate import global_boxes
 from drivestack.perception.infer import Detections
@@ -31,12 +31,18 @@ CAMERA_TRACKER = TrackerConfig(pos_std=1.0)
 
 
 def scene_order(nusc: NuScenes, frames: list[CameraFrame]) -> list[list[tuple[int, float]]]:
-    """Frame indices grouped by scene, each group in time order, with their timestamps [s]."""
-    scenes: dict[str, list[tuple[int, float]]] = defaultdict(list)
-    for i, frame in enumerate(frames):
-        sample = nusc.get("sample", frame.sample_token)
-        scenes[sample["scene_token"]].append((i, sample["timestamp"] * 1e-6))
-    return [sorted(group, key=lambda item: item[1]) for group in scenes.values()]
+    """Frame indices grouped by scene (in order of first appearance), each group in time order, with their
+    timestamps [s]."""
+    index = {frame.sample_token: i for i, frame in enumerate(frames)}
+    scene_tokens = dict.fromkeys(nusc.get("sample", frame.sample_token)["scene_token"] for frame in frames)
+    return [
+        [
+            (index[s["token"]], sample_time(s))
+            for s in scene_samples(nusc, nusc.get("scene", token))
+            if s["token"] in index
+        ]
+        for token in scene_tokens
+    ]
 
 
 def tracker_velocities(
@@ -50,7 +56,7 @@ def tracker_velocities(
     `score_threshold`; classes the tracker does not track (barrier, traffic cone, ...) and detections below
     the threshold keep zero."""
     center, quat = global_boxes(frames, dets.boxes.double())  # quat: yaw-only (w, 0, 0, z)
-    yaw = (2 * torch.atan2(quat[..., 3], quat[..., 0])).numpy()
+    yaw = quaternion_to_yaw(quat).numpy()
     center, size = center.numpy(), dets.boxes[..., 3:6].double().numpy()
     scores, labels = dets.scores.double().numpy(), dets.labels.numpy()
     track_label = np.array([NAME_TO_LABEL.get(name, -1) for name in dets.classes], dtype=np.int64)[labels]  # (N, K)

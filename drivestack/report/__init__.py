@@ -1,15 +1,50 @@
-"""Run reports: results written so that an interrupted run never leaves a half-written file."""
+"""Run reports of the benches: files written atomically (strict JSON, markdown, figures) and markdown tables.
+
+The writers are `drivestack.common.artifacts`' (re-exported here): an interrupted run never leaves a
+half-written file, and every JSON file parses with a strict parser (NaN / inf are written as null).
+"""
 
 from __future__ import annotations
 
-import json
+import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
+
+from drivestack.common.artifacts import atomic_path, make_run_dir, write_json, write_text
+
+__all__ = ["format_number", "make_run_dir", "markdown_table", "save_figure", "write_json", "write_text"]
 
 
-def write_json(path: Path, data: object) -> Path:
-    """Write `data` as indented JSON to `path` atomically (temporary sibling, then rename); creates parents."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
-    return path
+def format_number(value: float | None, fmt: str = ".3f") -> str:
+    """`value` formatted with `fmt` ("-" for None, NaN and inf: a figure that does not exist)."""
+    if value is None or not math.isfinite(value):
+        return "-"
+    return format(value, fmt)
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A GitHub markdown table: `header` cells, a `|---|` rule, then one line per row of (already formatted) cells."""
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def save_figure(fig: Any, path: Path, **savefig: Any) -> Path:
+    """Save the matplotlib figure `fig` to `path` atomically (format from its suffix), then close it.
+
+    Args:
+        fig: a matplotlib Figure.
+        path: the image file (parents created).
+        savefig: keyword arguments of `Figure.savefig` (dpi, bbox_inches, ...).
+    Returns:
+        `path`.
+    """
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, **savefig)
+    finally:
+        plt.close(fig)
+    return Path(path)

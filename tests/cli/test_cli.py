@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import imageio.v3 as iio
+from strict_json import load_strict_json, strict_json_tree
 
+from drivestack.bench.sim import BenchSimConfig, run_bench
 from drivestack.cli import main
 
 
@@ -63,9 +64,19 @@ def test_bench_sim_prints_ratio_and_writes_json(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "highway-env highway-v0" in proc.stdout and "drivestack eager" in proc.stdout
-    result = json.loads(out.read_text())
+    result = load_strict_json(out)
     assert result["highway_env"]["policy_steps_per_s"] > 0
     assert result["drivestack_eager"]["ratio_vs_highway_env"] > 1.0
+
+
+def test_bench_sim_without_reference_writes_strict_json(tmp_path: Path) -> None:
+    out = tmp_path / "sim.json"
+    cfg = BenchSimConfig(num_envs=2, vehicles=4, seconds=0.01, compile=False, reference=False, out=out)
+    results = run_bench(cfg)
+    assert results["drivestack_eager"]["ratio_vs_highway_env"] != results["drivestack_eager"]["ratio_vs_highway_env"]
+    written = load_strict_json(out)  # the NaN ratio (no reference) is written as null
+    assert written["drivestack_eager"]["ratio_vs_highway_env"] is None
+    assert written["machine"]["torch"] and written["machine"]["gpu"] is None
 
 
 def test_bad_input_is_one_line_error() -> None:
@@ -81,7 +92,8 @@ def test_bad_input_is_one_line_error() -> None:
 def test_bench_control_writes_table_plot_and_json(tmp_path: Path) -> None:
     proc = _run("bench", "control", "--controllers", "lqr", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    result = json.loads((tmp_path / "control.json").read_text())
+    assert set(strict_json_tree(tmp_path)) == {"control.json"}
+    result = load_strict_json(tmp_path / "control.json")
     assert set(result) >= {"keep straight 30 m/s", "keep R150 30 m/s", "lane change 30 m/s", "stop-and-go"}
     lqr = result["keep R150 30 m/s"]["lqr"]
     assert lqr["rms_cte"] < 0.3 and lqr["late_cte_swing"] < 0.02  # the curve target; no oscillation
@@ -97,7 +109,7 @@ def test_bench_train_measures_both_sides(tmp_path: Path) -> None:
     out = tmp_path / "train.json"
     proc = _run("bench", "train", "--seconds", "2", "--reference-workers", "2", "--num-envs", "32", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
-    result = json.loads(out.read_text())
+    result = load_strict_json(out)
     assert result["highway_env"]["env_steps_per_s"] > 0 and result["drivestack"]["env_steps_per_s"] > 0
     assert (
         result["ratio_vs_highway_env"]

@@ -6,6 +6,13 @@ import math
 
 import torch
 
+from drivestack.common.geometry import (
+    make_transform,
+    matrix_to_yaw,
+    quaternion_to_matrix,
+    wrap_angle,
+    yaw_to_quaternion,
+)
 from drivestack.perception.augment import AugmentConfig, augment
 from drivestack.perception.boxes import (
     BoxEncoding,
@@ -13,14 +20,9 @@ from drivestack.perception.boxes import (
     decode_boxes,
     depth_to_target,
     encode_boxes,
-    make_transform,
-    matrix_yaw,
     project,
-    quat_to_matrix,
     scale_intrinsic,
     target_to_depth,
-    wrap_angle,
-    yaw_to_quat,
 )
 from drivestack.perception.dataset import TargetBoxes
 
@@ -45,15 +47,15 @@ def random_boxes(n: int, seed: int = 0) -> torch.Tensor:
 
 def test_quaternion_yaw_round_trip() -> None:
     yaw = torch.linspace(-3.1, 3.1, 13, dtype=torch.float64)
-    assert torch.allclose(matrix_yaw(quat_to_matrix(yaw_to_quat(yaw))), yaw, atol=1e-12)
-    rot = quat_to_matrix(CAM_ROT)
+    assert torch.allclose(matrix_to_yaw(quaternion_to_matrix(yaw_to_quaternion(yaw))), yaw, atol=1e-12)
+    rot = quaternion_to_matrix(CAM_ROT)
     assert torch.allclose(rot @ rot.T, torch.eye(3, dtype=torch.float64), atol=1e-12)
 
 
 def test_encode_decode_round_trip_any_camera() -> None:
     boxes = random_boxes(200)
     for rot_q in (CAM_ROT, LEVEL_ROT):
-        cam2ego = make_transform(quat_to_matrix(rot_q), CAM_T)
+        cam2ego = make_transform(quaternion_to_matrix(rot_q), CAM_T)
         enc = encode_boxes(boxes, K, cam2ego)
         assert (enc.depth > 0).all()
         back = decode_boxes(enc, K, cam2ego)
@@ -61,10 +63,14 @@ def test_encode_decode_round_trip_any_camera() -> None:
         assert torch.allclose(wrap_angle(back[:, 6] - boxes[:, 6]), torch.zeros(200, dtype=torch.float64), atol=1e-9)
     # A side camera (yawed 55 deg left, like CAM_FRONT_LEFT) and batched leading dimensions.
     left = make_transform(
-        quat_to_matrix(yaw_to_quat(torch.tensor(0.96, dtype=torch.float64))) @ quat_to_matrix(LEVEL_ROT), CAM_T
+        quaternion_to_matrix(yaw_to_quaternion(torch.tensor(0.96, dtype=torch.float64)))
+        @ quaternion_to_matrix(LEVEL_ROT),
+        CAM_T,
     )
     rot_boxes = boxes.clone()
-    rot_boxes[:, :2] = boxes[:, :2] @ quat_to_matrix(yaw_to_quat(torch.tensor(0.96, dtype=torch.float64)))[:2, :2].T
+    rot_boxes[:, :2] = (
+        boxes[:, :2] @ quaternion_to_matrix(yaw_to_quaternion(torch.tensor(0.96, dtype=torch.float64)))[:2, :2].T
+    )
     batch = torch.stack([rot_boxes, rot_boxes])
     enc = encode_boxes(batch, K.expand(2, 3, 3), left.expand(2, 4, 4))
     back = decode_boxes(enc, K.expand(2, 3, 3), left.expand(2, 4, 4))
@@ -72,7 +78,7 @@ def test_encode_decode_round_trip_any_camera() -> None:
 
 
 def test_alpha_is_yaw_relative_to_the_viewing_ray() -> None:
-    cam2ego = make_transform(quat_to_matrix(LEVEL_ROT), CAM_T)
+    cam2ego = make_transform(quaternion_to_matrix(LEVEL_ROT), CAM_T)
     # Two boxes on the same ray from the camera with the same yaw look the same: same alpha.
     ray = torch.tensor([math.cos(0.3), math.sin(0.3), 0.0], dtype=torch.float64)
     c1, c2 = CAM_T + 10 * ray, CAM_T + 30 * ray
@@ -97,7 +103,7 @@ def test_depth_target_round_trip_and_focal_normalisation() -> None:
 
 def test_image_boxes_enclose_the_projected_centre() -> None:
     boxes = random_boxes(50, seed=1)
-    cam2ego = make_transform(quat_to_matrix(CAM_ROT), CAM_T)
+    cam2ego = make_transform(quaternion_to_matrix(CAM_ROT), CAM_T)
     enc = encode_boxes(boxes, K, cam2ego)
     b2d = boxes_to_image_boxes(boxes, K, cam2ego, (10_000, 10_000))
     inside = (
@@ -129,7 +135,7 @@ def test_augmentation_moves_ground_truth_with_the_pixels() -> None:
     drawn at each projected centre lands where the augmented targets say."""
     W, H = 320, 180
     k = scale_intrinsic(K, W / 1600, H / 900)
-    cam2ego = make_transform(quat_to_matrix(LEVEL_ROT), CAM_T)
+    cam2ego = make_transform(quaternion_to_matrix(LEVEL_ROT), CAM_T)
     boxes = torch.tensor(
         [[20.0, 2.0, 0.8, 2.0, 4.5, 1.6, 0.4], [35.0, -4.0, 0.8, 2.0, 4.5, 1.6, -2.0]], dtype=torch.float64
     )
@@ -143,7 +149,7 @@ def test_augmentation_moves_ground_truth_with_the_pixels() -> None:
     k_flip = k.clone()
     k_flip[0, 2] = W - k[0, 2]
     mirror = torch.diag(torch.tensor([-1.0, 1, 1], dtype=torch.float64))
-    rot = quat_to_matrix(LEVEL_ROT)
+    rot = quaternion_to_matrix(LEVEL_ROT)
     centers = (boxes[:, :3] - CAM_T) @ rot  # camera frame
     m_centers = centers @ mirror @ rot.T + CAM_T
     m_yaw = -boxes[:, 6]  # a level front camera's mirror plane is the ego xz plane: yaw -> -yaw
@@ -175,7 +181,7 @@ def test_decode_of_encoded_boxes_through_the_network_head() -> None:
 
     cfg = ModelConfig(classes=("car", "truck"), input_width=320, input_height=192, head_stride=4, max_detections=10)
     k = scale_intrinsic(K, 320 / 1600, 192 / 900)
-    cam2ego = make_transform(quat_to_matrix(CAM_ROT), CAM_T)
+    cam2ego = make_transform(quaternion_to_matrix(CAM_ROT), CAM_T)
     boxes = torch.tensor(
         [
             [15.0, 2.0, 0.8, 2.0, 4.5, 1.6, 0.4],
@@ -209,7 +215,7 @@ def test_box_encoding_dataclass_broadcasts() -> None:
     enc = BoxEncoding(
         uv=torch.zeros(2, 3, 2), depth=torch.ones(2, 3), size=torch.ones(2, 3, 3), alpha=torch.zeros(2, 3)
     )
-    cam2ego = make_transform(quat_to_matrix(LEVEL_ROT), CAM_T).float().expand(2, 4, 4)
+    cam2ego = make_transform(quaternion_to_matrix(LEVEL_ROT), CAM_T).float().expand(2, 4, 4)
     assert decode_boxes(enc, K.float().expand(2, 3, 3), cam2ego).shape == (2, 3, 7)
 
 

@@ -10,16 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from drivestack.common.nuscenes import available_splits, open_nuscenes, split_sample_tokens
 from drivestack.perception.boxes import encode_boxes
-from drivestack.perception.dataset import (
-    available_splits,
-    cache_frames,
-    classes_present,
-    load_frames,
-    open_nuscenes,
-    split_sample_tokens,
-    visible_mask,
-)
+from drivestack.perception.dataset import cache_frames, classes_present, load_frames, visible_mask
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -29,7 +22,7 @@ def _copy(src: Path, dst: Path) -> Path:
 
 def test_fixture_frames_and_ego_frame_ground_truth(tiny_root: Path) -> None:
     nusc = open_nuscenes(tiny_root)
-    assert available_splits(nusc) == ["empty", "train", "val", "all"]
+    assert available_splits(nusc) == ["train", "val", "all"]  # "empty" lists no scene: not usable
     frames = load_frames(nusc, "train")
     assert len(frames) == 8 and len(load_frames(nusc, "val")) == 4 and len(load_frames(nusc, "all")) == 12
     frame = frames[0]
@@ -92,11 +85,11 @@ def test_real_scene_reads_and_projects_like_the_devkit(real_root: Path) -> None:
 def test_split_resolution_and_errors(tiny_root: Path) -> None:
     nusc = open_nuscenes(tiny_root)
     assert len(split_sample_tokens(nusc, "val")) == 4
-    with pytest.raises(ValueError, match="split 'empty' .* has no samples"):
+    with pytest.raises(ValueError, match="split 'empty' has no scene"):
         split_sample_tokens(nusc, "empty")
-    with pytest.raises(ValueError, match="unknown split 'nope'.*available: empty, train, val, all"):
+    with pytest.raises(ValueError, match="unknown split 'nope'.*available: train, val, all"):
         split_sample_tokens(nusc, "nope")
-    with pytest.raises(ValueError, match="split 'mini_val'.*has no samples"):  # official, but none of its scenes here
+    with pytest.raises(ValueError, match="split 'mini_val' has no scene"):  # official, but none of its scenes here
         split_sample_tokens(nusc, "mini_val")
 
 
@@ -136,5 +129,5 @@ def test_layout_errors_name_the_file(tiny_root: Path, tmp_path: Path) -> None:
 
     root = _copy(tiny_root, tmp_path / "bad-splits")
     (root / "v1.0-trainval" / "splits.json").write_text('{"train": "fixture-0000"}')
-    with pytest.raises(ValueError, match="splits.json must map split names to lists"):
+    with pytest.raises(ValueError, match="splits.json: split 'train' must be a list of scene names"):
         load_frames(open_nuscenes(root), "train")

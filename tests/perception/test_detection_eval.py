@@ -12,9 +12,11 @@ from nuscenes.eval.common.config import config_factory
 from nuscenes.eval.common.loaders import load_prediction
 from nuscenes.eval.detection.data_classes import DetectionBox
 
+from drivestack.common.artifacts import write_json
+from drivestack.common.nuscenes import open_nuscenes
 from drivestack.perception.ap2d import box_iou, coco_ap
-from drivestack.perception.dataset import CameraFrame, load_frames, open_nuscenes
-from drivestack.perception.evaluate import eval_gt_mask, evaluate_detections, load_protocol, submission, write_json
+from drivestack.perception.dataset import CameraFrame, load_frames
+from drivestack.perception.evaluate import eval_gt_mask, evaluate_detections, load_protocol, submission
 from drivestack.perception.infer import Detections
 
 CLASS_RANGE = config_factory("detection_cvpr_2019").class_range

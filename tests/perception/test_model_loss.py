@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from drivestack.common.nuscenes import open_nuscenes
 from drivestack.perception.augment import AugmentConfig, augment
 from drivestack.perception.config import Backbone, ModelConfig
-from drivestack.perception.dataset import TargetBoxes, cache_frames, load_frames, open_nuscenes
+from drivestack.perception.dataset import TargetBoxes, cache_frames, load_frames
 from drivestack.perception.infer import normalize
 from drivestack.perception.loss import build_targets, detection_loss, focal_loss, gaussian_radius
 from drivestack.perception.model import CenterNet3D

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import torch
 
+from drivestack.common.nuscenes import open_nuscenes
 from drivestack.perception.config import ModelConfig
-from drivestack.perception.dataset import cache_frames, load_frames, open_nuscenes
+from drivestack.perception.dataset import cache_frames, load_frames
 from drivestack.perception.evaluate import evaluate_detections
 from drivestack.perception.infer import Detector, detect_frames, normalize
 from drivestack.perception.loss import build_targets, detection_loss

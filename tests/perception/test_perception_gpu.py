@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from drivestack.common.nuscenes import open_nuscenes
 from drivestack.perception.config import ModelConfig
-from drivestack.perception.dataset import load_frames, open_nuscenes
+from drivestack.perception.dataset import load_frames
 from drivestack.perception.infer import Detector, detect_frames
 from drivestack.perception.model import CenterNet3D
 from drivestack.perception.speed import measure_speed

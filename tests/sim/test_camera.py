@@ -13,6 +13,7 @@ import torch
 from nuscenes.utils.geometry_utils import view_points
 from pyquaternion import Quaternion
 
+from drivestack.common.geometry import BOX_EDGES, box_corners, quaternion_to_matrix, yaw_to_quaternion
 from drivestack.sim.camera import (
     CAMERA_CHANNELS,
     NUSCENES_CAMERAS,
@@ -22,11 +23,9 @@ from drivestack.sim.camera import (
     pixel_rays,
     points_bbox,
     project_to_image,
-    quaternion_to_matrix,
-    yaw_to_quaternion,
 )
 from drivestack.sim.config import RoadConfig
-from drivestack.sim.raycast import BOX_EDGES, VehicleAppearance, box_corners, vehicle_boxes
+from drivestack.sim.raycast import VehicleAppearance, vehicle_boxes
 from drivestack.sim.road import MARGIN, build_road
 from drivestack.sim.state import WorldState
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import drivestack.sim.camera_render as camera_render
-from drivestack.sim.camera import NUSCENES_CAMERAS, CameraConfig, camera_rig, project_to_image, quaternion_to_matrix
+from drivestack.common.geometry import box_corners, quaternion_to_matrix
+from drivestack.sim.camera import NUSCENES_CAMERAS, CameraConfig, camera_rig, project_to_image
 from drivestack.sim.camera_render import (
     CameraFrame,
     VehicleAppearance,
@@ -17,7 +18,7 @@ from drivestack.sim.camera_render import (
 )
 from drivestack.sim.config import EnvConfig, RoadConfig, TrafficConfig
 from drivestack.sim.lidar import lidar_scan
-from drivestack.sim.raycast import body_parts, box_corners
+from drivestack.sim.raycast import body_parts
 from drivestack.sim.road import RoadNetwork, build_road
 from drivestack.sim.scenario import initial_state, is_truck
 from drivestack.sim.state import WorldState

@@ -8,9 +8,10 @@ import time
 import numpy as np
 import pytest
 
+from drivestack.common.geometry import quaternion_to_yaw, yaw_to_quaternion
 from drivestack.tracking.association import Matcher, Metric
 from drivestack.tracking.baseline import NearestNeighbourTracker
-from drivestack.tracking.data_classes import FrameDetections, quaternion_from_yaw, yaw_from_quaternion
+from drivestack.tracking.data_classes import FrameDetections
 from drivestack.tracking.tracker import Tracker, TrackerConfig, track_scene
 
 CAR = 2
@@ -182,12 +183,12 @@ def test_empty_frames_and_empty_stream() -> None:
 
 def test_ego_frame_detections_move_to_the_global_frame() -> None:
     frame = _frame(0, [(10.0, 0.0)], velocity=[(2.0, 0.0)])
-    ego_rotation = quaternion_from_yaw(np.array([math.pi / 2]))[0]  # ego heading north at (100, 50)
+    ego_rotation = yaw_to_quaternion(np.array([math.pi / 2]))[0]  # ego heading north at (100, 50)
     g = frame.to_global(np.array([100.0, 50.0, 0.0]), ego_rotation)
     assert g.translation[0] == pytest.approx([100.0, 60.0, 1.0])
     assert g.yaw[0] == pytest.approx(math.pi / 2)
     assert g.velocity[0] == pytest.approx([0.0, 2.0], abs=1e-12)
-    assert yaw_from_quaternion(quaternion_from_yaw(np.array([2.5])))[0] == pytest.approx(2.5)
+    assert quaternion_to_yaw(yaw_to_quaternion(np.array([2.5])))[0] == pytest.approx(2.5)
 
 
 def test_many_objects_are_tracked_fast() -> None:

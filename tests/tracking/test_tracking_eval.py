@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from drivestack.common.nuscenes import open_nuscenes, split_scenes
 from drivestack.tracking.data_classes import FrameTracks
 from drivestack.tracking.evaluate import classes_with_ground_truth, evaluate_submission, restricted_config
-from drivestack.tracking.nuscenes_io import load_nuscenes, split_scenes, tracks_to_submission
+from drivestack.tracking.nuscenes_io import tracks_to_submission
 from drivestack.tracking.oracle import ground_truth_frames
 
 FIELDS = ("track_id", "translation", "size", "yaw", "velocity", "score", "label")
@@ -19,7 +20,7 @@ FIELDS = ("track_id", "translation", "size", "yaw", "velocity", "score", "label"
 
 @pytest.fixture(scope="module")
 def scene(tiny_nuscenes: Path):
-    nusc = load_nuscenes(tiny_nuscenes, "v1.0-trainval")
+    nusc = open_nuscenes(tiny_nuscenes)
     scenes = split_scenes(nusc, "tiny")
     return nusc, scenes, ground_truth_frames(nusc, scenes[0])
 

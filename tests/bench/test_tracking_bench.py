@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from drivestack.tracking.nuscenes_io import detections_to_submission, load_nuscenes, split_scenes
+from strict_json import load_strict_json, strict_json_tree
+
+from drivestack.common.nuscenes import open_nuscenes, split_scenes
+from drivestack.tracking.nuscenes_io import detections_to_submission
 from drivestack.tracking.oracle import OracleConfig, oracle_detections
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,7 +43,11 @@ def test_bench_oracle_writes_everything(tiny_nuscenes: Path, tmp_path: Path) -> 
         "2",
     )
     assert proc.returncode == 0, proc.stderr
-    result = json.loads((tmp_path / "tracking.json").read_text())
+    written = strict_json_tree(tmp_path)  # every JSON of the run (ours and the devkit's), NaN-free
+    assert {"tracking.json", "seed1/submission_tracker.json", "seed2/eval_baseline/metrics_details.json"} <= set(
+        written
+    )
+    result = written["tracking.json"]
     tracker, baseline = (result["methods"][m]["metrics"] for m in ("tracker", "baseline"))
     # a car at 20 m/s moves 10 m per keyframe: beyond the naive tracker's 7.5 m gate, not beyond a motion model
     assert tracker["amota"] > baseline["amota"] and tracker["ids"] < baseline["ids"]
@@ -62,7 +70,7 @@ def test_bench_oracle_writes_everything(tiny_nuscenes: Path, tmp_path: Path) -> 
 
 
 def test_bench_reads_a_detection_submission(tiny_nuscenes: Path, tmp_path: Path) -> None:
-    nusc = load_nuscenes(tiny_nuscenes, "v1.0-trainval")
+    nusc = open_nuscenes(tiny_nuscenes)
     det = oracle_detections(nusc, split_scenes(nusc, "tiny"), OracleConfig(pos_std=0.1, drop=0.0))
     path = tmp_path / "det.json"
     path.write_text(json.dumps(detections_to_submission(det)))
@@ -80,13 +88,13 @@ def test_bench_reads_a_detection_submission(tiny_nuscenes: Path, tmp_path: Path)
         "--no-plot",
     )
     assert proc.returncode == 0, proc.stderr
-    result = json.loads((tmp_path / "run" / "tracking.json").read_text())
+    result = load_strict_json(tmp_path / "run" / "tracking.json")
     assert result["detections"] == "det" and result["methods"]["tracker"]["metrics"]["amota"] > 0.9
 
 
 def test_bench_bad_input_is_one_line_error(tiny_nuscenes: Path, tmp_path: Path) -> None:
     for args, message in (
-        (("--split", "nope"), "split 'nope' is unknown"),
+        (("--split", "nope"), "unknown split 'nope'"),
         (("--split", "tiny", "--detections", str(tmp_path / "x.json")), "no such detection"),
         (("--split", "tiny", "--tracker.min-hits", "0"), "tracker.min_hits must be >= 1"),
         (("--split", "tiny", "--detections", "det.json", "--seeds", "2"), "seeds must be"),
@@ -94,3 +102,16 @@ def test_bench_bad_input_is_one_line_error(tiny_nuscenes: Path, tmp_path: Path) 
         proc = _run("--dataroot", str(tiny_nuscenes), "--out", str(tmp_path / "bad"), *args)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr
+
+
+def test_bench_opens_a_mini_folder_without_version(tiny_nuscenes: Path, tmp_path: Path) -> None:
+    from drivestack.bench.tracking import BenchTrackingConfig, run_bench
+
+    mini = tmp_path / "mini"
+    shutil.copytree(tiny_nuscenes, mini)
+    (mini / "v1.0-trainval").rename(mini / "v1.0-mini")
+    result = run_bench(
+        BenchTrackingConfig(dataroot=mini, split="tiny", out=tmp_path / "run", speed_frames=0, plot=False)
+    )
+    assert result["scenes"] == 1 and result["frames"] == 8
+    assert result["methods"]["tracker"]["metrics"]["amota"] > 0.5

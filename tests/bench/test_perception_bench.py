@@ -4,10 +4,12 @@ and the one-line errors a user's mistake gets."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
+from strict_json import load_strict_json, strict_json_tree
 
 from drivestack.cli import main
 from drivestack.perception.checkpoint import load_checkpoint
@@ -79,11 +81,13 @@ def test_train_writes_a_run_directory_and_resumes(
     ):
         assert (run_dir / name).is_file(), name
     assert list((run_dir / "tb").glob("events.out.tfevents.*"))
-    config = json.loads((run_dir / "config.json").read_text())
+    written = strict_json_tree(run_dir)  # config, metrics, val/metrics and val/submission: NaN-free
+    assert {"config.json", "metrics.json", "val/metrics.json", "val/submission.json"} <= set(written)
+    config = written["config.json"]
     assert config["model"]["classes"] == ["car", "truck"] and config["num_train"] == 8 and config["num_val"] == 4
     last = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert last["epoch"] == 2 and last["step"] == 4 and "optimizer" in last
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = written["metrics.json"]
     assert metrics["final"]["NDS"] is not None and metrics["epoch"] == 2
     # The same run dir again without --resume is refused; with --resume it continues to epoch 3.
     err = _error(
@@ -166,16 +170,30 @@ def test_bench_writes_metrics_summary_and_plots(
     )
     printed = capsys.readouterr().out
     assert "| NDS |" in printed and "speed cpu batch 1" in printed
-    metrics = json.loads((out / "metrics.json").read_text())
+    written = strict_json_tree(out)
+    assert set(written) == {"metrics.json", "submission.json"}
+    metrics = written["metrics.json"]
     for key in ("mAP", "NDS", "AP", "tp_errors", "coco_2d", "detection_config", "protocol", "speed", "gt_counts"):
         assert key in metrics, key
     assert metrics["protocol"]["name"] == "camera_front_v1" and metrics["num_samples"] == 4
     assert [r["batch_size"] for r in metrics["speed"] if r["device"] == "cpu"] == [1, 2]
     assert all(r["images_per_s"] > 0 for r in metrics["speed"])
     assert (out / "summary.md").read_text().count("|") > 20 and (out / "pr_curves.png").is_file()
-    sub = json.loads((out / "submission.json").read_text())
+    sub = written["submission.json"]
     assert len(sub["results"]) == 4
     assert metrics["velocity"] == "tracker" and metrics["depth_confidence"] is True
+
+
+def test_bench_opens_a_mini_folder_without_version(run_dir: Path, tiny_root: Path, tmp_path: Path) -> None:
+    mini = tmp_path / "mini"
+    shutil.copytree(tiny_root, mini)
+    (mini / "v1.0-trainval").rename(mini / "v1.0-mini")
+    out = tmp_path / "bench"
+    argv = ["bench", "perception", "--checkpoint", str(run_dir), "--dataroot", str(mini), "--split", "val"]
+    argv += ["--out", str(out), "--device", "cpu", "--num-workers", "0", "--no-speed", "--no-plots", "--no-progress"]
+    assert main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_samples"] == 4 and metrics["dataroot"] == str(mini)
 
 
 def test_bench_runs_on_the_real_scene(run_dir: Path, real_root: Path, tmp_path: Path) -> None:
@@ -206,7 +224,7 @@ def test_bench_runs_on_the_real_scene(run_dir: Path, real_root: Path, tmp_path: 
         )
         == 0
     )
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = load_strict_json(out / "metrics.json")
     assert metrics["num_samples"] == 40 and metrics["classes"] == ["car", "truck"]
     assert "barrier" in metrics["unscored_gt_classes"] and 0.0 <= metrics["NDS"] <= 1.0
 

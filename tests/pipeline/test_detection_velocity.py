@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from drivestack.perception.dataset import load_frames, open_nuscenes
+from drivestack.common.nuscenes import open_nuscenes
+from drivestack.perception.dataset import load_frames
 from drivestack.perception.infer import Detections
 from drivestack.pipeline.detection_velocity import scene_order, tracker_velocities
 
