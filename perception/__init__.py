@@ -26,7 +26,7 @@ Public API:
     evaluate_detections, submission                                                     (perception.evaluate)
     run_train, TrainDetectorConfig                                                      (perception.train)
 
-Modules import torch lazily from here: `import perception` alone stays cheap.
+Modules import torch lazily from here: `import drivestack.perception` alone stays cheap.
 """
 
 from __future__ import annotations
