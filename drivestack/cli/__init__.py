@@ -7,8 +7,14 @@ wrong path) prints one line `drivestack: error: ...` and exits with status 2.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import importlib
+import io
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 import tyro
 
@@ -94,7 +100,78 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _one_line(text: str) -> str:
+    """The message inside tyro's error box (rich panel), as one line."""
+    lines = []
+    for raw in text.splitlines():
+        if raw.strip()[:1] in ("╭", "╰"):  # the panel's top (title) and bottom borders
+            continue
+        line = raw.strip().strip("│").strip()
+        if not line or set(line) <= set("─━-") or line.startswith("For full helptext") or line == "Argument helptext:":
+            continue
+        lines.append(line)
+    return lines[0] if lines else "invalid arguments"
+
+
+def _parse(module: object, config_name: str, args: list[str], group: str, name: str, text: str) -> object:
+    """The command's config from its arguments; a mistake raises UsageError with tyro's message in one line."""
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buffer):
+            return tyro.cli(
+                getattr(module, config_name),
+                args=args,
+                prog=f"drivestack {group} {name}",
+                description=text,
+                config=(tyro.conf.EnumChoicesFromValues,),
+            )
+    except SystemExit as exit_:
+        if exit_.code in (0, None):  # --help
+            sys.stderr.write(buffer.getvalue())
+            raise
+        raise UsageError(
+            f"{_one_line(buffer.getvalue())} (drivestack {group} {name} --help lists the options)"
+        ) from None
+
+
+class UsageError(Exception):
+    """Bad command-line arguments."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt while a command runs, so every command cleans up (temporary files)
+    and saves (training checkpoints) the same way on `kill` as on Ctrl-C. The one place signals are handled."""
+    if threading.current_thread() is not threading.main_thread():  # handlers can only be set in the main thread
+        yield
+        return
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _describe(err: BaseException) -> str:
+    """One line for an error a user can cause."""
+    if isinstance(err, OSError) and err.filename is not None and not str(err).startswith(str(err.filename)):
+        reason = err.strerror or str(err)
+        if err.errno == errno.EROFS:
+            reason += " (choose an output folder on a writable filesystem)"
+        elif err.errno in (errno.EACCES, errno.EPERM):
+            reason += " (choose a folder you can write, or fix its permissions)"
+        elif err.errno == errno.ENOSPC:
+            reason += " (free some space or choose another disk)"
+        return f"{err.filename}: {reason}"
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run `drivestack GROUP COMMAND [--options]`; returns the exit status (0 ok, 2 user error, 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) < 2 or argv[0] in ("-h", "--help") or (argv[0], argv[1]) not in COMMANDS:
         if argv and argv[0] not in ("-h", "--help"):
@@ -106,17 +183,18 @@ def main(argv: list[str] | None = None) -> int:
     group, name = argv[0], argv[1]
     text, module_name, config_name, run_name = COMMANDS[(group, name)]
     module = importlib.import_module(f"drivestack.{module_name}")
-    config = tyro.cli(
-        getattr(module, config_name),
-        args=argv[2:],
-        prog=f"drivestack {group} {name}",
-        description=text,
-        config=(tyro.conf.EnumChoicesFromValues,),
-    )
     try:
-        getattr(module, run_name)(config)
-    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError) as err:
+        config = _parse(module, config_name, argv[2:], group, name, text)
+    except UsageError as err:
         print(f"drivestack: error: {err}", file=sys.stderr)
+        return 2
+    except SystemExit as exit_:  # --help
+        return int(exit_.code or 0)
+    try:
+        with _sigterm_as_interrupt():
+            getattr(module, run_name)(config)
+    except (ValueError, OSError) as err:  # OSError: missing paths, permissions, read-only or full disks
+        print(f"drivestack: error: {_describe(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("drivestack: interrupted", file=sys.stderr)
