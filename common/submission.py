@@ -7,13 +7,17 @@ own ground truth and the real CenterPoint detections write it), and per task:
   detection: detection_name (a nuScenes detection class), detection_score (finite);
   tracking:  tracking_name (a nuScenes tracking class), tracking_score (finite), tracking_id (str or int).
 Every error is one ValueError line naming the file, the sample token, the box index and the field.
+
+Read against a dataset, a box farther than MAX_BOX_RANGE from the ego is a fault of the file, not a detection:
+`drop_far_boxes` removes such boxes with one warning per file (the count and the first sample holding one).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Collection, Iterable
+import warnings
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,9 @@ DETECTION_NAMES: tuple[str, ...] = tuple(_DETECTION_NAMES)
 TRACKING_NAMES: tuple[str, ...] = ("bicycle", "bus", "car", "motorcycle", "pedestrian", "trailer", "truck")
 
 Submission = dict[str, Any]
+# [m] ground-plane distance from the ego beyond which a box is dropped as a fault: 10 x the devkit's largest class
+# range (50 m), far beyond what any sensor of the rig sees. One such box (a stray 1e10 m) used to wreck a scene.
+MAX_BOX_RANGE = 500.0
 
 
 def _fields(task: str) -> tuple[str, str]:
@@ -186,3 +193,41 @@ def write_submission(
     clean = to_jsonable(data)  # NaN / inf -> null, numpy -> Python
     validate_submission(clean, task, path, sample_tokens, class_names)
     return write_json(path, clean, indent=None)
+
+
+def drop_far_boxes(
+    data: Submission,
+    ego_xy: Mapping[str, Sequence[float]],
+    source: str | Path = "submission",
+    max_range: float = MAX_BOX_RANGE,
+) -> Submission:
+    """A validated submission without the boxes farther than `max_range` [m] from the ego (ground plane).
+
+    Args:
+        data: a validated submission (see `validate_submission`).
+        ego_xy: sample token -> ego position (x, y) [m], global frame, at that sample; samples not in it are kept.
+        source: file or label named in the warning.
+        max_range: [m] largest ego distance kept.
+    Returns:
+        A shallow copy with the far boxes removed; when any is, one UserWarning for the whole submission names
+        the count and the first sample (in results order) that held one.
+    """
+    results: dict[str, list[dict[str, Any]]] = {}
+    num_dropped, first = 0, ""
+    for token, boxes in data["results"].items():
+        ego = ego_xy.get(token)
+        if ego is None:
+            results[token] = boxes
+            continue
+        kept = [b for b in boxes if math.hypot(b["translation"][0] - ego[0], b["translation"][1] - ego[1]) <= max_range]
+        if len(kept) < len(boxes):
+            num_dropped += len(boxes) - len(kept)
+            first = first or token
+        results[token] = kept
+    if num_dropped:
+        warnings.warn(
+            f"{source}: dropped {num_dropped} box(es) more than {max_range:g} m from the ego, first in sample "
+            f"{first}; check that the boxes are in the global frame",
+            stacklevel=2,
+        )
+    return {**data, "results": results}

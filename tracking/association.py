@@ -61,16 +61,22 @@ def negative_log_likelihood(
 def _quadratic_form(
     track_xy: np.ndarray, inv_var: np.ndarray, det_xy: np.ndarray, offset: np.ndarray | float
 ) -> np.ndarray:
-    """sum_k inv_var[t, k] (det[d, k] - track[t, k])^2 + offset[t], expanded into one [T, 5] x [5, D] product:
-    features (1/s, -2 t/s, sum t^2/s + offset) of the tracks against (d^2, d, 1) of the detections. Per-op
-    overhead, not arithmetic, is what costs at ~50 x 50, and this is the fewest ops. Coordinates are taken
-    relative to the first track, so global ones (~1e3 m) lose no precision."""
-    t = track_xy - track_xy[0]  # [T, 2]
-    d = det_xy - track_xy[0]  # [D, 2]
-    t_inv = t * inv_var
-    track_feat = np.concatenate([inv_var, -2.0 * t_inv, ((t_inv * t).sum(axis=1) + offset)[:, None]], axis=1)
-    det_feat = np.concatenate([d * d, d, np.ones((len(d), 1))], axis=1)
-    return track_feat @ det_feat.T
+    """sum_k inv_var[t, k] (det[d, k] - track[t, k])^2 + offset[t] [T, D], from the per-pair differences.
+
+    Each cost depends on its own track and detection only: an expansion into (d^2 - 2 t d + t^2) products,
+    relative to any reference point, cancels catastrophically once one box is far away (a stray detection at
+    1e10 m turned every other pair's cost into rounding noise). Differences first keep every pair exact to
+    rounding; a pair too far apart for float64 costs inf (never valid), without a warning."""
+    with np.errstate(over="ignore"):
+        dx = det_xy[:, 0] - track_xy[:, :1]  # [T, D]
+        dy = det_xy[:, 1] - track_xy[:, 1:]  # [T, D]
+        dx *= dx
+        dx *= inv_var[:, :1]
+        dy *= dy
+        dy *= inv_var[:, 1:]
+        dx += dy
+        dx += np.reshape(offset, (-1, 1))  # [T, 1] or a scalar
+    return dx
 
 
 def gate(cost: np.ndarray, track_label: np.ndarray, det_label: np.ndarray, threshold: float | np.ndarray) -> np.ndarray:

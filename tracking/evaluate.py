@@ -4,7 +4,8 @@ The protocol is a devkit config (default `tracking_nips_2019`: 2 m centre-distan
 thresholds, class ranges 40-50 m), restricted to the tracking classes that have ground truth in the
 evaluated scenes after the devkit's own filtering (range, boxes without lidar or radar points): a class
 without ground truth would score NaN or 0 and drag the mean. The restricted config is written into the
-result so that every number says which protocol made it.
+result so that every number says which protocol made it. The devkit scores exactly the scenes of the split as
+`drivestack.common.nuscenes` resolves it (a splits.json `val` wins over the devkit's own list; `devkit_split`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from nuscenes.eval.tracking.evaluate import TrackingEval
 from nuscenes.eval.tracking.utils import category_to_tracking_name
 
 from drivestack.common.artifacts import write_json
-from drivestack.common.nuscenes import scene_samples
+from drivestack.common.nuscenes import devkit_split, sample_ego_pose, scene_samples
 from drivestack.common.submission import write_submission
 
 # the headline metrics, in the order the devkit prints them
@@ -53,8 +54,7 @@ def classes_with_ground_truth(nusc: NuScenes, scenes: list[dict[str, Any]], base
     present = set()
     for scene in scenes:
         for sample in scene_samples(nusc, scene):
-            channel = "LIDAR_TOP" if "LIDAR_TOP" in sample["data"] else next(iter(sample["data"]))
-            ego = nusc.get("ego_pose", nusc.get("sample_data", sample["data"][channel])["ego_pose_token"])
+            ego = sample_ego_pose(nusc, sample)
             for token in sample["anns"]:
                 ann = nusc.get("sample_annotation", token)
                 name = category_to_tracking_name(ann["category_name"])
@@ -68,9 +68,20 @@ def classes_with_ground_truth(nusc: NuScenes, scenes: list[dict[str, Any]], base
     return sorted(present)
 
 
+def tracking_config(name: str) -> TrackingConfig:
+    """The devkit's tracking config `name` (e.g. tracking_nips_2019); ValueError listing the known ones."""
+    import nuscenes.eval.tracking
+
+    folder = Path(nuscenes.eval.tracking.__file__).parent / "configs"  # where config_factory looks
+    known = sorted(p.stem for p in folder.glob("tracking_*.json"))
+    if name not in known:
+        raise ValueError(f"unknown tracking eval config {name!r}; nuscenes-devkit has {', '.join(known)}")
+    return config_factory(name)
+
+
 def restricted_config(classes: list[str], base_name: str = "tracking_nips_2019") -> TrackingConfig:
     """The devkit config `base_name` restricted to `classes` (its other settings unchanged)."""
-    base = config_factory(base_name).serialize()
+    base = tracking_config(base_name).serialize()
     unknown = sorted(set(classes) - set(base["tracking_names"]))
     if unknown or not classes:
         raise ValueError(f"classes {unknown or classes} are not tracking classes of {base_name}")
@@ -91,7 +102,7 @@ def evaluate_submission(
     """Score a tracking submission with the devkit on `split`; writes the devkit's metrics_summary.json and
     metrics_details.json under `out_dir` and returns the summary plus the config used ("eval_config")."""
     out_dir = Path(out_dir)
-    classes = classes_with_ground_truth(nusc, scenes, config_factory(base_config))
+    classes = classes_with_ground_truth(nusc, scenes, tracking_config(base_config))
     if not classes:
         raise ValueError(f"split {split!r}: no ground-truth box of a tracking class within range; nothing to score")
     config = restricted_config(classes, base_config)
@@ -104,7 +115,8 @@ def evaluate_submission(
     )
     log = io.StringIO()
     try:
-        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):  # the devkit prints tables and bars
+        # the devkit prints tables and bars; devkit_split: it scores exactly our scenes of `split` (splits.json wins)
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log), devkit_split(nusc, split):
             evaluator = TrackingEval(config, str(path), split, str(out_dir), nusc.version, nusc.dataroot, verbose=False)
             summary = evaluator.main(render_curves=False)
     except AssertionError as err:  # the devkit reports bad input (e.g. a split of another version) by assert

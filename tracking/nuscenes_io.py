@@ -17,8 +17,8 @@ import numpy as np
 from nuscenes import NuScenes
 
 from drivestack.common.geometry import quaternion_to_yaw, yaw_to_quaternion
-from drivestack.common.nuscenes import sample_time, scene_samples
-from drivestack.common.submission import read_submission
+from drivestack.common.nuscenes import sample_ego_pose, sample_time, scene_samples
+from drivestack.common.submission import drop_far_boxes, read_submission
 from drivestack.tracking.data_classes import (
     NAME_TO_LABEL,
     TRACKING_NAMES,
@@ -42,10 +42,12 @@ class SceneFrames:
 def read_detection_submission(path: Path, nusc: NuScenes, scenes: list[dict[str, Any]]) -> list[SceneFrames]:
     """Detections per scene from a nuScenes detection submission (JSON: {"meta": ..., "results": {sample_token:
     [box, ...]}}), in the global frame. Classes the tracking benchmark does not track (barrier, traffic cone,
-    construction vehicle) are skipped; samples of the split without an entry are empty frames."""
+    construction vehicle) are skipped; samples of the split without an entry are empty frames; boxes more than
+    500 m from the ego are dropped with one warning (`drivestack.common.submission.drop_far_boxes`)."""
     samples = {scene["token"]: scene_samples(nusc, scene) for scene in scenes}
-    tokens = [s["token"] for scene_list in samples.values() for s in scene_list]
-    results = read_submission(path, "detection", sample_tokens=tokens)["results"]
+    ego_xy = {s["token"]: sample_ego_pose(nusc, s)["translation"][:2] for ss in samples.values() for s in ss}
+    submission = read_submission(path, "detection", sample_tokens=list(ego_xy))
+    results = drop_far_boxes(submission, ego_xy, path)["results"]  # a stray box far away is a fault, not a track
     out = []
     for scene in scenes:
         frames = [_parse_sample(Path(path), s, results.get(s["token"], [])) for s in samples[scene["token"]]]

@@ -17,7 +17,7 @@ from nuscenes import NuScenes
 from nuscenes.eval.tracking.utils import category_to_tracking_name
 
 from drivestack.common.geometry import quaternion_to_yaw, wrap_angle
-from drivestack.common.nuscenes import sample_time, scene_samples
+from drivestack.common.nuscenes import sample_ego_pose, sample_time, scene_samples
 from drivestack.tracking.data_classes import NAME_TO_LABEL, FrameDetections, FrameTracks
 from drivestack.tracking.nuscenes_io import SceneFrames
 
@@ -95,9 +95,7 @@ def ground_truth_frames(nusc: NuScenes, scene: dict[str, Any], skip_empty: bool 
 
 
 def _ego_xy(nusc: NuScenes, sample: dict[str, Any]) -> np.ndarray:
-    channel = "LIDAR_TOP" if "LIDAR_TOP" in sample["data"] else next(iter(sample["data"]))
-    pose = nusc.get("ego_pose", nusc.get("sample_data", sample["data"][channel])["ego_pose_token"])
-    return np.array(pose["translation"][:2], dtype=np.float64)
+    return np.array(sample_ego_pose(nusc, sample)["translation"][:2], dtype=np.float64)
 
 
 def corrupt(gt: FrameTracks, ego_xy: np.ndarray, cfg: OracleConfig, rng: np.random.Generator) -> FrameDetections:

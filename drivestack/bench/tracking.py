@@ -24,12 +24,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from drivestack.common.artifacts import check_out_dir
 from drivestack.common.nuscenes import open_nuscenes, split_scenes
 from drivestack.common.submission import write_submission
 from drivestack.report import format_number, make_run_dir, markdown_table, save_figure, write_json, write_text
 from drivestack.tracking.baseline import NearestNeighbourConfig, NearestNeighbourTracker
 from drivestack.tracking.data_classes import FrameDetections, FrameTracks
-from drivestack.tracking.evaluate import evaluate_submission, load_details, summary_row
+from drivestack.tracking.evaluate import evaluate_submission, load_details, summary_row, tracking_config
 from drivestack.tracking.nuscenes_io import SceneFrames, read_detection_submission, tracks_to_submission
 from drivestack.tracking.oracle import OracleConfig, ground_truth_frames, oracle_detections
 from drivestack.tracking.tracker import Tracker, TrackerConfig
@@ -232,9 +233,10 @@ def run_bench(cfg: BenchTrackingConfig) -> dict[str, Any]:
         )
     if cfg.seeds < 1 or (cfg.seeds > 1 and cfg.detections != "oracle"):
         raise ValueError(f"seeds must be >= 1, and 1 unless --detections oracle (got {cfg.seeds})")
+    tracking_config(cfg.eval_config)  # an unknown protocol fails here, before any work
     source = "oracle" if cfg.detections == "oracle" else Path(cfg.detections).stem
     name = cfg.name or f"{Path(cfg.dataroot).resolve().name}_{cfg.split}_{source}"
-    out = make_run_dir(cfg.out or Path("runs/bench/tracking") / name)
+    out = check_out_dir(cfg.out or Path("runs/bench/tracking") / name)  # created once the inputs are read
     nusc = open_nuscenes(cfg.dataroot, cfg.version)
     scenes = split_scenes(nusc, cfg.split)
     runs = []  # one per oracle seed
@@ -244,6 +246,7 @@ def run_bench(cfg: BenchTrackingConfig) -> dict[str, Any]:
         else:
             detections = read_detection_submission(Path(cfg.detections), nusc, scenes)
         if k == 0:
+            make_run_dir(out)
             num_frames = sum(len(s.frames) for s in detections)
             print(
                 f"{name}: {len(scenes)} scenes, {num_frames} frames, "

@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,14 @@ from nuscenes_fixture import make_tiny_nuscenes
 
 from drivestack.common.nuscenes import (
     available_splits,
+    devkit_split,
     find_version,
     open_nuscenes,
     scene_samples,
     split_sample_tokens,
     split_scenes,
 )
-from drivestack.common.submission import read_submission, validate_submission, write_submission
+from drivestack.common.submission import drop_far_boxes, read_submission, validate_submission, write_submission
 
 
 def _copy(src: Path, dst: Path, version: str = "v1.0-trainval") -> Path:
@@ -103,6 +105,30 @@ def test_splits_json_wins_over_the_official_list(tmp_path: Path) -> None:
     assert available_splits(nusc) == ["val", "all"]
 
 
+def test_devkit_split_makes_the_devkit_see_our_split(tmp_path: Path) -> None:
+    # splits.json redefines the official val: inside the block the devkit's lookups answer with our scenes
+    from nuscenes.eval.common import loaders
+    from nuscenes.utils import splits as devkit_splits
+
+    names = ("scene-0003", "scene-0012")  # both in the official val list
+    root = make_tiny_nuscenes(tmp_path / "ds", names, {"val": ["scene-0012"], "first": ["scene-0003"]})
+    nusc = open_nuscenes(root)
+    official = devkit_splits.create_splits_scenes()
+    with devkit_split(nusc, "val") as scenes:
+        assert scenes == ["scene-0012"]
+        assert loaders.create_splits_scenes()["val"] == ["scene-0012"]
+        assert devkit_splits.get_scenes_of_split("val", nusc) == ["scene-0012"]
+        assert loaders.create_splits_scenes()["train"] == official["train"]  # other names unchanged
+    with devkit_split(nusc, "all"):  # not a devkit split at all: served through its custom-split path
+        assert devkit_splits.get_scenes_of_split("all", nusc) == list(names)
+        assert devkit_splits.get_scenes_of_split("first", nusc) == ["scene-0003"]
+    assert loaders.create_splits_scenes()["val"] == official["val"]  # restored
+    assert devkit_splits.get_scenes_of_split("val", nusc) == official["val"]
+    with pytest.raises(ValueError, match="unknown split 'nosuch'"):
+        with devkit_split(nusc, "nosuch"):
+            pass
+
+
 def test_split_errors_list_the_valid_splits(tmp_path: Path) -> None:
     root = make_tiny_nuscenes(tmp_path / "ds", splits={"tiny": ["scene-tiny-a"], "empty": []})
     nusc = open_nuscenes(root)
@@ -152,7 +178,9 @@ def test_scenes_and_samples_come_in_time_order(tiny_nuscenes: Path, tmp_path: Pa
 
     root = _copy(tiny_nuscenes, tmp_path / "no-timestamp")
     _rewrite(root / "v1.0-trainval" / "sample.json", _drop_timestamp)
-    with pytest.raises(ValueError, match="sample table: record scene-0-s3 has no 'timestamp'") as err:
+    # caught on opening, naming the file and the record
+    message = r"sample\.json is malformed: record 3 \(token 'scene-0-s3'\) lacks field 'timestamp'"
+    with pytest.raises(ValueError, match=message) as err:
         split_sample_tokens(open_nuscenes(root), "tiny")
     _one_line(err)
 
@@ -277,6 +305,24 @@ def test_submission_level_errors(tiny_tokens: list[str], tiny_nuscenes: Path, tm
         read_submission(tmp_path / "absent.json", "detection")
     with pytest.raises(ValueError, match="submission task 'segmentation' is unknown"):
         validate_submission(sub, "segmentation")
+
+
+def test_far_boxes_are_dropped_with_one_warning(tiny_tokens: list[str]) -> None:
+    sub = validate_submission(_submission(tiny_tokens, "detection"), "detection")
+    ego = {t: (100.0, 0.0) for t in tiny_tokens}
+    far = copy.deepcopy(sub)
+    for token in tiny_tokens[1:3]:
+        for x in (1e10, 1e150):
+            far["results"][token].append({**far["results"][token][0], "translation": [x, x, 0.5]})
+    with pytest.warns(UserWarning) as record:
+        out = drop_far_boxes(far, ego, "sub.json")
+    assert len(record) == 1  # one line per file, not one per box
+    message = str(record[0].message)
+    assert "sub.json: dropped 4 box(es) more than 500 m from the ego" in message and tiny_tokens[1] in message
+    assert out["results"] == sub["results"]  # exactly the near boxes are left
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert drop_far_boxes(sub, ego)["results"] == sub["results"]  # nothing far: no warning, nothing dropped
 
 
 # ------------------------------------------------------------------------------------------------ real scene

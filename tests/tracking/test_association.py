@@ -86,3 +86,41 @@ def test_empty_and_one_to_one_cases() -> None:
     cost = np.array([[0.5, 9.0, 9.0], [9.0, 9.0, 0.2]])
     rows, cols = match(cost, cost < 1.0, 1.0)  # every track has one candidate: the fast path
     assert sorted(zip(rows.tolist(), cols.tolist())) == [(0, 0), (1, 2)]
+
+
+@pytest.mark.parametrize("far", [1e10, 1e20, 1e150, 1e200])
+@pytest.mark.parametrize("where", ["track", "detection"])
+def test_a_far_box_changes_no_other_pair(far: float, where: str) -> None:
+    # a stray box far away (first row or column: the old expansion was taken relative to the first track) must
+    # leave the costs of every other pair, and so their assignment, exactly as without it
+    rng = np.random.default_rng(1)
+    trk = rng.normal(1800.0, 30.0, (6, 2))
+    det = trk[[2, 0, 5, 1]] + rng.normal(0.0, 0.3, (4, 2))
+    var = rng.uniform(0.3, 4.0, (6, 2))
+    noise = np.array([0.25, 0.25])
+    far_xy, far_var = np.array([[far, far]]), np.array([[0.5, 0.5]])
+    if where == "track":
+        trk_f, var_f, det_f = np.vstack([far_xy, trk]), np.vstack([far_var, var]), det
+        keep = (slice(1, None), slice(None))
+    else:
+        trk_f, var_f, det_f, keep = trk, var, np.vstack([far_xy, det]), (slice(None), slice(1, None))
+    labels_t, labels_d = np.zeros(len(trk_f), int), np.zeros(len(det_f), int)
+    for cost_fn in (
+        lambda t, v, d: mahalanobis_distance(t, v, d),
+        lambda t, v, d: negative_log_likelihood(t, v, d, noise, 5.0),
+        lambda t, v, d: center_distance(t, d),
+    ):
+        clean = cost_fn(trk, var, det)
+        with np.errstate(all="raise"):  # no overflow or invalid warning either
+            cost = cost_fn(trk_f, var_f, det_f)
+        np.testing.assert_array_equal(cost[keep], clean)
+        far_cost = cost[0] if where == "track" else cost[:, 0]
+        assert (far_cost > 1e6).all()  # the far box is never a candidate (inf where float64 overflows)
+        for matcher in Matcher:
+            valid = gate(cost, labels_t, labels_d, 13.8)
+            rows, cols = match(cost, valid, 13.8, matcher)
+            ref_rows, ref_cols = match(clean, gate(clean, labels_t[:6], labels_d[:4], 13.8), 13.8, matcher)
+            shift_r, shift_c = (1, 0) if where == "track" else (0, 1)
+            assert sorted(zip(rows.tolist(), cols.tolist())) == sorted(
+                zip((ref_rows + shift_r).tolist(), (ref_cols + shift_c).tolist())
+            )

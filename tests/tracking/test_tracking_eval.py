@@ -77,3 +77,20 @@ def test_config_restriction(scene) -> None:
     from nuscenes.eval.common.config import config_factory
 
     assert classes_with_ground_truth(nusc, scenes, config_factory("tracking_nips_2019")) == ["car", "pedestrian"]
+
+
+def test_the_devkit_scores_exactly_our_split(tmp_path: Path) -> None:
+    # splits.json redefines val as scene-0001 (an official *train* scene); the official val holds scene-0003, also
+    # in the dataset. The devkit must score our val (before: it took its own list and refused the submission).
+    from nuscenes_fixture import make_tiny_nuscenes
+
+    root = make_tiny_nuscenes(tmp_path / "ds", ("scene-0001", "scene-0003"), {"val": ["scene-0001"]})
+    nusc = open_nuscenes(root)
+    for split in ("val", "all"):  # "all" is not a devkit split at all
+        scenes = split_scenes(nusc, split)
+        gt = [ground_truth_frames(nusc, s) for s in scenes]
+        m = evaluate_submission(tracks_to_submission(gt), nusc, split, scenes, tmp_path / split)
+        assert m["amota"] == pytest.approx(1.0) and m["ids"] == 0
+        # ground truth scored, mean over the two classes: per scene 12 car boxes (the moving car leaves the range
+        # after 4 frames) and 8 pedestrian ones
+        assert m["gt"] == pytest.approx(10 * len(scenes)), split
