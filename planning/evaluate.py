@@ -1,11 +1,12 @@
 """Policy evaluation: run exactly N episodes of a policy on the batched simulator and score them.
 
-Every environment of the batch runs a fixed quota of episodes (the quotas add up to N, as
-stable-baselines3's `evaluate_policy` does), so short episodes (crashes) are not over-represented the
-way "the first N episodes to finish" would over-represent them. Each finished episode is read once from
-the `episode_*` entries of the step info and kept as one row of per-episode arrays; the summary metrics
-are the registered episode metrics of `planning.metrics` over those arrays. The policy acts on the
-ground-truth scene of every step (`scene_from_world`).
+The N episodes are episodes 0..N-1 of the seed (`sim.batched_env.BatchedDrivingEnv`: environment i runs
+episodes i, i + B, i + 2B, ...; each episode's traffic is a function of (seed, episode id) alone), so the
+result does not depend on how many environments step together, and short episodes (crashes) are not
+over-represented the way "the first N episodes to finish" would over-represent them. Each finished episode
+is read once from the `episode_*` entries of the step info and kept as one row of per-episode arrays,
+ordered by episode id; the summary metrics are the registered episode metrics of `planning.metrics` over
+those arrays. The policy acts on the ground-truth scene of every step (`scene_from_world`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from drivestack.common.checks import check_number
 from drivestack.planning.metrics import Episodes, compute_metrics
 from drivestack.planning.policy import Policy
 from drivestack.planning.scene import scene_from_world
-from drivestack.sim.batched_env import BatchedDrivingEnv
+from drivestack.sim.batched_env import MAX_NUM_ENVS, BatchedDrivingEnv
 from drivestack.sim.config import EnvConfig
 
 MAX_EVAL_ENVS = 512  # B of an evaluation unless num_envs says otherwise
@@ -79,11 +81,6 @@ class EvalResult(Episodes):
         return cls(policy=data["policy"], wall_time=float(data["summary"].get("wall_time", 0.0)), **arrays)
 
 
-def _quotas(episodes: int, num_envs: int) -> np.ndarray:
-    """Episodes each environment runs: as even as possible, adding up to `episodes`."""
-    return np.array([(episodes + i) // num_envs for i in range(num_envs)])
-
-
 @torch.no_grad()
 def evaluate(
     policy: Policy,
@@ -102,21 +99,20 @@ def evaluate(
         episodes: number of episodes to score (>= 1).
         device: torch device of the simulator.
         seed: seed of the environments' generator.
-        num_envs: B, environments stepped together (default min(episodes, 512)); each runs a fixed quota.
+        num_envs: B, environments stepped together (default 512; never more than `episodes`, at most
+            `MAX_NUM_ENVS`). The result is the same for every B (up to float rounding on CUDA).
         progress: show a tqdm progress bar over episodes.
     Returns:
-        EvalResult with one row per episode, ordered by environment index and then by time.
+        EvalResult with one row per episode, episodes 0..episodes-1 of the seed in order.
     """
-    if episodes < 1:
-        raise ValueError(f"episodes={episodes!r}; allowed: >= 1")
-    B = min(episodes, MAX_EVAL_ENVS) if num_envs is None else num_envs
-    if B < 1:
-        raise ValueError(f"num_envs={num_envs!r}; allowed: >= 1")
+    check_number("episodes", episodes, low=1, integer=True)
+    if num_envs is not None:
+        check_number("num_envs", num_envs, low=1, high=MAX_NUM_ENVS, integer=True)
+    B = min(episodes, MAX_EVAL_ENVS if num_envs is None else num_envs)  # more environments than episodes idle
     start = time.perf_counter()
     env = BatchedDrivingEnv(env_config, num_envs=B, device=device, seed=seed, autoreset=True)
-    env.reset()
-    quota = _quotas(episodes, B)
-    done_count = np.zeros(B, dtype=np.int64)
+    env.reset()  # environment i runs episodes i, i + B, ...: the first `episodes` ids are the ones scored
+    collected = 0
     keys = (
         "episode_return",
         "episode_length",
@@ -126,30 +122,29 @@ def evaluate(
         "episode_mean_abs_jerk",
         "crashed",
         "off_road",
+        "episode_id",
     )
     rows: dict[str, list[np.ndarray]] = {k: [] for k in keys}
-    env_of: list[np.ndarray] = []
     bar = tqdm(total=episodes, desc=f"eval {policy.name}", unit="ep", disable=not progress, leave=False)
-    # Every environment needs at least ceil(quota) episodes of at most max_policy_steps each.
-    max_steps = int(quota.max()) * env.config.max_policy_steps
+    # Environment i runs ceil((episodes - i) / B) scored episodes of at most max_policy_steps each.
+    max_steps = -(-episodes // B) * env.config.max_policy_steps
     for _ in range(max_steps):
-        if (done_count >= quota).all():
+        if collected >= episodes:
             break
         _, _, terminated, truncated, info = env.step(policy.act(scene_from_world(env.state, env.road)))
-        done = (terminated | truncated).cpu().numpy()
-        if not done.any():
+        done = terminated | truncated
+        if not bool(done.any()):
             continue
-        take = done & (done_count < quota)  # count each environment's episodes up to its quota
-        done_count += done
-        if take.any():
-            mask = torch.as_tensor(take, device=env.device)
+        take = done & (info["episode_id"] < episodes)  # episodes past the N-th are not scored
+        if bool(take.any()):
             for k in keys:
-                rows[k].append(info[k][mask].cpu().numpy())
-            env_of.append(np.nonzero(take)[0])
-            bar.update(int(take.sum()))
+                rows[k].append(info[k][take].cpu().numpy())
+            n = int(take.sum())
+            collected += n
+            bar.update(n)
     bar.close()
-    assert (done_count >= quota).all(), "every environment finishes within its step budget"
-    order = np.argsort(np.concatenate(env_of), kind="stable")  # by environment, then time
+    assert collected == episodes, "every episode finishes within its step budget"
+    order = np.argsort(np.concatenate(rows["episode_id"]), kind="stable")  # by episode id
     col = {k: np.concatenate(v)[order] for k, v in rows.items()}
     return EvalResult(
         policy=policy.name,

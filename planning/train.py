@@ -33,8 +33,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import CSVOutputFormat, Logger, TensorBoardOutputFormat
 from tqdm import tqdm
 
-from drivestack.common.artifacts import make_run_dir, to_jsonable, write_json
-from drivestack.common.host import using_threads
+from drivestack.common.artifacts import check_out_dir, make_run_dir, to_jsonable, write_json
+from drivestack.common.checks import check_number, require
+from drivestack.common.host import resolve_device, using_threads
 from drivestack.planning.checkpoint import (
     env_config_from_dict,
     env_config_to_dict,
@@ -46,7 +47,8 @@ from drivestack.planning.checkpoint import (
     save_checkpoint,
 )
 from drivestack.planning.metrics import Episodes, compute_metrics
-from drivestack.sim.config import EnvConfig
+from drivestack.sim.batched_env import MAX_NUM_ENVS
+from drivestack.sim.config import ENV_CONFIGS, EnvConfig
 from drivestack.sim.config import env_config as env_config_for
 from drivestack.sim.vector_env import SB3DrivingVecEnv
 
@@ -192,6 +194,58 @@ class TrainPolicyConfig:
     exploration_final_eps: float | None = None
     """DQN: final epsilon (None: 0.05)."""
 
+    def validate(self) -> TrainPolicyConfig:
+        """Check every option (one-line ValueError naming it) before anything is built or written; returns self.
+
+        NaN never passes; counts are integers; sizes and rates have the bounds SB3 and the simulator need.
+        """
+        Algo(self.algo)
+        if self.env not in ENV_CONFIGS:
+            raise ValueError(f"unknown env id {self.env!r}; allowed: {', '.join(ENV_CONFIGS)}")
+        resolve_device(self.device)
+        if self.run_dir is not None:
+            check_out_dir(self.run_dir, "--run-dir")
+        integers = (  # name, low, high (None: no bound)
+            ("num_envs", 1, MAX_NUM_ENVS),
+            ("total_timesteps", 1, None),
+            ("threads", 0, None),
+            ("seed", None, None),
+            ("eval_every", 0, None),
+            ("eval_episodes", 1, MAX_NUM_ENVS),
+            ("checkpoint_every", 0, None),
+            ("log_every", 1, None),
+            ("batch_size", 2 if Algo(self.algo) == Algo.PPO else 1, None),  # SB3's PPO needs 2 for advantages
+            ("n_steps", 1, None),
+            ("n_epochs", 1, None),
+            ("buffer_size", 1, None),
+            ("learning_starts", 0, None),
+            ("train_freq", 1, None),
+            ("target_update_interval", 1, None),
+        )
+        for name, low, high in integers:
+            if getattr(self, name) is not None:
+                check_number(name, getattr(self, name), low=low, high=high, integer=True)
+        if self.gradient_steps is not None:  # SB3: -1 means as many gradient steps as transitions collected
+            check_number("gradient_steps", self.gradient_steps, low=-1, integer=True)
+            require(self.gradient_steps != 0, "gradient_steps", ">= 1, or -1 (one per collected step)", 0)
+        floats = (  # name, low, low_open, high
+            ("max_minutes", 0.0, True, None),
+            ("learning_rate", 0.0, True, None),
+            ("gamma", 0.0, True, 1.0),
+            ("gae_lambda", 0.0, False, 1.0),
+            ("clip_range", 0.0, True, None),
+            ("ent_coef", 0.0, False, None),
+            ("exploration_fraction", 0.0, False, 1.0),
+            ("exploration_final_eps", 0.0, False, 1.0),
+        )
+        for name, low, low_open, high in floats:
+            if getattr(self, name) is not None:
+                check_number(name, getattr(self, name), low=low, low_open=low_open, high=high)
+        if self.net_arch is not None:
+            for width in self.net_arch:
+                check_number("net_arch", width, low=1, high=65_536, integer=True)
+        return self
+
 
 def env_name(env_id: str) -> str:
     return env_id.split("/")[-1]
@@ -216,8 +270,8 @@ def hyperparameters(cfg: TrainPolicyConfig) -> dict[str, Any]:
 
 def resolve(cfg: TrainPolicyConfig) -> TrainPolicyConfig:
     """Validate `cfg` and fill in every default (num_envs, total_timesteps, run_dir, the algorithm's settings)."""
+    cfg.validate()
     algo = Algo(cfg.algo)
-    env_config_for(cfg.env)
     hyper = hyperparameters(cfg)
     filled = {name: hyper[name] for name in HYPERPARAMETERS if name in hyper}
     run_dir = cfg.run_dir or Path("runs/train") / f"{algo.value}-{env_name(cfg.env)}-{cfg.seed}"
@@ -225,19 +279,6 @@ def resolve(cfg: TrainPolicyConfig) -> TrainPolicyConfig:
     total = TOTAL_TIMESTEPS[algo] if cfg.total_timesteps is None else cfg.total_timesteps
     cfg = dataclasses.replace(cfg, algo=algo, num_envs=num_envs, run_dir=Path(run_dir), total_timesteps=total, **filled)
     assert cfg.num_envs is not None and cfg.total_timesteps is not None
-    if cfg.max_minutes is not None and not cfg.max_minutes > 0:
-        raise ValueError(f"max_minutes={cfg.max_minutes}; allowed: > 0 (or leave it out for no limit)")
-    for name, low in (
-        ("num_envs", 1),
-        ("total_timesteps", 1),
-        ("eval_episodes", 1),
-        ("eval_every", 0),
-        ("threads", 0),
-        ("checkpoint_every", 0),
-        ("log_every", 1),
-    ):
-        if getattr(cfg, name) < low:
-            raise ValueError(f"{name}={getattr(cfg, name)}; allowed: >= {low}")
     if algo == Algo.PPO and hyper["batch_size"] > hyper["n_steps"] * cfg.num_envs:
         raise ValueError(
             f"batch_size={hyper['batch_size']} exceeds a rollout of n_steps x num_envs = "
@@ -528,6 +569,7 @@ def _write_config(
 
 def run_train(cfg: TrainPolicyConfig) -> dict[str, Any]:
     """Train (or resume) a policy as `cfg` says; returns a summary (run_dir, num_timesteps, SPS, final eval)."""
+    cfg.validate()  # every option, before anything is built or written
     with using_threads(cfg.threads):  # 0: torch's default; the previous count is restored after
         return _train(cfg)
 
@@ -557,7 +599,6 @@ def _train(cfg: TrainPolicyConfig) -> dict[str, Any]:
 
     # 2. environments and model (fresh, or the latest checkpoint with its optimizer, counters and replay)
     env = SB3DrivingVecEnv(num_envs=cfg.num_envs, config=env_config, device=cfg.device, seed=cfg.seed)
-    make_run_dir(run_dir, "--run-dir")
     run = TrainingRun(cfg, env_config, hyper)
     if resumed_from is not None:
         model, meta = load_checkpoint(
@@ -575,6 +616,7 @@ def _train(cfg: TrainPolicyConfig) -> dict[str, Any]:
         model.set_random_seed(cfg.seed + model.num_timesteps)
     else:
         model = build_model(cfg, env)
+    make_run_dir(run_dir, "--run-dir")  # only now: a rejected setting above leaves no empty run directory behind
     _write_config(cfg, env_config, hyper, resumed_from)
     model.set_logger(make_logger(run_dir / "tb"))
 

@@ -9,21 +9,26 @@ observation returned for them is the first of their next episode; the last one i
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import torch
 from gymnasium import spaces
 
+from drivestack.common.checks import check_number
 from drivestack.control import throttle_brake
 from drivestack.sim.action import apply_meta, continuous_controls, to_action_tensor
 from drivestack.sim.config import ActionType, EnvConfig
 from drivestack.sim.observation import observation_space, observe
+from drivestack.sim.randomness import EpisodeDraws
 from drivestack.sim.reward import reward_terms, total_reward
 from drivestack.sim.road import build_road
 from drivestack.sim.scenario import initial_state
 from drivestack.sim.state import WorldState
 from drivestack.sim.traffic import idm_step
-from drivestack.sim.world import advance, lqr_table, mobil_direction, sim_step
+from drivestack.sim.world import advance, lqr_table, mobil_directions, sim_step
+
+MAX_NUM_ENVS = 65_536  # the most environments one batch may hold: state and step temporaries grow with B
 
 
 def action_space(config: EnvConfig) -> spaces.Space:
@@ -36,11 +41,18 @@ def action_space(config: EnvConfig) -> spaces.Space:
 class BatchedDrivingEnv:
     """`num_envs` environments of one config on `device`, stepped together.
 
+    Episodes have ids: after construction, `reset(seed)` or `seed(seed)` and `reset()`, environment i runs
+    episode i, and each time it finishes it runs episode i + num_envs next (ids i, i + B, i + 2B, ...); a
+    `reset()` without a seed starts fresh ids after the highest one so far. An episode's initial traffic is
+    drawn by `sim.randomness.EpisodeDraws` from (seed, episode id) alone and its traffic decisions follow its
+    own clock, so episode k of a seed plays out the same at any batch size and in any environment slot.
+    `episode` holds the current ids, (B,) long; `info["episode_id"]` names the episodes that just ended.
+
     Args:
         config: environment config (validated here; a bad field raises ValueError naming it).
         num_envs: B, the number of environments.
         device: torch device ("cpu", "cuda", ...).
-        seed: seed of the environment's random generator (None: random).
+        seed: seed of the episodes' random draws (None: random).
         autoreset: reset finished environments inside `step` (True for training; the single-env
             gymnasium wrapper sets False).
         compile: fuse the simulation step with `torch.compile` (inductor): several times faster at large
@@ -57,8 +69,7 @@ class BatchedDrivingEnv:
         autoreset: bool = True,
         compile: bool = False,
     ) -> None:
-        if num_envs < 1:
-            raise ValueError(f"num_envs={num_envs!r}; allowed: >= 1")
+        check_number("num_envs", num_envs, low=1, high=MAX_NUM_ENVS, integer=True)
         self.config = (config or EnvConfig()).validate()
         self.num_envs = num_envs
         self.device = torch.device(device)
@@ -66,12 +77,16 @@ class BatchedDrivingEnv:
             raise ValueError("device='cuda' but no CUDA GPU is available; use device='cpu'")
         self.autoreset = autoreset
         self.road = build_road(self.config.road, self.device)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed if seed is not None else int(torch.seed() % (2**63)))
+        self._seed = int(seed) if seed is not None else int(torch.seed() % (2**63))
         self.single_observation_space = observation_space(self.config.observation)
         self.single_action_space = action_space(self.config)
-        self.state: WorldState = initial_state(self.config, self.road, num_envs, self.generator)
-        self._global_step = 0  # simulation steps since construction (sets the MOBIL decision ticks)
+        self.episode = torch.arange(num_envs, device=self.device)  # (B,) long: id of each environment's episode
+        self._unstarted = True  # `episode` holds ids 0..B-1 of the seed, not handed out yet: reset() starts them
+        self.state: WorldState = self._initial_state(self.episode)
+        # MOBIL may tick on substeps j with j % _mobil_stride == 0: episodes start at policy steps, so their clocks
+        # (sim_steps) are multiples of substeps there, and ticks fall every `every` steps of each clock.
+        every = max(1, int(round(self.config.traffic.lane_change_interval * self.config.sim_frequency)))
+        self._mobil_stride = math.gcd(self.config.substeps, every)
         self._episode_return = torch.zeros(num_envs, device=self.device)
         self._lqr = lqr_table(self.config, self.device)
         self._idm_fn, self._advance_fn = idm_step, advance
@@ -82,15 +97,22 @@ class BatchedDrivingEnv:
             self._advance_fn = torch.compile(advance, dynamic=False)
 
     def seed(self, seed: int) -> None:
-        """Reseed the random generator (takes effect at the next reset)."""
-        self.generator.manual_seed(int(seed))
+        """Reseed the episodes' draws; the next reset starts episodes 0..B-1 of `seed`."""
+        self._seed = int(seed)
+        self._unstarted = True
+
+    def _initial_state(self, episodes: torch.Tensor) -> WorldState:
+        return initial_state(self.config, self.road, self.num_envs, EpisodeDraws(self._seed, episodes))
 
     def reset(self, seed: int | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Start new episodes in all environments. Returns (observation (B, ...), info)."""
+        """Start new episodes in all environments: ids 0..B-1 after a seed (given here or by `seed`), else the
+        B ids after the highest so far. Returns (observation (B, ...), info)."""
         if seed is not None:
             self.seed(seed)
-        self.state = initial_state(self.config, self.road, self.num_envs, self.generator)
-        self._global_step = 0
+        first = 0 if self._unstarted else int(self.episode.max()) + 1
+        self.episode = first + torch.arange(self.num_envs, device=self.device)
+        self._unstarted = False
+        self.state = self._initial_state(self.episode)
         self._episode_return.zero_()
         return observe(self.state, self.road, self.config.observation), {}
 
@@ -105,7 +127,7 @@ class BatchedDrivingEnv:
             `speed` [m/s], `lane`, `throttle` and `brake` in [0, 1] (the ego's last acceleration split over
             its limits); and where an episode ended: `final_observation` (B, ...),
             `episode_return`, `episode_length` (policy steps), `episode_distance` [m], `episode_time` [s],
-            `episode_lane_changes`, `episode_mean_abs_jerk` [m/s^3] (valid where `done`).
+            `episode_lane_changes`, `episode_mean_abs_jerk` [m/s^3], `episode_id` (long) (valid where `done`).
         """
         cfg = self.config
         a = to_action_tensor(action, self.num_envs, cfg.action, self.device)
@@ -117,21 +139,23 @@ class BatchedDrivingEnv:
             steer, accel = continuous_controls(a, cfg.action)
             invalid = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         lane_changed = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
-        for _ in range(cfg.substeps):  # a loop over time, not over environments
+        self._unstarted = False
+        for j in range(cfg.substeps):  # a loop over time, not over environments
             lane_before = state.vehicles.lane[:, 0]
+            # each environment's MOBIL decision from its own episode clock (0 off its ticks)
+            mobil = mobil_directions(state.sim_steps, cfg) if j % self._mobil_stride == 0 else 0
             state = sim_step(
                 state,
                 self.road,
                 cfg,
                 steer,
                 accel,
-                mobil_direction(self._global_step, cfg),
+                mobil,
                 lqr=self._lqr,
                 idm_fn=self._idm_fn,
                 advance_fn=self._advance_fn,
             )
             lane_changed |= state.vehicles.lane[:, 0] != lane_before
-            self._global_step += 1
         state = state.replace(policy_steps=state.policy_steps + 1)
 
         terms = reward_terms(state, lane_changed, self.road, cfg.reward)
@@ -160,7 +184,9 @@ class BatchedDrivingEnv:
             info["episode_time"] = state.time.clone()
             info["episode_lane_changes"] = state.lane_changes.clone()
             info["episode_mean_abs_jerk"] = state.jerk_sum / state.sim_steps.clamp_min(1)
-            fresh = initial_state(cfg, self.road, self.num_envs, self.generator)
+            info["episode_id"] = self.episode.clone()
+            self.episode = torch.where(done, self.episode + self.num_envs, self.episode)  # slot i: i, i + B, ...
+            fresh = self._initial_state(self.episode)
             state = state.select(done, fresh)
             obs = observe(state, self.road, cfg.observation)
             self._episode_return = torch.where(done, 0.0, self._episode_return)

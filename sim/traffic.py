@@ -140,10 +140,13 @@ def mobil_targets(
     index: LaneIndex,
     acc_sorted: torch.Tensor,
     acc: torch.Tensor,
-    direction: int,
+    direction: int | torch.Tensor,
     p: TrafficConfig,
 ) -> torch.Tensor:
     """Target lanes after one MOBIL decision towards `direction` (+1 left, -1 right) for traffic.
+
+    `direction` is one int for every environment or a (B,) long tensor, one per environment (0: no decision
+    there), so each environment keeps the decision schedule of its own episode.
 
     A vehicle changes when the target lane exists and may be entered here, both new gaps are open,
     the new follower would brake no harder than `mobil_max_braking`, and its own acceleration gain
@@ -153,8 +156,16 @@ def mobil_targets(
     B, N = veh.shape
     dev = veh.s.device
     E = index.keys.shape[1]
+    if isinstance(direction, torch.Tensor):  # (B,) per environment -> (B, 1)
+        direction = direction.to(device=dev, dtype=torch.long)[:, None]
+        allowed = torch.where(
+            direction > 0, road.change_allowed(veh.lane, veh.s, 1), road.change_allowed(veh.lane, veh.s, -1)
+        )
+        allowed &= direction != 0
+    else:
+        allowed = road.change_allowed(veh.lane, veh.s, direction)
     target = (veh.lane + direction).clamp(0, road.num_lanes - 1)
-    ok = veh.active & (veh.target_lane == veh.lane) & road.change_allowed(veh.lane, veh.s, direction)
+    ok = veh.active & (veh.target_lane == veh.lane) & allowed
     ok[:, 0] = False
     _, _, _, exists = road.lane_frame(target, veh.s)
     ok &= exists & (target != veh.lane)
@@ -205,7 +216,10 @@ def mobil_targets(
     a_of_new = idm_acceleration(v_of, _gather(veh.desired_speed, of), gap_of, v_of - _gather(veh.speed, old_lead), p)
     old_follower_change = torch.where(has_of, a_of_new - acc_sorted.gather(1, of_pos), 0.0)
 
-    bias = p.mobil_keep_right if direction < 0 else -p.mobil_keep_right
+    if isinstance(direction, torch.Tensor):
+        bias = torch.where(direction < 0, p.mobil_keep_right, -p.mobil_keep_right)
+    else:
+        bias = p.mobil_keep_right if direction < 0 else -p.mobil_keep_right
     incentive = a_new - acc + p.mobil_politeness * (follower_change + old_follower_change) + bias
     change = ok & safe & (incentive > p.mobil_threshold)
     return torch.where(change, target, veh.target_lane)

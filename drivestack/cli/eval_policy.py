@@ -15,13 +15,15 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from drivestack.common.host import using_threads
+from drivestack.common.artifacts import check_out_dir
+from drivestack.common.checks import check_number
+from drivestack.common.host import resolve_device, using_threads
 from drivestack.planning.evaluate import EvalResult, evaluate
 from drivestack.planning.policy import BASELINES, Policy, make_policy
 from drivestack.planning.scene import scene_from_world
 from drivestack.report import make_run_dir, save_figure, write_json
 from drivestack.sim.action import MetaAction
-from drivestack.sim.batched_env import BatchedDrivingEnv
+from drivestack.sim.batched_env import MAX_NUM_ENVS, BatchedDrivingEnv
 from drivestack.sim.config import ENV_CONFIGS, EnvConfig, env_config
 from drivestack.sim.video import write_mp4
 
@@ -35,6 +37,7 @@ PLOTTED = (
     ("mean_abs_jerk", "mean |jerk| [m/s^3]", 1.0),
     ("return_mean", "episode return", 1.0),
 )
+MAX_DURATION = 3600.0  # [s] longest episode an evaluation may ask for (an hour of driving)
 
 
 @dataclass(frozen=True)
@@ -59,9 +62,42 @@ class EvalPolicyConfig:
     videos: int = 2
     """Episodes recorded as MP4 per policy (0: none)."""
     num_envs: int | None = None
-    """Environments stepped together (default: min(episodes, 512))."""
+    """Environments stepped together (default 512; never more than --episodes, at most 65,536). The figures do
+    not depend on it: episode k of a seed plays out the same in any batch."""
     duration: float | None = None
-    """[s] episode length override (default: the environment's own, 40 s highway, 30 s merge)."""
+    """[s] episode length override (default: the environment's own, 40 s highway, 30 s merge; at most 3600)."""
+
+    def validate(self) -> EnvConfig:
+        """Check every option before any work (one-line ValueError naming the option); returns the env config."""
+        if not self.policies:
+            raise ValueError(
+                f"no policies given; pass --policies with run directories, checkpoints or {', '.join(BASELINES)}"
+            )
+        check_number("episodes", self.episodes, low=1, integer=True)
+        check_number("videos", self.videos, low=0, integer=True)
+        check_number("threads", self.threads, low=0, integer=True)
+        check_number("seed", self.seed, integer=True)
+        if self.num_envs is not None:
+            check_number("num_envs", self.num_envs, low=1, high=MAX_NUM_ENVS, integer=True)
+        if self.env not in ENV_CONFIGS:
+            raise ValueError(f"unknown env id {self.env!r}; allowed: {', '.join(ENV_CONFIGS)}")
+        resolve_device(self.device)
+        _check_writable_dir(self.out)
+        config = env_config(self.env)
+        if self.duration is not None:
+            check_number("duration", self.duration, low=0.0, low_open=True, high=MAX_DURATION)
+            config = replace(config, duration=self.duration)
+        return config.validate()
+
+
+def _check_writable_dir(path: Path, option: str = "--out") -> None:
+    """`path` can become an output directory: not a file, and its nearest existing ancestor is a directory."""
+    check_out_dir(path, option)
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(f"{option} {path}: {parent} is a file, not a directory; choose another {option}")
 
 
 def _labels(specs: tuple[str, ...]) -> list[str]:
@@ -181,33 +217,10 @@ def print_table(results: dict[str, EvalResult], title: str) -> None:
     Console(width=max(Console().width, 120)).print(table)
 
 
-def _check(cfg: EvalPolicyConfig) -> EnvConfig:
-    if not cfg.policies:
-        raise ValueError(
-            f"no policies given; pass --policies with run directories, checkpoints or {', '.join(BASELINES)}"
-        )
-    if cfg.episodes < 1:
-        raise ValueError(f"episodes={cfg.episodes}; allowed: >= 1")
-    if cfg.videos < 0:
-        raise ValueError(f"videos={cfg.videos}; allowed: >= 0")
-    if cfg.threads < 0:
-        raise ValueError(f"threads={cfg.threads}; allowed: >= 0 (0: torch's default)")
-    if cfg.num_envs is not None and cfg.num_envs < 1:
-        raise ValueError(f"num_envs={cfg.num_envs}; allowed: >= 1 (or leave it out)")
-    if cfg.env not in ENV_CONFIGS:
-        raise ValueError(f"unknown env id {cfg.env!r}; allowed: {', '.join(ENV_CONFIGS)}")
-    config = env_config(cfg.env)
-    if cfg.duration is not None:
-        if not cfg.duration > 0:
-            raise ValueError(f"duration={cfg.duration}; allowed: > 0 s")
-        config = replace(config, duration=cfg.duration)
-    return config.validate()
-
-
 def run_eval(cfg: EvalPolicyConfig) -> dict:
     """Evaluate every policy of `cfg`, print the table, write eval.json, eval.png and the MP4s; return the
     JSON content (with the written paths under "files")."""
-    config = _check(cfg)
+    config = cfg.validate()  # every option checked before any work
     with using_threads(cfg.threads):  # 0: torch's default; the previous count is restored after
         return _run(cfg, config)
 

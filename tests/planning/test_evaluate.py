@@ -4,18 +4,22 @@ counts, JSON round trip, and `drivestack eval policy` end to end with one-line e
 from __future__ import annotations
 
 import json
+from dataclasses import fields, replace
 from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
 import tyro
 from strict_json import load_strict_json, strict_json_tree
 
 from drivestack.cli.eval_policy import EvalPolicyConfig, run_eval
-from drivestack.planning.baselines import IdlePolicy, RandomPolicy
+from drivestack.planning.baselines import IdlePolicy, RandomPolicy, RulePolicy
 from drivestack.planning.evaluate import EvalResult, evaluate
+from drivestack.planning.metrics import Episodes
 from drivestack.planning.policy import make_policy
+from drivestack.sim.action import MetaAction
 from drivestack.sim.config import ActionConfig, RoadConfig, Scenario, TrafficConfig, env_config, highway_config
 
 
@@ -139,3 +143,24 @@ def test_bad_policy_and_options_are_one_line_errors(tmp_path: Path) -> None:
 def test_policies_option_takes_several_values() -> None:
     cfg = tyro.cli(EvalPolicyConfig, args=["--policies", "rule", "random", "runs/ppo", "--episodes", "8"])
     assert cfg.policies == ("rule", "random", "runs/ppo") and cfg.episodes == 8
+
+
+class _AlwaysFaster:
+    """Deterministic and crash-prone: episodes end at different steps, so environments reset mid-batch."""
+
+    name = "faster"
+
+    def act(self, scene) -> torch.Tensor:
+        return torch.full((scene.num_envs,), int(MetaAction.FASTER), device=scene.ego_speed.device)
+
+
+@pytest.mark.parametrize("policy", [_AlwaysFaster(), RulePolicy()], ids=["faster", "rule"])
+def test_result_does_not_depend_on_the_number_of_environments(policy) -> None:
+    """Episode k of a seed plays out the same at 1, 2, 3 and 64 environments (each slot resets at its own time)."""
+    config = replace(env_config("drivestack/Highway-v0"), duration=12.0)
+    results = [evaluate(policy, config, 7, seed=3, num_envs=b, progress=False) for b in (1, 2, 3, 64)]
+    if isinstance(policy, _AlwaysFaster):
+        assert results[0].crashed.any() and len(set(results[0].lengths)) > 1  # mid-batch resets happened
+    for result in results[1:]:
+        for f in fields(Episodes):
+            np.testing.assert_array_equal(getattr(result, f.name), getattr(results[0], f.name), err_msg=f.name)
