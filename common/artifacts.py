@@ -11,6 +11,11 @@ under its final name:
     write_json                  strict JSON (`to_jsonable`: NaN / inf -> null, numpy / torch / Path / enum /
                                 dataclass -> plain), written atomically; any strict parser reads it
     make_run_dir                an output directory, created if needed; a path that is a file is refused
+    check_out_file / _dir       an output path checked before the work: not a folder where a file goes (or a file
+                                where a folder goes), and a parent that can be created and written
+
+Final files and directories get the permissions a plain open() / mkdir() gives under the umask (0644 / 0755 under
+umask 022): temporaries are made with open() and mkdir(), never mkstemp / mkdtemp (0600 / 0700).
 
 Temporary names are `.<name>.tmp-<pid>-<random><suffix>`: unique per process and call, and recognisable, so a
 later write of the same directory can delete what a killed run left (`clean_stale`).
@@ -67,7 +72,8 @@ def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling of `path` to write to; on success it is renamed onto `path` (creates parents).
 
     On any exception (KeyboardInterrupt included) the temporary file is removed and an existing `path` is left
-    as it was.
+    as it was. Temporaries of `path` left by killed runs are deleted first (`clean_stale`); IsADirectoryError
+    (one line) when `path` is a folder.
 
     Args:
         path: the final file.
@@ -76,7 +82,10 @@ def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
         The temporary path, with `path`'s suffix (matplotlib, imageio and np.savez pick the format from it).
     """
     path = Path(path)
+    if path.is_dir():  # else os.replace fails naming the temporary file, not the path the user gave
+        raise IsADirectoryError(f"{path} is a folder, not a file; remove it or choose another path")
     path.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale(path)
     tmp = temp_sibling(path)
     try:
         yield tmp
@@ -182,11 +191,44 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def _check_creatable(path: Path, option: str) -> None:
+    """OSError (one line, naming `option`) unless `path` could be created: its nearest existing ancestor must be a
+    directory this process can write to."""
+    ancestor = path.absolute().parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise NotADirectoryError(f"{option} {path}: {ancestor} is a file, not a directory; choose another {option}")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"{option} {path}: {ancestor} is not writable; choose a folder you can write, or fix its permissions"
+        )
+
+
 def check_out_dir(path: str | Path, option: str = "--out") -> Path:
-    """`path` as a Path; NotADirectoryError (one line, naming `option`) if it exists and is not a directory."""
+    """`path` as a Path, checked before any work is done; nothing is created.
+
+    Raises (one line, naming `option`): NotADirectoryError if it exists and is not a directory, or if a parent
+    is a file; PermissionError if it does not exist and its nearest existing parent is not writable.
+    """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"{option} {path} is a file, not a directory; choose another {option}")
+    if not path.exists():
+        _check_creatable(path, option)
+    return path
+
+
+def check_out_file(path: str | Path, option: str = "--out") -> Path:
+    """`path` as a Path for a file a command writes at its end, checked before any work is done; nothing is created.
+
+    Raises (one line, naming `option`): IsADirectoryError if it is an existing directory; NotADirectoryError if a
+    parent is a file; PermissionError if the nearest existing parent is not writable.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{option} {path} is a folder, not a file; name a file, inside it or elsewhere")
+    _check_creatable(path, option)
     return path
 
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import partial
+
+from drivestack.common.checks import require
 
 
 class LateralController(str, Enum):
@@ -22,9 +25,7 @@ class LateralController(str, Enum):
     LQR = "lqr"  # speed-scheduled discrete LQR on the kinematic lateral-error dynamics
 
 
-def _require(ok: bool, name: str, allowed: str, value: object) -> None:
-    if not ok:
-        raise ValueError(f"invalid control config: {name}={value!r}; allowed: {allowed}")
+_require = partial(require, what="control config")  # "invalid control config: <field>=<value>; allowed: <range>"
 
 
 def _require_positive(config: object, prefix: str, names: tuple[str, ...], unit: str = "") -> None:

@@ -168,17 +168,36 @@ class _FrameImages(Dataset):
 def detect_frames(
     detector: Detector, frames: list[CameraFrame], batch_size: int = 16, num_workers: int = 0, progress: bool = True
 ) -> Detections:
-    """Run `detector` over every frame; returns (N, K) detections on the CPU, in frame order."""
+    """Run `detector` over every frame; returns (N, K) detections on the CPU, in frame order.
+
+    An image that is missing or cannot be decoded raises the original FileNotFoundError / ValueError naming its
+    file (one line), with DataLoader workers (`num_workers` > 0) as without.
+    """
     from tqdm import tqdm
 
+    dataset = _FrameImages(frames, detector.cfg.input_size)
     loader = DataLoader(
-        _FrameImages(frames, detector.cfg.input_size),
+        dataset,
         batch_size=batch_size,
         num_workers=num_workers,
         pin_memory=detector.device.type == "cuda",
     )
     parts = []
-    for images, k_in, cam2ego in tqdm(loader, desc="detecting", unit="batch", disable=not progress, dynamic_ncols=True):
+    batches = iter(tqdm(loader, desc="detecting", unit="batch", disable=not progress, dynamic_ncols=True))
+    while True:
+        try:
+            images, k_in, cam2ego = next(batches)
+        except StopIteration:
+            break
+        except (ValueError, OSError):
+            if num_workers == 0:
+                raise  # already the original error, naming the image file
+            # A worker's error arrives re-wrapped with the worker's traceback in its message; batches come in
+            # order, so read the failing batch's images here to raise the original (one line, with the path).
+            start = len(parts) * batch_size
+            for i in range(start, min(start + batch_size, len(frames))):
+                _ = dataset[i]
+            raise
         parts.append(detector(images, k_in, cam2ego).to("cpu"))
     return Detections(
         boxes=torch.cat([p.boxes for p in parts]),

@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import partial
 from typing import TYPE_CHECKING
 
+from drivestack.common.checks import check_number, require
 from drivestack.control.config import ControllerConfig
 
 if TYPE_CHECKING:
@@ -51,9 +53,7 @@ def is_truck(length: torch.Tensor) -> torch.Tensor:
     return length >= TRUCK_MIN_LENGTH
 
 
-def _require(ok: bool, name: str, allowed: str, value: object) -> None:
-    if not ok:
-        raise ValueError(f"invalid config: {name}={value!r}; allowed: {allowed}")
+_require = partial(require, what="config")  # "invalid config: <field>=<value>; allowed: <range>"
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class RoadConfig:
             self.scenario,
         )
         _require(1 <= self.num_lanes <= 8, "road.num_lanes", "1..8", self.num_lanes)
-        _require(self.length >= 200.0, "road.length", ">= 200 m", self.length)
+        check_number("road.length", self.length, low=200.0, what="config")  # [m] finite: a ring of inf m never closes
         _require(2.5 <= self.lane_width <= 6.0, "road.lane_width", "2.5..6.0 m", self.lane_width)
         _require(0.0 <= self.max_curvature <= 1.0 / 150.0, "road.max_curvature", "0..1/150 1/m", self.max_curvature)
         _require(
@@ -374,7 +374,7 @@ class EnvConfig:
             "a divisor of sim_frequency (sim_frequency / policy_frequency an integer)",
             self.policy_frequency,
         )
-        _require(self.duration > 0.0, "duration", "> 0 s", self.duration)
+        check_number("duration", self.duration, low=0.0, low_open=True, what="config")  # [s] finite, > 0
         _require(self.duration * self.policy_frequency >= 1.0, "duration", ">= one policy step", self.duration)
         lo, hi = self.ego_speed_range
         _require(

@@ -30,10 +30,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from drivestack.common.artifacts import atomic_dir, check_out_dir, write_json
+from drivestack.common.checks import check_number
+from drivestack.common.host import resolve_device
 from drivestack.sim.nuscenes_rollout import calibration, env_config, simulate
 from drivestack.sim.nuscenes_schema import (
     KEYFRAME_INTERVAL,
@@ -100,7 +101,7 @@ class DatasetConfig:
     overwrite: bool = False
     """Replace a non-empty output directory (only once the new dataset is complete)."""
     device: str = "cpu"
-    """torch device of the simulation and rendering."""
+    """torch device of the simulation and rendering: cpu, cuda, cuda:<index> or auto."""
 
     def validate(self) -> DatasetConfig:
         checks = [
@@ -140,6 +141,13 @@ class DatasetConfig:
         for ok, name, allowed, value in checks:
             if not ok:
                 raise ValueError(f"invalid dataset config: {name}={value!r}; allowed: {allowed}")
+        # NaN fails every comparison above; inf passes them and then never ends a scene or a ring
+        what = "dataset config"
+        check_number("seconds", self.seconds, low=1.0, what=what)
+        check_number("vehicles_per_km", self.vehicles_per_km, low=0.0, low_open=True, what=what)
+        if self.road_length is not None:
+            check_number("road_length", self.road_length, low=0.0, low_open=True, what=what)
+        resolve_device(self.device)  # an unknown name, or CUDA where there is none
         return self
 
     @property
@@ -224,7 +232,7 @@ def export_dataset(cfg: DatasetConfig, progress: bool = True) -> ExportSummary:
     env = env_config(cfg)
     num_train = cfg.scenes - cfg.num_val
     train_names, val_names = scene_names(num_train, cfg.num_val)
-    road = build_road(env.road, torch.device(cfg.device))
+    road = build_road(env.road, resolve_device(cfg.device))  # "auto": CUDA when present
     offset = global_offset(road)
     B, K = cfg.scenes, cfg.num_keyframes
 

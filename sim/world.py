@@ -36,6 +36,17 @@ def mobil_direction(global_step: int, config: EnvConfig) -> int:
     return 1 if (global_step // every) % 2 == 0 else -1
 
 
+def mobil_directions(sim_steps: torch.Tensor, config: EnvConfig) -> torch.Tensor:
+    """`mobil_direction` of each environment's own episode clock: (B,) long from its `sim_steps` (B,).
+
+    An episode's traffic then makes the same decisions whenever it started (an environment that reset
+    mid-batch is not out of phase with one that started with the batch).
+    """
+    every = max(1, int(round(config.traffic.lane_change_interval * config.sim_frequency)))
+    left = (sim_steps // every) % 2 == 0
+    return torch.where(sim_steps % every == 0, torch.where(left, 1, -1), 0)
+
+
 def advance(
     state: WorldState,
     accel: torch.Tensor,
@@ -93,7 +104,7 @@ def sim_step(
     config: EnvConfig,
     ego_steer: torch.Tensor | None = None,
     ego_accel: torch.Tensor | None = None,
-    mobil: int = 0,
+    mobil: int | torch.Tensor = 0,
     *,
     lqr: LQRTable | None = None,
     idm_fn=idm_step,
@@ -107,7 +118,8 @@ def sim_step(
         config: environment config.
         ego_steer: [rad] (B,) ego steering command; None: follow the ego's target lane.
         ego_accel: [m/s^2] (B,) ego acceleration command; None: track the ego's speed set-point.
-        mobil: MOBIL decision direction of this step (see `mobil_direction`).
+        mobil: MOBIL decision direction of this step (see `mobil_direction`), or (B,) long, one per
+            environment (see `mobil_directions`; 0 where it makes none).
         lqr: gain table of the LQR lateral controller (built by `lqr_table(config)` when None).
         idm_fn, advance_fn: the two phases, replaceable by their `torch.compile`d versions (MOBIL
             stays eager: it runs on decision ticks only, and keeping it out avoids one graph per direction).
@@ -116,7 +128,7 @@ def sim_step(
     """
     veh = state.vehicles
     accel, index, acc_sorted = idm_fn(veh, road, config.traffic)
-    if mobil != 0:
+    if isinstance(mobil, torch.Tensor) or mobil != 0:
         target = mobil_targets(veh, road, index, acc_sorted, accel, mobil, config.traffic)
         state = state.replace(vehicles=start_lane_changes(veh, target, road, config))
     if lqr is None:

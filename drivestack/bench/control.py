@@ -25,6 +25,7 @@ from drivestack.bench.highway_env import (
     lane_change_trace,
     stop_and_go_trace,
 )
+from drivestack.common.artifacts import check_out_dir
 from drivestack.control import LateralController
 from drivestack.report import format_number, make_run_dir, markdown_table, save_figure, write_json, write_text
 from drivestack.sim.action import MetaAction
@@ -258,6 +259,7 @@ def run_bench(cfg: BenchControlConfig) -> dict:
     """Run every scenario for every controller (and highway-env), print and write the table and plots."""
     if not cfg.controllers:
         raise ValueError("controllers: give at least one of " + ", ".join(c.value for c in LateralController))
+    check_out_dir(cfg.out)  # before the runs: a file there, or a parent that cannot be made
     use_ref = cfg.reference and highway_env_available()
     if cfg.reference and not use_ref:
         print("highway-env is not installed (pip install -e '.[dev]'): no reference rows")

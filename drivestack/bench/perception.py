@@ -19,6 +19,7 @@ from typing import Any  # noqa: E402
 
 import torch  # noqa: E402
 
+from drivestack.common.artifacts import check_out_dir  # noqa: E402
 from drivestack.common.host import host_info, resolve_device, set_threads  # noqa: E402
 from drivestack.common.nuscenes import open_nuscenes  # noqa: E402
 from drivestack.perception.checkpoint import check_compatible, load_checkpoint, model_from_checkpoint  # noqa: E402
@@ -169,11 +170,7 @@ def summary_markdown(metrics: dict[str, Any]) -> str:
 
 def run_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
     """Detect, score and time; returns the metrics dict also written to metrics.json."""
-    if cfg.dataroot is None:
-        from drivestack.sim.nuscenes_export import default_dataset
-
-        cfg = replace(cfg, dataroot=default_dataset(progress=cfg.progress))
-    assert cfg.dataroot is not None
+    # Options first: a mistake is one line before the embedded dataset is generated or anything is read.
     for name in ("batch_size", "speed_batch", "speed_iters", "threads"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name}={getattr(cfg, name)}; allowed: >= 1")
@@ -182,6 +179,13 @@ def run_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
     if cfg.num_workers < 0:
         raise ValueError(f"num_workers={cfg.num_workers}; allowed: >= 0")
     device = str(resolve_device(cfg.device))  # "auto": CUDA when present
+    if cfg.out is not None:
+        check_out_dir(cfg.out)
+    if cfg.dataroot is None:
+        from drivestack.sim.nuscenes_export import default_dataset
+
+        cfg = replace(cfg, dataroot=default_dataset(progress=cfg.progress))
+    assert cfg.dataroot is not None
     set_threads(cfg.threads)
 
     state = load_checkpoint(cfg.checkpoint)
@@ -189,7 +193,7 @@ def run_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
     check_compatible(have, _expected(cfg, have), state["path"])
     nusc = open_nuscenes(cfg.dataroot, cfg.version)
     frames = load_frames(nusc, cfg.split)
-    out = make_run_dir(cfg.out or Path("runs/bench") / f"perception-{Path(cfg.dataroot).name}-{cfg.split}")
+    out = check_out_dir(cfg.out or Path("runs/bench") / f"perception-{Path(cfg.dataroot).name}-{cfg.split}")
 
     detector = Detector(
         model_from_checkpoint(state), state["attributes"], device=device, depth_confidence=cfg.depth_confidence
@@ -201,6 +205,7 @@ def run_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
 
         protocol = load_protocol(cfg.protocol)
         dets = tracker_velocities(nusc, frames, dets, float(protocol["score_threshold"]))
+    make_run_dir(out)  # only once the split is detected: a failed run leaves no empty folder
     metrics = evaluate_detections(
         nusc,
         frames,

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from drivestack.common.artifacts import atomic_path, check_out_dir
+from drivestack.common.checks import check_number, require
 from drivestack.common.host import host_info, resolve_device, set_threads, synchronize
 from drivestack.report import write_json
 from drivestack.sim.camera import CAMERA_CHANNELS, CameraConfig, camera_rig
@@ -36,7 +37,7 @@ class BenchRenderConfig:
     """Camera rendering and lidar throughput on one device, with example images."""
 
     device: str = "cpu"
-    """torch device ("cpu" or "cuda")."""
+    """torch device: cpu, cuda, cuda:<index> or auto."""
     batch_sizes: tuple[int, ...] = (1, 8)
     """Environments rendered per call (1 = one at a time)."""
     resolutions: tuple[tuple[int, int], ...] = ((800, 450), (1600, 900))
@@ -57,6 +58,25 @@ class BenchRenderConfig:
     """Random seed (traffic, looks, lighting)."""
     out: Path = Path("runs/bench/render")
     """Directory for render.json and the example images."""
+
+    def validate(self) -> BenchRenderConfig:
+        """ValueError (one line, naming the option) for a value out of range; NaN and inf never pass."""
+        check_number("seconds", self.seconds, low=0.0, low_open=True)
+        require(
+            len(self.batch_sizes) > 0 and min(self.batch_sizes) >= 1,
+            "batch_sizes",
+            "one or more sizes >= 1",
+            self.batch_sizes,
+        )
+        require(
+            len(self.resolutions) > 0 and min(min(r) for r in self.resolutions) >= 1,
+            "resolutions",
+            "one or more (width, height) >= 1 px",
+            self.resolutions,
+        )
+        check_number("threads", self.threads, low=0, integer=True)
+        resolve_device(self.device)  # an unknown name, or CUDA where there is none
+        return self
 
 
 def _save_image(path: Path, image: np.ndarray) -> Path:
@@ -84,15 +104,10 @@ def _contact_sheet(images: np.ndarray, columns: int = 4, width: int = 400) -> np
 
 def run_bench(cfg: BenchRenderConfig) -> dict:
     """Measure, print a table, write render.json and the example images; returns the figures."""
-    if cfg.seconds <= 0:
-        raise ValueError(f"seconds={cfg.seconds}: must be > 0")
-    if not cfg.batch_sizes or min(cfg.batch_sizes) < 1:
-        raise ValueError(f"batch_sizes={cfg.batch_sizes}: need one or more sizes >= 1")
-    if not cfg.resolutions or min(min(r) for r in cfg.resolutions) < 1:
-        raise ValueError(f"resolutions={cfg.resolutions}: need one or more (width, height) >= 1 px")
-    set_threads(cfg.threads)  # ValueError below 0
-    device = resolve_device(cfg.device)
+    cfg.validate()
     check_out_dir(cfg.out)  # before minutes of measuring
+    set_threads(cfg.threads)
+    device = resolve_device(cfg.device)
     env = EnvConfig(
         traffic=TrafficConfig(num_vehicles=cfg.vehicles, truck_fraction=cfg.truck_fraction), road=RoadConfig()
     ).validate()

@@ -7,6 +7,7 @@ algorithm consumes), plus simulation steps and vehicle steps per second for driv
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,7 +15,9 @@ from pathlib import Path
 import torch
 
 from drivestack.bench.highway_env import measure_highway_sim
-from drivestack.common.host import host_info, synchronize
+from drivestack.common.artifacts import check_out_file
+from drivestack.common.checks import check_number
+from drivestack.common.host import host_info, resolve_device, synchronize
 from drivestack.report import write_json
 from drivestack.sim.batched_env import BatchedDrivingEnv
 from drivestack.sim.config import EnvConfig, RoadConfig, TrafficConfig
@@ -27,7 +30,7 @@ class BenchSimConfig:
     num_envs: int = 1024
     """B, environments stepped together by drivestack."""
     device: str = "cpu"
-    """torch device for drivestack ("cpu" or "cuda")."""
+    """torch device for drivestack: cpu, cuda, cuda:<index> or auto."""
     lanes: int = 4
     """Lanes of the highway (both simulators)."""
     vehicles: int = 50
@@ -51,6 +54,16 @@ class BenchSimConfig:
     out: Path = Path("runs/bench/sim.json")
     """JSON file the figures are written to."""
 
+    def validate(self) -> BenchSimConfig:
+        """ValueError (one line, naming the option) for a value out of range; NaN and inf never pass."""
+        check_number("num_envs", self.num_envs, low=1, integer=True)
+        check_number("seconds", self.seconds, low=0.0, low_open=True)
+        check_number("reference_seconds", self.reference_seconds, low=0.0, low_open=True)
+        if not (self.eager or self.compile):
+            raise ValueError("nothing to measure: set --eager or --compile")
+        resolve_device(self.device)  # an unknown name, or CUDA where there is none
+        return self
+
 
 def _config(cfg: BenchSimConfig) -> EnvConfig:
     return EnvConfig(
@@ -68,6 +81,7 @@ def measure_drivestack(
 
     Returns policy steps/s, simulation (env) steps/s, vehicle steps/s, the warm-up time (which holds
     the compilation when `compile`), and the number of policy steps measured."""
+    check_number("seconds", seconds, low=0.0, low_open=True)  # NaN would never end the loop below
     t0 = time.perf_counter()
     env = BatchedDrivingEnv(env_config, num_envs=num_envs, device=device, seed=seed, compile=compile)
     env.reset()
@@ -101,18 +115,17 @@ def measure_drivestack(
 
 def run_bench(cfg: BenchSimConfig) -> dict:
     """Run the benchmark, print a table, write the JSON; returns the figures."""
-    if cfg.seconds <= 0 or cfg.reference_seconds <= 0:
-        raise ValueError("seconds and reference_seconds must be > 0")
-    if not (cfg.eager or cfg.compile):
-        raise ValueError("nothing to measure: set --eager or --compile")
+    check_out_file(cfg.out)  # before minutes of measuring
+    cfg.validate()
+    device = resolve_device(cfg.device)
     env_config = _config(cfg).validate()
     results: dict = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
-        "machine": host_info(cfg.device),
+        "machine": host_info(device),
     }
     print(
         f"drivestack bench sim: {cfg.lanes} lanes, {cfg.vehicles} vehicles, {cfg.sim_frequency:g} Hz simulation, "
-        f"{cfg.policy_frequency:g} Hz policy, random meta-actions, B={cfg.num_envs} on {cfg.device}"
+        f"{cfg.policy_frequency:g} Hz policy, random meta-actions, B={cfg.num_envs} on {device}"
     )
     if cfg.reference:
         print(f"  highway-env highway-v0: measuring for {cfg.reference_seconds:g} s ...", flush=True)
@@ -127,7 +140,7 @@ def run_bench(cfg: BenchSimConfig) -> dict:
             continue
         print(f"  drivestack ({variant}): measuring for {cfg.seconds:g} s ...", flush=True)
         results[f"drivestack_{variant}"] = measure_drivestack(
-            env_config, cfg.num_envs, cfg.device, cfg.seconds, cfg.seed, compile=variant == "compiled"
+            env_config, cfg.num_envs, str(device), cfg.seconds, cfg.seed, compile=variant == "compiled"
         )
 
     ref_sps = (results.get("highway_env") or {}).get("policy_steps_per_s")
@@ -143,10 +156,11 @@ def run_bench(cfg: BenchSimConfig) -> dict:
         if not r:
             continue
         ratio = r["policy_steps_per_s"] / ref_sps if ref_sps else float("nan")
-        r["ratio_vs_highway_env"] = ratio
+        r["ratio_vs_highway_env"] = ratio  # NaN without a reference: null in the JSON, "-" in the table
+        ratio_text = f"{ratio:,.0f}x" if math.isfinite(ratio) else "-"
         print(
             f"{'drivestack ' + variant:<26}{r['policy_steps_per_s']:>16,.0f}{r['env_steps_per_s']:>14,.0f}"
-            f"{r['vehicle_steps_per_s']:>17,.0f}{ratio:>9,.0f}x   (warm-up {r['warmup_s']:.1f} s)"
+            f"{r['vehicle_steps_per_s']:>17,.0f}{ratio_text:>10}   (warm-up {r['warmup_s']:.1f} s)"
         )
     write_json(cfg.out, results)
     print(f"\nwrote {cfg.out}")

@@ -14,6 +14,7 @@ import io
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 
 import tyro
@@ -101,16 +102,32 @@ def _usage() -> str:
 
 
 def _one_line(text: str) -> str:
-    """The message inside tyro's error box (rich panel), as one line."""
+    """The message of tyro's error panel as one line, whether rich drew it as a box or as plain text.
+
+    Box: the title sits in the top border, the message is the first paragraph inside. Plain (no terminal): a
+    title line, a rule, then the message. Either way the message is the first paragraph that is not the title.
+    """
+    rule = set("─━-=")
     lines = []
+    boxed = False
     for raw in text.splitlines():
-        if raw.strip()[:1] in ("╭", "╰"):  # the panel's top (title) and bottom borders
+        stripped = raw.strip()
+        if stripped[:1] in ("╭", "╰", "+"):  # box borders (the title is in the top one)
+            boxed = True
             continue
-        line = raw.strip().strip("│").strip()
-        if not line or set(line) <= set("─━-") or line.startswith("For full helptext") or line == "Argument helptext:":
+        lines.append(stripped.strip("│|").strip())
+    while lines and not lines[0]:
+        lines.pop(0)
+    if not boxed and len(lines) > 1 and lines[1] and set(lines[1]) <= rule:  # plain mode: title, rule
+        lines = lines[2:]
+    message = []
+    for line in lines:
+        if not line or set(line) <= rule or line == "Argument helptext:" or line.startswith("For full helptext"):
+            if message:
+                break
             continue
-        lines.append(line)
-    return lines[0] if lines else "invalid arguments"
+        message.append(line)
+    return " ".join(message) or "invalid arguments"
 
 
 def _parse(module: object, config_name: str, args: list[str], group: str, name: str, text: str) -> object:
@@ -156,6 +173,22 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def _warnings_in_one_line() -> Iterator[None]:
+    """Warnings a command raises (e.g. boxes dropped from a submission) print as one line each,
+    `drivestack: warning: ...`, instead of Python's two (file, line and source). Filters are unchanged."""
+    previous = warnings.showwarning
+
+    def show(message: Warning | str, *_args: object, **_kwargs: object) -> None:
+        print(f"drivestack: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
+
+
 def _describe(err: BaseException) -> str:
     """One line for an error a user can cause."""
     if isinstance(err, OSError) and err.filename is not None and not str(err).startswith(str(err.filename)):
@@ -191,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # --help
         return int(exit_.code or 0)
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), _warnings_in_one_line():
             getattr(module, run_name)(config)
     except (ValueError, OSError) as err:  # OSError: missing paths, permissions, read-only or full disks
         print(f"drivestack: error: {_describe(err)}", file=sys.stderr)

@@ -9,6 +9,9 @@ import torch
 from tqdm import tqdm
 
 from drivestack.bench.sim import measure_drivestack
+from drivestack.common.artifacts import check_out_file
+from drivestack.common.checks import check_number, require
+from drivestack.common.host import resolve_device
 from drivestack.planning.policy import make_policy
 from drivestack.planning.scene import scene_from_world
 from drivestack.sim.action import MetaAction
@@ -30,20 +33,31 @@ class DemoConfig:
     seed: int = 0
     """Random seed."""
     out: Path = Path("runs/demo/episode.mp4")
-    """Where the MP4 is written."""
+    """Where the MP4 is written (a .mp4 file; its folder is created)."""
     throughput_envs: int = 1024
     """B of the throughput measurement printed at the end (0 skips it)."""
     throughput_seconds: float = 5.0
     """[s] length of the throughput measurement."""
     device: str = "cpu"
-    """torch device of the throughput measurement."""
+    """torch device of the throughput measurement: cpu, cuda, cuda:<index> or auto."""
+
+    def validate(self) -> DemoConfig:
+        """ValueError (one line, naming the option) for a value out of range; NaN and inf never pass."""
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {self.scenario!r}; allowed: {', '.join(sorted(SCENARIOS))}")
+        check_number("seconds", self.seconds, low=0.0, low_open=True)
+        check_number("throughput_envs", self.throughput_envs, low=0, integer=True)
+        check_number("throughput_seconds", self.throughput_seconds, low=0.0, low_open=True)
+        resolve_device(self.device)  # an unknown name, or CUDA where there is none
+        require(self.out.suffix.lower() == ".mp4", "out", "a file name ending in .mp4", str(self.out))
+        return self
 
 
 def run_demo(cfg: DemoConfig) -> dict:
-    if cfg.scenario not in SCENARIOS:
-        raise ValueError(f"unknown scenario {cfg.scenario!r}; allowed: {', '.join(sorted(SCENARIOS))}")
-    if cfg.seconds <= 0:
-        raise ValueError(f"seconds={cfg.seconds}; allowed: > 0")
+    """Simulate and write the episode, then measure throughput; returns the video path, frames and figures."""
+    check_out_file(cfg.out)  # before the episode is simulated: a folder there, or a parent that cannot be made
+    cfg.validate()
+    device = resolve_device(cfg.device)
     base = SCENARIOS[cfg.scenario]()
     # Render every simulation step: decisions every 1/policy_frequency s, IDLE in between.
     hold = base.substeps
@@ -74,11 +88,11 @@ def run_demo(cfg: DemoConfig) -> dict:
     print(f"video: {path} ({len(frames)} frames)")
     result = {"video": str(path), "frames": len(frames), "outcome": outcome}
     if cfg.throughput_envs > 0:
-        r = measure_drivestack(base, cfg.throughput_envs, cfg.device, cfg.throughput_seconds, cfg.seed)
+        r = measure_drivestack(base, cfg.throughput_envs, str(device), cfg.throughput_seconds, cfg.seed)
         print(
             f"throughput: {r['policy_steps_per_s']:,.0f} policy steps/s, {r['env_steps_per_s']:,.0f} env steps/s "
             f"({cfg.throughput_envs} {cfg.scenario} envs x {base.traffic.num_vehicles} vehicles, "
-            f"{base.sim_frequency:g} Hz simulation, {base.policy_frequency:g} Hz policy, {cfg.device}, eager)"
+            f"{base.sim_frequency:g} Hz simulation, {base.policy_frequency:g} Hz policy, {device}, eager)"
         )
         result.update(r)
     return result

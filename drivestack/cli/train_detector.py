@@ -17,7 +17,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from dataclasses import replace  # noqa: E402
 from typing import Any  # noqa: E402
 
-from drivestack.perception.train import TrainDetectorConfig  # noqa: E402
+from drivestack.perception.train import TrainDetectorConfig, validate_config  # noqa: E402
 from drivestack.perception.train import run_train as _run_train  # noqa: E402
 
 __all__ = ["TrainDetectorConfig", "run_train"]
@@ -25,6 +25,7 @@ __all__ = ["TrainDetectorConfig", "run_train"]
 
 def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
     """Fill in the embedded dataset when no --dataroot is given, then train."""
+    validate_config(cfg)  # a mistake is one line before the embedded dataset is generated
     if cfg.dataroot is None:
         from drivestack.sim.nuscenes_export import default_dataset
 

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import os
+import stat
 import subprocess
 import sys
 from enum import Enum
@@ -19,6 +20,8 @@ import torch
 from drivestack.common.artifacts import (
     atomic_dir,
     atomic_path,
+    check_out_dir,
+    check_out_file,
     clean_stale,
     make_run_dir,
     to_jsonable,
@@ -170,3 +173,60 @@ def test_make_run_dir(tmp_path: Path) -> None:
     with pytest.raises(NotADirectoryError) as err:
         make_run_dir(tmp_path / "f", option="--run-dir")
     assert "--run-dir" in str(err.value) and "is a file" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_final_files_and_dirs_get_the_umask_permissions(tmp_path: Path, umask: int) -> None:
+    """What a plain open() / mkdir() would give under the umask, not a temporary's 0600 / 0700."""
+    old = os.umask(umask)
+    try:
+        write_bytes(tmp_path / "a.bin", b"x")
+        with atomic_path(tmp_path / "b.npy") as tmp:
+            np.save(tmp, np.zeros(2))
+        with atomic_dir(tmp_path / "ds") as tmp:
+            (tmp / "sub").mkdir()
+            (tmp / "sub" / "t.txt").write_text("x")
+    finally:
+        os.umask(old)
+    for name in ("a.bin", "b.npy", "ds/sub/t.txt"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask, name
+    for name in ("ds", "ds/sub"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o777 & ~umask, name
+
+
+def test_file_writes_clean_their_stale_temporaries_and_refuse_a_folder(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".v.mp4.tmp-{int(dead.stdout)}-0123abcd.mp4"  # left by a SIGKILLed writer
+    stale.write_bytes(b"half a video")
+    write_bytes(tmp_path / "v.mp4", b"video")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
+    (tmp_path / "d").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"d is a folder, not a file") as err:
+        write_json(tmp_path / "d", {})
+    assert ".tmp-" not in str(err.value) and sorted(p.name for p in tmp_path.iterdir()) == ["d", "v.mp4"]
+
+
+def test_output_paths_are_checked_before_the_work(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "d").mkdir()
+    assert check_out_file(tmp_path / "new" / "r.json") == tmp_path / "new" / "r.json"
+    assert check_out_dir(tmp_path / "d") == tmp_path / "d" and check_out_dir(tmp_path / "a" / "b")
+    with pytest.raises(IsADirectoryError, match=r"^--out .*d is a folder, not a file"):
+        check_out_file(tmp_path / "d")
+    with pytest.raises(NotADirectoryError, match=r"^--out .*f is a file, not a directory"):
+        check_out_dir(tmp_path / "f")
+    for check in (check_out_file, check_out_dir):  # a parent that is a file: the path can never be made
+        with pytest.raises(NotADirectoryError, match=r"f is a file, not a directory; choose another --run-dir"):
+            check(tmp_path / "f" / "x" / "y", "--run-dir")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "f"]  # nothing created
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_an_unwritable_parent_is_refused(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        with pytest.raises(PermissionError, match=r"locked is not writable"):
+            check_out_file(locked / "sub" / "r.json")
+    finally:
+        locked.chmod(0o700)
