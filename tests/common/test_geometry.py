@@ -109,7 +109,9 @@ def test_quaternion_to_matrix_matches_pyquaternion_for_random_quaternions() -> N
     q = _random_quaternions(500)
     want = np.stack([Quaternion(qi).rotation_matrix for qi in q])
     np.testing.assert_allclose(quaternion_to_matrix(q), want, atol=1e-12)
-    np.testing.assert_allclose(quaternion_to_matrix(torch.from_numpy(q)).numpy(), quaternion_to_matrix(q), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        quaternion_to_matrix(torch.from_numpy(q)).numpy(), quaternion_to_matrix(q), rtol=0, atol=1e-12
+    )
     # not normalised: the same rotation
     np.testing.assert_allclose(quaternion_to_matrix(3.0 * q), want, atol=1e-12)
     # the yaw of any rotation is the heading of the rotated x axis, as the devkit's quaternion_yaw has it
