@@ -13,7 +13,10 @@ from typing import Any
 
 from nuscenes.eval.detection.constants import DETECTION_NAMES
 
-CAMERA = "CAM_FRONT"  # the camera channel the detector reads (nuScenes sensor channel name)
+CAMERA = "CAM_FRONT"  # the default camera channel the detector reads (nuScenes sensor channel name)
+# nuScenes' six camera channels, in the devkit's order (the simulator's export uses the same)
+CAMERAS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
+ALL_CAMERAS = "all"  # what --cameras takes for all six
 
 # Mean box size (w, l, h) [m] per nuScenes detection class, about the nuScenes train-set averages. Sizes are
 # regressed as log(size / prior), so these only centre the regression; they need not be exact.
@@ -129,3 +132,18 @@ class ModelConfig:
 def sort_classes(names: set[str] | list[str]) -> tuple[str, ...]:
     """Detection names in the devkit's canonical order (car, truck, bus, ...)."""
     return tuple(n for n in DETECTION_NAMES if n in set(names))
+
+
+def resolve_cameras(cameras: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Camera channels named by a `--cameras` option: nuScenes camera names (order kept, repeats dropped), or
+    "all" for the six; ValueError (one line, listing the valid names) for anything else."""
+    names = (cameras,) if isinstance(cameras, str) else tuple(cameras)
+    if ALL_CAMERAS in names:
+        if len(names) > 1:
+            raise ValueError(f"cameras={list(names)}: give 'all' alone or camera names ({', '.join(CAMERAS)})")
+        return CAMERAS
+    unknown = [c for c in names if c not in CAMERAS]
+    if not names or unknown:
+        what = f"unknown camera {unknown[0]!r}" if unknown else "no camera given"
+        raise ValueError(f"cameras={list(names)}: {what}; valid: {ALL_CAMERAS}, {', '.join(CAMERAS)}")
+    return tuple(dict.fromkeys(names))

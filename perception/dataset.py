@@ -2,12 +2,16 @@
 
 Opening the dataset and resolving splits is `drivestack.common.nuscenes` (`open_nuscenes`, `split_sample_tokens`:
 a custom split in `<version>/splits.json`, an official nuScenes split, or "all"); `load_frames` turns each
-keyframe into a `CameraFrame`: the camera's image file, its intrinsic, the camera-to-ego and ego-to-global
-transforms, and every annotation with a detection name as a box in the ego frame.
+keyframe image of the chosen cameras (CAM_FRONT by default, any of the six) into a `CameraFrame`: the camera's
+image file, its intrinsic, the camera-to-ego and ego-to-global transforms, and every annotation with a detection
+name as a box in the ego frame. Every image is a sample of its own for training (the network is camera-agnostic);
+for merging the cameras of a keyframe, `ego_frame="sample"` expresses all of them in one ego frame, the sample's
+(its LIDAR_TOP ego pose, the devkit's reference, else its first channel's).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,9 +21,9 @@ from nuscenes.eval.detection.utils import category_to_detection_name
 from nuscenes.nuscenes import NuScenes
 
 from drivestack.common.geometry import make_transform, matrix_to_yaw, quaternion_to_matrix
-from drivestack.common.nuscenes import split_sample_tokens
+from drivestack.common.nuscenes import sample_ego_pose, split_sample_tokens
 from drivestack.perception.boxes import encode_boxes
-from drivestack.perception.config import CAMERA
+from drivestack.perception.config import CAMERA, resolve_cameras
 
 
 @dataclass
@@ -37,6 +41,7 @@ class CameraFrame:
     names: list[str]  # M nuScenes detection names
     attributes: list[str]  # M attribute names ("" when none)
     num_pts: np.ndarray  # (M,) lidar + radar points in the box (the devkit drops boxes with 0)
+    camera: str = CAMERA  # nuScenes channel of the image
 
 
 def _pose(record: dict) -> np.ndarray:
@@ -44,8 +49,15 @@ def _pose(record: dict) -> np.ndarray:
     return make_transform(rot, torch.tensor(record["translation"], dtype=torch.float64)).numpy()
 
 
-def load_frame(nusc: NuScenes, sample_token: str, camera: str = CAMERA) -> CameraFrame:
-    """The `camera` keyframe of a sample with every annotation that has a detection name (ego frame)."""
+def load_frame(
+    nusc: NuScenes, sample_token: str, camera: str = CAMERA, ego2global: np.ndarray | None = None
+) -> CameraFrame:
+    """The `camera` keyframe of a sample with every annotation that has a detection name (ego frame).
+
+    Args:
+        ego2global: (4, 4) the ego pose the frame is expressed in (cam2ego then maps into it: the camera's own
+            ego pose and calibration combined); None: the camera keyframe's own ego pose.
+    """
     sample = nusc.get("sample", sample_token)
     if camera not in sample["data"]:
         raise ValueError(f"sample {sample_token} has no {camera} image (channels: {sorted(sample['data'])})")
@@ -53,7 +65,12 @@ def load_frame(nusc: NuScenes, sample_token: str, camera: str = CAMERA) -> Camer
     calib = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
     if len(calib["camera_intrinsic"]) != 3:
         raise ValueError(f"calibrated_sensor {calib['token']} of {camera} has no 3x3 camera_intrinsic")
-    ego2global = _pose(nusc.get("ego_pose", sd["ego_pose_token"]))
+    own_pose = _pose(nusc.get("ego_pose", sd["ego_pose_token"]))
+    cam2ego = _pose(calib)
+    if ego2global is None:
+        ego2global = own_pose
+    else:  # the camera in the given ego frame: camera -> its own ego frame -> global -> the given ego frame
+        cam2ego = np.linalg.solve(ego2global, own_pose @ cam2ego)
     anns = [nusc.get("sample_annotation", t) for t in sample["anns"]]
     names = [category_to_detection_name(a["category_name"]) for a in anns]
     anns = [a for a, n in zip(anns, names) if n is not None]
@@ -75,22 +92,52 @@ def load_frame(nusc: NuScenes, sample_token: str, camera: str = CAMERA) -> Camer
         image_path=Path(nusc.dataroot) / sd["filename"],
         image_size=(width, height),
         intrinsic=np.asarray(calib["camera_intrinsic"], dtype=np.float64),
-        cam2ego=_pose(calib),
+        cam2ego=cam2ego,
         ego2global=ego2global,
         boxes=boxes,
         names=names,
         attributes=[attr_names[a["attribute_tokens"][0]] if a["attribute_tokens"] else "" for a in anns],
         num_pts=np.array([a.get("num_lidar_pts", -1) + a.get("num_radar_pts", 0) for a in anns], dtype=np.int64),
+        camera=camera,
     )
 
 
-def load_frames(nusc: NuScenes, split: str, camera: str = CAMERA) -> list[CameraFrame]:
-    """Frames of every keyframe of `split`; FileNotFoundError naming a missing image file."""
-    frames = [load_frame(nusc, token, camera) for token in split_sample_tokens(nusc, split)]
+def dataset_cameras(nusc: NuScenes) -> tuple[str, ...]:
+    """Camera channels the dataset's sensor table holds."""
+    return tuple(s["channel"] for s in nusc.sensor if s.get("modality", "camera") == "camera")
+
+
+def load_frames(
+    nusc: NuScenes, split: str, camera: str | Sequence[str] = CAMERA, ego_frame: str = "camera"
+) -> list[CameraFrame]:
+    """Frames of every keyframe of `split` and camera, sample by sample (a sample's cameras in the given order).
+
+    Args:
+        camera: a nuScenes camera channel, several, or "all" (the six); ValueError (one line) for an unknown
+            name or a camera the dataset does not have.
+        ego_frame: "camera": each frame in its own keyframe's ego pose; "sample": every camera of a sample in
+            the sample's ego pose (LIDAR_TOP's, else the first channel's), so their boxes can be merged.
+    Raises FileNotFoundError naming a missing image file.
+    """
+    cameras = resolve_cameras(camera)
+    if ego_frame not in ("camera", "sample"):
+        raise ValueError(f"ego_frame={ego_frame!r}; allowed: camera or sample")
+    have = dataset_cameras(nusc)
+    absent = [c for c in cameras if c not in have]
+    if absent:
+        raise ValueError(
+            f"dataset {nusc.dataroot} has no camera {absent[0]} (its cameras: {', '.join(have) or 'none'})"
+        )
+    frames = []
+    for token in split_sample_tokens(nusc, split):
+        pose = None
+        if ego_frame == "sample":
+            pose = _pose(sample_ego_pose(nusc, nusc.get("sample", token)))
+        frames += [load_frame(nusc, token, c, pose) for c in cameras]
     missing = [f.image_path for f in frames if not f.image_path.is_file()]
     if missing:
         raise FileNotFoundError(
-            f"image file {missing[0]} is missing ({len(missing)} of {len(frames)} {camera} "
+            f"image file {missing[0]} is missing ({len(missing)} of {len(frames)} {'/'.join(cameras)} "
             f"images of split {split!r} are)"
         )
     for frame in frames:

@@ -6,9 +6,15 @@ protocol (perception/configs/*.json) and returns one metric dict (mAP, NDS, per-
 the protocol and the resolved DetectionConfig).
 
 The scoring itself is the devkit's (`accumulate`, `calc_ap`, `calc_tp`, `DetectionMetrics`). What
-`CameraDetectionEval` changes is which boxes enter it, for a detector that sees one camera: the ground truth is
-restricted to boxes whose centre lies in that camera's image, and the distance to the ego is measured from the
-camera keyframe's ego pose (the devkit reads LIDAR_TOP's, which a camera-only dataset may not have).
+`CameraDetectionEval` changes is which boxes enter it. Two protocols:
+
+- camera_front_v1 (`gt_filter` "center_in_image"), for a detector that sees one camera: the ground truth is
+  restricted to boxes whose centre lies in that camera's image, and the distance to the ego is measured from the
+  camera keyframe's ego pose (the devkit reads LIDAR_TOP's, which a camera-only dataset may not have).
+- full_scene_v1 (`gt_filter` "full_scene"), for the six cameras merged per sample (`infer.merge_frames`): every
+  annotation the devkit keeps (class range, at least one lidar / radar point, bike racks), wherever it is; the
+  ego distance from the sample's ego pose (LIDAR_TOP's, as the devkit, else the first camera's). Its 2D COCO AP
+  is per image: each camera's own boxes (before the merge) against the scored boxes whose centre is in its image.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ from drivestack.perception.infer import Detections
 
 PROTOCOL_DIR = Path(__file__).parent / "configs"
 DEFAULT_PROTOCOL = "camera_front_v1"
+FULL_SCENE_PROTOCOL = "full_scene_v1"
+IN_IMAGE, FULL_SCENE = "center_in_image", "full_scene"  # the protocols' ground-truth filters (`gt_filter`)
 SUBMISSION_META = {"use_camera": True, "use_lidar": False, "use_radar": False, "use_map": False, "use_external": False}
 
 
@@ -63,6 +71,31 @@ def load_protocol(protocol: str | Path = DEFAULT_PROTOCOL) -> dict[str, Any]:
     return data
 
 
+def default_protocol(cameras: tuple[str, ...]) -> str:
+    """The protocol a detector reading `cameras` is scored with: camera_front_v1 for CAM_FRONT alone, else
+    full_scene_v1 (the cameras merged per sample)."""
+    return DEFAULT_PROTOCOL if tuple(cameras) == ("CAM_FRONT",) else FULL_SCENE_PROTOCOL
+
+
+def protocol_scope(protocol: dict[str, Any], cameras: tuple[str, ...]) -> bool:
+    """Whether `protocol` scores the full scene (True) or one camera's image (False); ValueError (one line) when
+    it cannot score detections of `cameras`."""
+    gt_filter = protocol.get("gt_filter", IN_IMAGE)
+    if gt_filter == FULL_SCENE:
+        return True
+    if gt_filter != IN_IMAGE:
+        raise ValueError(
+            f"eval protocol {protocol['name']}: gt_filter={gt_filter!r}; allowed: {IN_IMAGE}, {FULL_SCENE}"
+        )
+    camera = protocol.get("camera", "CAM_FRONT")
+    if tuple(cameras) != (camera,):
+        raise ValueError(
+            f"eval protocol {protocol['name']} scores {camera} alone, but cameras={list(cameras)}; use --cameras "
+            f"{camera} or --protocol {FULL_SCENE_PROTOCOL}"
+        )
+    return False
+
+
 def detection_config(classes: tuple[str, ...], protocol: dict[str, Any]) -> DetectionConfig:
     """The protocol's base devkit config with class_range restricted to `classes`."""
     base = config_factory(protocol["base"])
@@ -82,21 +115,23 @@ def detection_config(classes: tuple[str, ...], protocol: dict[str, Any]) -> Dete
     return config
 
 
-def eval_gt_mask(frame: CameraFrame, class_range: dict[str, float]) -> np.ndarray:
-    """(M,) bool: the boxes of `frame` the protocol scores (in the image, in range, seen by some point)."""
+def eval_gt_mask(frame: CameraFrame, class_range: dict[str, float], in_image: bool = True) -> np.ndarray:
+    """(M,) bool: the boxes of `frame` the protocol scores (in the image unless not `in_image`, in range, seen
+    by some point)."""
     if not frame.names:
         return np.zeros(0, dtype=bool)
     offset = frame.boxes[:, :3] @ frame.ego2global[:3, :3].T  # (M, 3) global-frame offset from the ego
     dist = np.hypot(offset[:, 0], offset[:, 1])
     limit = np.array([class_range.get(n, -1.0) for n in frame.names])
-    return visible_mask(frame) & (dist < limit) & (frame.num_pts != 0)
+    mask = (dist < limit) & (frame.num_pts != 0)
+    return visible_mask(frame) & mask if in_image else mask
 
 
-def gt_counts(frames: list[CameraFrame], class_range: dict[str, float]) -> dict[str, int]:
+def gt_counts(frames: list[CameraFrame], class_range: dict[str, float], in_image: bool = True) -> dict[str, int]:
     """Scored ground-truth boxes per class over `frames`."""
     counts: dict[str, int] = {}
     for frame in frames:
-        for name, keep in zip(frame.names, eval_gt_mask(frame, class_range)):
+        for name, keep in zip(frame.names, eval_gt_mask(frame, class_range, in_image)):
             counts[name] = counts.get(name, 0) + int(keep)
     return {name: counts[name] for name in sort_classes([n for n, c in counts.items() if c > 0])}
 
@@ -148,7 +183,8 @@ def submission(
 
 
 class CameraDetectionEval(DetectionEval):
-    """nuScenes DetectionEval over given frames, with the ground truth restricted to the camera's view.
+    """nuScenes DetectionEval over given frames (one per sample), with the ground truth restricted to the
+    camera's view (`in_image`, camera_front_v1) or not (full_scene_v1); ego distances from the frames' poses.
 
     `DetectionEval.__init__` is not called: it selects samples by official split name and measures ego
     distances from LIDAR_TOP. `evaluate` and `render` are the devkit's, unchanged.
@@ -162,6 +198,7 @@ class CameraDetectionEval(DetectionEval):
         frames: list[CameraFrame],
         output_dir: Path,
         verbose: bool = False,
+        in_image: bool = True,
     ) -> None:
         self.nusc, self.cfg, self.verbose = nusc, config, verbose
         self.result_path, self.eval_set = str(result_path), "custom"
@@ -177,7 +214,7 @@ class CameraDetectionEval(DetectionEval):
             token = frame.sample_token
             boxes = gt.boxes[token]
             assert len(boxes) == len(frame.names), "frame and devkit disagree on the sample's annotations"
-            keep = visible_mask(frame)
+            keep = visible_mask(frame) if in_image else np.ones(len(boxes), dtype=bool)
             gt.boxes[token] = [b for b, k in zip(boxes, keep) if k and b.detection_name in classes]
             pred.boxes[token] = [b for b in pred.boxes[token] if b.detection_name in classes]
             ego = frame.ego2global[:3, 3]
@@ -214,7 +251,7 @@ def _eval_detections(
 
 
 def _padded_gt(
-    frames: list[CameraFrame], classes: tuple[str, ...], class_range: dict[str, float]
+    frames: list[CameraFrame], classes: tuple[str, ...], class_range: dict[str, float], in_image: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Ground truth padded to (N, G): ego-frame boxes (N, G, 7), eval-class index, scored mask."""
     index = {c: i for i, c in enumerate(classes)}
@@ -226,7 +263,7 @@ def _padded_gt(
         m = len(frame.names)
         gt[i, :m] = torch.from_numpy(frame.boxes).float()
         gt_labels[i, :m] = torch.tensor([index.get(n, -1) for n in frame.names], dtype=torch.long)
-        gt_valid[i, :m] = torch.from_numpy(eval_gt_mask(frame, class_range))
+        gt_valid[i, :m] = torch.from_numpy(eval_gt_mask(frame, class_range, in_image))
     return gt, gt_labels, gt_valid & (gt_labels >= 0)
 
 
@@ -240,14 +277,16 @@ def centre_errors(
     class_range: dict[str, float],
     score_threshold: float,
     max_distance: float = 4.0,
+    in_image: bool = True,
 ) -> list[dict[str, Any]]:
     """Centre error of each scored ground-truth box's nearest same-class detection (within `max_distance` m,
     ego xy), split along the camera's viewing ray (radial; + is too far) and across it (lateral), per bin of
-    the box's distance from the camera, classes pooled. A diagnostic beside the devkit's metrics (which match
-    greedily by score): it shows whether depth or bearing is off, and whether by a bias or by spread.
+    the box's distance from the camera, classes pooled (not `in_image`, the full scene: every scored box, rays
+    and distances from the ego origin). A diagnostic beside the devkit's metrics (which match greedily by
+    score): it shows whether depth or bearing is off, and whether by a bias or by spread.
     """
     det_labels, det_valid = _eval_detections(dets, classes, score_threshold)
-    gt, gt_labels, gt_valid = _padded_gt(frames, classes, class_range)
+    gt, gt_labels, gt_valid = _padded_gt(frames, classes, class_range, in_image)
     pred = dets.boxes.float()
     dist = torch.cdist(gt[..., :2], pred[..., :2])  # (N, G, K)
     same = (gt_labels[..., None] == det_labels[:, None, :]) & det_valid[:, None, :]
@@ -255,6 +294,8 @@ def centre_errors(
     found = gt_valid & (best <= max_distance)
     near = pred.gather(1, k[..., None].expand(-1, -1, 7))  # (N, G, 7) the nearest detection's box
     camera = torch.from_numpy(np.stack([f.cam2ego[:2, 3] for f in frames])).float()[:, None, :]  # (N, 1, 2)
+    if not in_image:
+        camera = torch.zeros_like(camera)  # the ego origin
     ray = gt[..., :2] - camera
     range_ = ray.norm(dim=-1).clamp(min=1e-6)
     unit = ray / range_[..., None]
@@ -348,15 +389,21 @@ def evaluate_detections(
     protocol: str | Path | dict[str, Any] = DEFAULT_PROTOCOL,
     score_all_classes: bool = False,
     plots: bool = True,
+    images: tuple[list[CameraFrame], Detections] | None = None,
 ) -> dict[str, Any]:
     """Write the submission of `dets` (N frames, K boxes) under `out_dir` and score it.
 
     Returns mAP, NDS, per-class AP and TP errors (nuScenes), 2D COCO AP, the ground-truth counts, the protocol
     and the devkit DetectionConfig used. Classes scored: those with ground truth in `frames` that the detector
     outputs (all with ground truth if `score_all_classes`).
+
+    Under a full-scene protocol `frames` holds one frame per sample and `dets` the merged boxes
+    (`infer.merge_frames`); `images` (every camera's frame and its own detections) gives the per-image 2D COCO
+    AP (None: no 2D AP, "coco_2d" is None).
     """
     protocol = protocol if isinstance(protocol, dict) else load_protocol(protocol)
-    counts = gt_counts(frames, config_factory(protocol["base"]).class_range)
+    in_image = protocol.get("gt_filter", IN_IMAGE) != FULL_SCENE
+    counts = gt_counts(frames, config_factory(protocol["base"]).class_range, in_image)
     classes = sort_classes([c for c in counts if score_all_classes or c in dets.classes])
     if not classes:
         raise ValueError(
@@ -371,7 +418,11 @@ def evaluate_detections(
         "detection",
         sample_tokens=[f.sample_token for f in frames],
     )
-    metrics, md_list = CameraDetectionEval(nusc, config, path, frames, out_dir).evaluate()
+    metrics, md_list = CameraDetectionEval(nusc, config, path, frames, out_dir, in_image=in_image).evaluate()
+    if in_image:
+        coco = coco_2d(frames, dets, classes, config.class_range, threshold)
+    else:  # per image: each camera's own boxes against the scored boxes in its image
+        coco = None if images is None else coco_2d(*images, classes, config.class_range, threshold)
     summary = metrics.serialize()
     result = {
         "mAP": summary["mean_ap"],
@@ -380,8 +431,8 @@ def evaluate_detections(
         "tp_errors": summary["tp_errors"],
         "label_tp_errors": summary["label_tp_errors"],
         "label_aps": summary["label_aps"],
-        "coco_2d": coco_2d(frames, dets, classes, config.class_range, threshold),
-        "centre_errors": centre_errors(frames, dets, classes, config.class_range, threshold),
+        "coco_2d": coco,
+        "centre_errors": centre_errors(frames, dets, classes, config.class_range, threshold, in_image=in_image),
         "classes": list(classes),
         "gt_counts": {c: counts[c] for c in classes},
         "unscored_gt_classes": {c: n for c, n in counts.items() if c not in classes},

@@ -4,6 +4,12 @@
 normalises, runs the network (channels-last; float16 autocast on CUDA) and decodes the heat-map peaks into
 boxes, all as batched tensor code. `detect_frames` runs it over a list of nuScenes frames with JPEG decoding
 in DataLoader workers.
+
+Several cameras: `detect_cameras` runs the detector on every camera image of B samples (environments) as one
+batch and merges each sample's cameras (`merge_detections`: the score threshold, then
+`perception.merge.merge_cameras`, a class-aware centre-distance NMS across cameras), returning one set of
+ego-frame boxes per sample; `merge_frames` does the same for nuScenes frames already detected (one set per
+sample token, for the submission).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
@@ -20,12 +27,17 @@ from drivestack.perception.checkpoint import load_checkpoint, model_from_checkpo
 from drivestack.perception.config import IMAGE_MEAN, IMAGE_STD, MATCH_DISTANCES, ModelConfig
 from drivestack.perception.dataset import CameraFrame, read_image, resize_image
 from drivestack.perception.loss import gather_cells
+from drivestack.perception.merge import DEFAULT_RADIUS, merge_cameras
 from drivestack.perception.model import CenterNet3D
+
+MERGE_SCORE_THRESHOLD = 0.05  # boxes below this score are dropped before merging (the protocols' threshold)
+MERGE_CHUNK = 1024  # candidate boxes per merge call (bounds the (M, M) comparison to ~(2 x 1024)^2 entries)
 
 
 @dataclass
 class Detections:
-    """Detections of B images, K peaks each (sorted by score; filter with `scores >= threshold`)."""
+    """Detections of B images (or B samples, merged), K peaks each (sorted by score; filter with
+    `scores >= threshold`; merged sets are padded with score 0)."""
 
     boxes: torch.Tensor  # (B, K, 7) ego frame: x, y, z [m], w, l, h [m], yaw [rad]
     scores: torch.Tensor  # (B, K) in [0, 1]
@@ -205,3 +217,122 @@ def detect_frames(
         labels=torch.cat([p.labels for p in parts]),
         classes=detector.cfg.classes,
     )
+
+
+# ------------------------------------------------------------------------------------------- several cameras
+
+
+def merge_detections(
+    dets: Detections,
+    sample: torch.Tensor,
+    num_samples: int,
+    score_threshold: float = MERGE_SCORE_THRESHOLD,
+    radius: float = DEFAULT_RADIUS,
+) -> Detections:
+    """Merge the detections of N images (several cameras of S samples) into one set of boxes per sample.
+
+    Boxes scoring below `score_threshold` are dropped; the rest go through `merge_cameras` (a box is dropped
+    when a higher-scoring box of the same class from another image of its sample lies within `radius` m, BEV
+    centre distance). The boxes of a sample's images must be in one ego frame (the sample's).
+
+    Args:
+        dets: (N, K) detections of N images; `velocity`, when set, is carried along.
+        sample: (N,) int64 sample index in [0, num_samples) of each image.
+        num_samples: S.
+        score_threshold: boxes scoring less are dropped first.
+        radius: [m] merge radius (see `merge_cameras`).
+    Returns:
+        (S, K') detections per sample, sorted by score; K' is the most any sample keeps (at least 1); the padding
+        has score 0, label 0 and a zero box (below any score threshold > 0).
+    """
+    N, K = dets.scores.shape
+    device = dets.scores.device
+    sample = sample.to(device)
+    image = torch.arange(N, device=device)[:, None].expand(N, K)
+    candidate = dets.scores >= score_threshold  # (N, K)
+    keep = torch.zeros_like(candidate)
+    # Chunks of whole samples with about MERGE_CHUNK candidates each: the NMS is (M, M) in its candidates.
+    counts = torch.zeros(num_samples, dtype=torch.long, device=device).index_add_(0, sample, candidate.sum(1))
+    chunk = (torch.cumsum(counts, 0) - counts) // MERGE_CHUNK  # (S,) samples starting in one block share a chunk
+    cand_chunk = chunk[sample][:, None].expand(N, K)[candidate]  # (M,)
+    rows, cols = torch.nonzero(candidate, as_tuple=True)
+    for c in torch.unique(cand_chunk).tolist():  # one chunk per ~MERGE_CHUNK candidates (a few per batch)
+        sel = cand_chunk == c
+        r, k = rows[sel], cols[sel]
+        boxes, scores, labels = dets.boxes[r, k], dets.scores[r, k], dets.labels[r, k]
+        keep[r, k] = merge_cameras(boxes, scores, labels, sample[r], image[r, k], radius)
+    # Per sample: its kept boxes of every image, sorted by score, padded to the largest count.
+    kept_per_sample = torch.zeros(num_samples, dtype=torch.long, device=device).index_add_(0, sample, keep.sum(1))
+    width = max(1, int(kept_per_sample.max())) if num_samples else 1
+    order = torch.argsort(sample, stable=True)  # images grouped by sample
+    sorted_sample = sample[order]
+    slot = torch.arange(N, device=device) - torch.searchsorted(sorted_sample, sorted_sample)  # rank in its sample
+    per = int(torch.bincount(sample, minlength=num_samples).max()) if N else 1  # images of the largest sample
+    score = torch.where(keep, dets.scores, torch.full_like(dets.scores, -1.0))
+    grid_score = torch.full((num_samples, per * K), -1.0, device=device, dtype=score.dtype)
+    index = torch.full((num_samples, per * K), -1, device=device, dtype=torch.long)
+    flat = (torch.arange(N * K, device=device)).view(N, K)[order]  # (N, K) flat index into dets, in sample order
+    dst = (slot[:, None] * K + torch.arange(K, device=device)[None, :]).reshape(-1)
+    grid_score[sorted_sample.repeat_interleave(K), dst] = score[order].reshape(-1)
+    index[sorted_sample.repeat_interleave(K), dst] = flat.reshape(-1)
+    top, pos = grid_score.topk(min(width, per * K), dim=1)  # (S, K')
+    src = index.gather(1, pos)
+    valid = top >= 0  # kept boxes (scores are >= 0); the rest is padding
+    src = src.clamp(min=0)
+
+    def take(t: torch.Tensor) -> torch.Tensor:  # (N, K, ...) -> (S, K', ...) with the padding zeroed
+        out = t.reshape(N * K, *t.shape[2:])[src]
+        return torch.where(valid.view(*valid.shape, *([1] * (out.dim() - 2))), out, torch.zeros_like(out))
+
+    velocity = None if dets.velocity is None else take(dets.velocity)
+    return Detections(take(dets.boxes), take(dets.scores), take(dets.labels), dets.classes, velocity)
+
+
+def detect_cameras(
+    detector: Detector,
+    images: torch.Tensor,
+    intrinsic: torch.Tensor,
+    cam2ego: torch.Tensor,
+    score_threshold: float = MERGE_SCORE_THRESHOLD,
+    radius: float = DEFAULT_RADIUS,
+) -> Detections:
+    """Detect in the C camera images of B samples (environments) as one batch and merge each sample's cameras.
+
+    Args:
+        images: (B, C, 3, H, W) uint8; intrinsic: (B, C, 3, 3) [px] of those images; cam2ego: (B, C, 4, 4)
+            camera -> the sample's ego frame.
+        score_threshold, radius: see `merge_detections`.
+    Returns:
+        (B, K') ego-frame detections per sample (see `merge_detections`).
+    """
+    B, C = images.shape[:2]
+    dets = detector(images.flatten(0, 1), intrinsic.flatten(0, 1), cam2ego.flatten(0, 1))  # (B * C, K)
+    sample = torch.arange(B, device=dets.scores.device).repeat_interleave(C)
+    return merge_detections(dets, sample, B, score_threshold, radius)
+
+
+def merge_frames(
+    frames: list[CameraFrame],
+    dets: Detections,
+    score_threshold: float = MERGE_SCORE_THRESHOLD,
+    radius: float = DEFAULT_RADIUS,
+) -> tuple[list[CameraFrame], Detections]:
+    """Merge the detections of nuScenes frames (several cameras per sample token) per sample.
+
+    The frames of a sample must share one ego frame (`load_frames(..., ego_frame="sample")`); ValueError
+    otherwise. Returns one frame per sample (its first camera's, carrying the sample's ego pose and ground
+    truth), in order of first appearance, and the (S, K') merged detections.
+    """
+    index: dict[str, int] = {}
+    firsts: list[CameraFrame] = []
+    for frame in frames:
+        if frame.sample_token not in index:
+            index[frame.sample_token] = len(firsts)
+            firsts.append(frame)
+        elif not np.allclose(frame.ego2global, firsts[index[frame.sample_token]].ego2global, rtol=0.0, atol=1e-6):
+            raise ValueError(
+                f"sample {frame.sample_token}: its cameras are in different ego frames; load them with "
+                "load_frames(..., ego_frame='sample') to merge them"
+            )
+    sample = torch.tensor([index[f.sample_token] for f in frames], dtype=torch.long)
+    return firsts, merge_detections(dets, sample, len(firsts), score_threshold, radius)

@@ -10,6 +10,12 @@ One run writes one directory:
     val/                    the latest validation's submission.json, metrics.json and pr_curves.png
     metrics.json            the final validation and the run's facts (images/s, minutes)
 
+Cameras: `--cameras` (CAM_FRONT by default, `all` for the six) chooses the keyframe images trained on; each image
+is a training sample with its own intrinsic and camera-to-ego transform (the network is camera-agnostic:
+focal-normalised depth and ray features). Validation with several cameras merges each sample's cameras
+(`infer.merge_frames`) and scores the full scene (perception/configs/full_scene_v1.json); CAM_FRONT alone is
+scored with camera_front_v1.
+
 CPU efficiency: images are decoded once and kept in memory at the network input size (uint8); augmentation
 is batched tensor code on the training device; the network runs channels-last. On CUDA the forward pass runs
 under float16 autocast with a gradient scaler. The learning rate warms up linearly, then follows a cosine;
@@ -34,7 +40,7 @@ from drivestack.common.host import resolve_device, set_threads
 from drivestack.common.nuscenes import open_nuscenes
 from drivestack.perception.augment import AugmentConfig, augment
 from drivestack.perception.checkpoint import check_compatible, load_checkpoint, model_from_checkpoint, save_checkpoint
-from drivestack.perception.config import Backbone, ModelConfig, sort_classes
+from drivestack.perception.config import CAMERA, Backbone, ModelConfig, resolve_cameras, sort_classes
 from drivestack.perception.dataset import (
     CameraFrame,
     FrameCache,
@@ -42,9 +48,10 @@ from drivestack.perception.dataset import (
     classes_present,
     load_frames,
 )
-from drivestack.perception.evaluate import evaluate_detections
-from drivestack.perception.infer import Detections, decode_outputs, normalize
+from drivestack.perception.evaluate import FULL_SCENE, default_protocol, evaluate_detections, load_protocol
+from drivestack.perception.infer import Detections, decode_outputs, merge_frames, normalize
 from drivestack.perception.loss import build_targets, detection_loss
+from drivestack.perception.merge import DEFAULT_RADIUS
 from drivestack.perception.model import CenterNet3D, count_parameters
 
 WARMUP_FRACTION = 0.05  # of all steps, linear learning-rate warm-up
@@ -63,6 +70,9 @@ class TrainDetectorConfig:
     """Split trained on: a name in <version>/splits.json, an official nuScenes split, or "all"."""
     val_split: str | None = "val"
     """Split validated on (None: no validation)."""
+    cameras: tuple[str, ...] = (CAMERA,)
+    """Cameras whose keyframe images are trained on: nuScenes channel names or "all" (the six). Validation with
+    several merges each sample's cameras and scores the full scene (full_scene_v1)."""
     epochs: int = 30
     """Passes over the training split; on --resume the total to reach."""
     batch_size: int = 16
@@ -140,6 +150,7 @@ def validate_config(cfg: TrainDetectorConfig) -> None:
         )
     if cfg.max_minutes is not None and not cfg.max_minutes > 0:
         raise ValueError(f"max_minutes={cfg.max_minutes}; allowed: > 0 (or leave it out)")
+    resolve_cameras(cfg.cameras)  # ValueError: an unknown camera name, listing the valid ones
     resolve_device(cfg.device)  # ValueError: an unknown name, or CUDA asked for where there is none
     cfg.aug.validate()
 
@@ -216,8 +227,12 @@ def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
 
     # --- data: read the splits through the devkit, decode images once
     nusc = open_nuscenes(cfg.dataroot, cfg.version)
-    train_frames = load_frames(nusc, cfg.train_split)
-    val_frames = load_frames(nusc, cfg.val_split) if cfg.val_split else []
+    cameras = resolve_cameras(cfg.cameras)
+    protocol = load_protocol(default_protocol(cameras))
+    full_scene = protocol.get("gt_filter") == FULL_SCENE  # several cameras: merged per sample for validation
+    train_frames = load_frames(nusc, cfg.train_split, cameras)
+    ego_frame = "sample" if full_scene else "camera"
+    val_frames = load_frames(nusc, cfg.val_split, cameras, ego_frame) if cfg.val_split else []
     present = classes_present(train_frames)
     classes = sort_classes(cfg.classes) if cfg.classes else sort_classes(present)
     if cfg.classes and len(classes) != len(set(cfg.classes)):
@@ -272,14 +287,26 @@ def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
         },
     )
     writer = SummaryWriter(str(run_dir / "tb"))
-    info = {"dataroot": str(cfg.dataroot), "train_split": cfg.train_split, "val_split": cfg.val_split}
+    info = {
+        "dataroot": str(cfg.dataroot),
+        "train_split": cfg.train_split,
+        "val_split": cfg.val_split,
+        "cameras": list(cameras),
+    }
 
     def validate() -> dict[str, Any] | None:
         nonlocal best
         if val is None:
             return None
         dets = detect_cached(model, val, 2 * cfg.batch_size, device, amp)
-        metrics = evaluate_detections(nusc, val_frames, dets, attributes, run_dir / "val")
+        if full_scene:  # the cameras of each sample merged, scored over the full scene
+            threshold, radius = float(protocol["score_threshold"]), float(protocol.get("merge_radius", DEFAULT_RADIUS))
+            samples, merged = merge_frames(val_frames, dets, threshold, radius)
+            metrics = evaluate_detections(
+                nusc, samples, merged, attributes, run_dir / "val", protocol, images=(val_frames, dets)
+            )
+        else:
+            metrics = evaluate_detections(nusc, val_frames, dets, attributes, run_dir / "val")
         write_json(run_dir / "val" / "metrics.json", {"epoch": epoch, "step": step, **metrics})
         tags = {
             "val/mAP": metrics["mAP"],

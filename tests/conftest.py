@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from nuscenes_fixture import make_dataset, make_tiny_nuscenes
+from nuscenes_fixture import make_dataset, make_multicamera_dataset, make_tiny_nuscenes
 
 REAL_SCENE = Path(__file__).resolve().parents[2] / "shared" / "data" / "nuscenes-scene-0523"
 
@@ -25,6 +25,12 @@ def _one_thread():
 def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3 scenes x 4 keyframes (train: 2 scenes, val: 1), 320 x 180 CAM_FRONT JPEGs."""
     return make_dataset(tmp_path_factory.mktemp("nuscenes-fixture"))
+
+
+@pytest.fixture(scope="session")
+def six_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 scenes x 3 keyframes (train: 2 scenes, val: 1), 320 x 180 JPEGs of each of the six cameras."""
+    return make_multicamera_dataset(tmp_path_factory.mktemp("nuscenes-six"))
 
 
 @pytest.fixture(scope="session")

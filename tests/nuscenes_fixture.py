@@ -8,6 +8,9 @@ ego frame. Two datasets are built from it:
 
 - `make_dataset` (fixture `tiny_root`): 3 random scenes x 4 keyframes of cars and trucks, CAM_FRONT images,
   splits train (2 scenes) / val (1) / empty; the perception tests train and score detectors on it.
+- `make_multicamera_dataset` (fixture `six_root`): 3 scenes x 3 keyframes of cars and trucks all around the
+  ego, images of the six cameras (CAM_FRONT as in `make_dataset`, the others turned about the vertical, 64
+  degree field of view each), splits train (2 scenes) / val (1); the six-camera tests train and score on it.
 - `make_tiny_nuscenes` (fixture `tiny_nuscenes`): 2 scenes x 8 keyframes, ego parked, a car at 20 m/s, a
   parked car and a walking pedestrian, LIDAR_TOP only; splits tiny / other. The tracking metrics on it can
   be worked out by hand.
@@ -36,6 +39,15 @@ COLORS = {CAR: (200, 40, 40), TRUCK: (40, 60, 200)}  # RGB base colours (others:
 CAM_ROT = (0.5, -0.5, 0.5, -0.5)  # camera -> ego: z forward, x right, y down (nuScenes CAM_FRONT, level)
 CAM_T = (1.7, 0.0, 1.5)
 LIDAR_T = (0.0, 0.0, 1.8)
+# [rad] heading of each camera's optical axis in the ego frame (nuScenes' layout, about); CAM_FRONT is CAM_ROT
+CAMERA_YAWS = {
+    "CAM_FRONT": 0.0,
+    "CAM_FRONT_RIGHT": -math.radians(55.0),
+    "CAM_FRONT_LEFT": math.radians(55.0),
+    "CAM_BACK": math.pi,
+    "CAM_BACK_LEFT": math.radians(110.0),
+    "CAM_BACK_RIGHT": -math.radians(110.0),
+}
 
 
 @dataclass
@@ -89,16 +101,31 @@ FACES = ((0, 1, 2, 3), (4, 5, 6, 7), (0, 1, 5, 4), (2, 3, 7, 6), (1, 2, 6, 5), (
 SHADE = (1.15, 0.5, 1.0, 0.65, 0.8, 0.8)  # top, bottom, front, back, sides
 
 
+def _camera_pose(channel: str) -> tuple[list[float], list[float]]:
+    """(rotation quaternion, translation [m]) camera -> ego of a camera channel; CAM_FRONT: CAM_ROT, CAM_T."""
+    yaw = CAMERA_YAWS[channel]
+    if yaw == 0.0:
+        return list(CAM_ROT), list(CAM_T)
+    qz, (w, x, y, z) = _quat_yaw(yaw), CAM_ROT  # the front camera turned by yaw about the ego's z axis
+    rot = [qz[0] * w - qz[3] * z, qz[0] * x - qz[3] * y, qz[0] * y + qz[3] * x, qz[0] * z + qz[3] * w]
+    trans = [1.0 + 0.7 * math.cos(yaw), 0.7 * math.sin(yaw), CAM_T[2]]
+    return rot, trans
+
+
 def _render(
-    objects: list[tuple[str, tuple[float, float, float], np.ndarray, float]], K: np.ndarray, size: tuple[int, int]
+    objects: list[tuple[str, tuple[float, float, float], np.ndarray, float]],
+    K: np.ndarray,
+    size: tuple[int, int],
+    channel: str = "CAM_FRONT",
 ) -> np.ndarray:
-    """RGB image of ego-frame cuboids (category, size, centre, yaw) seen from the fixture camera."""
+    """RGB image of ego-frame cuboids (category, size, centre, yaw) seen from the fixture camera `channel`."""
     width, height = size
     img = np.zeros((height, width, 3), np.uint8)
     horizon = int(K[1, 2])
     img[:horizon] = (150, 190, 230)
     img[horizon:] = (95, 95, 100)
-    R, t = _rotmat(CAM_ROT), np.array(CAM_T)
+    rot, trans = _camera_pose(channel)
+    R, t = _rotmat(rot), np.array(trans)
     for category, box_size, center, yaw in sorted(objects, key=lambda o: -np.hypot(*o[2][:2])):  # far to near
         corners_cam = (_corners(center, box_size, yaw) - t) @ R  # ego -> camera
         if (corners_cam[:, 2] < 0.5).any():
@@ -114,7 +141,8 @@ def _render(
 
 def _calibration(channel: str, K: np.ndarray) -> dict:
     if channel.startswith("CAM"):
-        return {"translation": list(CAM_T), "rotation": list(CAM_ROT), "camera_intrinsic": K.tolist()}
+        rot, trans = _camera_pose(channel)
+        return {"translation": trans, "rotation": rot, "camera_intrinsic": K.tolist()}
     return {"translation": list(LIDAR_T), "rotation": [1.0, 0.0, 0.0, 0.0], "camera_intrinsic": []}
 
 
@@ -218,7 +246,7 @@ def write_dataset(
                 if camera:
                     cv2.imwrite(
                         str(root / filename),
-                        cv2.cvtColor(_render(drawn, K, image_size), cv2.COLOR_RGB2BGR),
+                        cv2.cvtColor(_render(drawn, K, image_size, channel), cv2.COLOR_RGB2BGR),
                         [cv2.IMWRITE_JPEG_QUALITY, 95],
                     )
                 tab["sample_data"].append(
@@ -302,6 +330,43 @@ def make_dataset(
     names = [spec.name for spec in scenes]
     splits = {"train": names[: num_scenes - val_scenes], "val": names[num_scenes - val_scenes :], "empty": []}
     return write_dataset(root, scenes, splits, channels=("CAM_FRONT",), image_size=image_size)
+
+
+def make_multicamera_dataset(
+    root: Path,
+    num_scenes: int = 3,
+    frames_per_scene: int = 3,
+    image_size: tuple[int, int] = (320, 180),
+    seed: int = 1,
+) -> Path:
+    """The six-camera dataset: random scenes of cars and trucks all around an ego at 10 m/s (one car at the
+    CAM_FRONT / CAM_FRONT_RIGHT seam in every scene), images of the six cameras; splits train / val (the last
+    scene). Returns root."""
+    rng = np.random.default_rng(seed)
+    scenes = []
+    for s in range(num_scenes):
+        num_obj = int(rng.integers(5, 8))
+        kinds = [CAR] + [CAR if rng.random() < 0.7 else TRUCK for _ in range(num_obj - 1)]
+        bearing = np.concatenate([[-math.radians(28.0)], rng.uniform(-np.pi, np.pi, num_obj - 1)])  # [rad] ego frame
+        dist = np.concatenate([[14.0], rng.uniform(10, 30, num_obj - 1)])  # [m]
+        yaws = rng.normal(0, 0.15, num_obj) + np.where(rng.random(num_obj) < 0.2, np.pi, 0.0)
+        objects = [
+            ObjectSpec(
+                kinds[j],
+                (float(dist[j] * np.cos(bearing[j])), float(dist[j] * np.sin(bearing[j])), SIZES[kinds[j]][2] / 2),
+                (float(rng.uniform(-1, 1)), 0.0),
+                SIZES[kinds[j]],
+                float(yaws[j]),
+                "vehicle.moving",
+            )
+            for j in range(num_obj)
+        ]
+        origin = rng.uniform(-500, 500, size=2)
+        ego_yaw = float(rng.uniform(-np.pi, np.pi))
+        scenes.append(SceneSpec(f"six-{s:04d}", objects, frames_per_scene, tuple(origin), ego_yaw, ego_speed=10.0))
+    names = [spec.name for spec in scenes]
+    splits = {"train": names[:-1], "val": names[-1:]}
+    return write_dataset(root, scenes, splits, channels=tuple(CAMERA_YAWS), image_size=image_size)
 
 
 # per object of the tracking scenes: (category, start centre (x, y) [m], velocity (vx, vy) [m/s], size, yaw [rad])

@@ -1,5 +1,9 @@
 """`drivestack bench perception`: run the camera detector over a split, score it, and time it.
 
+`--cameras` chooses the camera images detected (CAM_FRONT by default; `all` for the six); with several, each
+sample's cameras are merged (`perception.infer.merge_frames`) and scored over the full scene
+(perception/configs/full_scene_v1.json), the protocol chosen by default; `--protocol` chooses it explicitly.
+
 Writes into --out: submission.json (nuScenes detection format), metrics.json (mAP, NDS, per-class AP, TP
 errors, 2D COCO AP, speed, the eval protocol and devkit config), summary.md (the table printed at the end) and
 pr_curves.png (precision-recall per class at the four centre-distance thresholds).
@@ -23,10 +27,17 @@ from drivestack.common.artifacts import check_out_dir  # noqa: E402
 from drivestack.common.host import host_info, resolve_device, set_threads  # noqa: E402
 from drivestack.common.nuscenes import open_nuscenes  # noqa: E402
 from drivestack.perception.checkpoint import check_compatible, load_checkpoint, model_from_checkpoint  # noqa: E402
-from drivestack.perception.config import ModelConfig, sort_classes  # noqa: E402
+from drivestack.perception.config import CAMERAS, ModelConfig, resolve_cameras, sort_classes  # noqa: E402
 from drivestack.perception.dataset import load_frames, read_image, resize_image  # noqa: E402
-from drivestack.perception.evaluate import DEFAULT_PROTOCOL, evaluate_detections  # noqa: E402
-from drivestack.perception.infer import Detector, detect_frames  # noqa: E402
+from drivestack.perception.evaluate import (  # noqa: E402
+    FULL_SCENE,
+    default_protocol,
+    evaluate_detections,
+    load_protocol,
+    protocol_scope,
+)
+from drivestack.perception.infer import Detector, detect_frames, merge_frames  # noqa: E402
+from drivestack.perception.merge import DEFAULT_RADIUS  # noqa: E402
 from drivestack.perception.speed import measure_speed  # noqa: E402
 from drivestack.report import format_number, make_run_dir, write_json, write_text  # noqa: E402
 
@@ -53,8 +64,12 @@ class BenchPerceptionConfig:
     """Images per inference batch while detecting the split."""
     num_workers: int = 2
     """DataLoader workers decoding JPEGs."""
-    protocol: str = DEFAULT_PROTOCOL
-    """Eval protocol: a name under perception/configs/ or a JSON path."""
+    cameras: tuple[str, ...] | None = None
+    """Cameras detected: nuScenes channel names or "all" (None: CAM_FRONT, or all six under a full-scene
+    protocol). Several are merged per sample."""
+    protocol: str | None = None
+    """Eval protocol: a name under perception/configs/ or a JSON path (None: camera_front_v1 for CAM_FRONT
+    alone, full_scene_v1 otherwise)."""
     score_all_classes: bool = False
     """Score every class with ground truth, also those the detector has no output for (AP 0)."""
     classes: tuple[str, ...] | None = None
@@ -130,6 +145,8 @@ def speed_table(
 
 def summary_markdown(metrics: dict[str, Any]) -> str:
     lines = ["| metric | value |", "|---|---|"]
+    if "protocol" in metrics and "cameras" in metrics:
+        lines.append(f"| protocol / cameras | {metrics['protocol']['name']} / {', '.join(metrics['cameras'])} |")
     lines += [f"| mAP | {metrics['mAP']:.4f} |", f"| NDS | {metrics['NDS']:.4f} |"]
     lines += [f"| AP {c} | {v:.4f} |" for c, v in metrics["AP"].items()]
     lines += [
@@ -145,17 +162,19 @@ def summary_markdown(metrics: dict[str, Any]) -> str:
     }
     lines += [f"| {names[k]} | {v:.4f} |" for k, v in metrics["tp_errors"].items()]
     coco = metrics["coco_2d"]
-    lines += [f"| 2D COCO AP / AP50 / AP75 | {coco['AP']:.4f} / {coco['AP50']:.4f} / {coco['AP75']:.4f} |"]
+    if coco is not None:  # None: a full-scene run without per-image detections
+        lines += [f"| 2D COCO AP / AP50 / AP75 | {coco['AP']:.4f} / {coco['AP50']:.4f} / {coco['AP75']:.4f} |"]
     lines += [f"| samples / scored GT boxes | {metrics['num_samples']} / {sum(metrics['gt_counts'].values())} |"]
     for row in metrics.get("speed", []):
         lines.append(
             f"| speed {row['device']} batch {row['batch_size']} | {row['images_per_s']:.1f} images/s, "
             f"{row['latency_ms']:.2f} ms per batch (p90 {row['latency_ms_p90']:.2f}) |"
         )
-    if metrics.get("centre_errors"):  # a second table: the centre error by camera distance
+    if metrics.get("centre_errors"):  # a second table: the centre error by camera (full scene: ego) distance
+        origin = "ego" if metrics.get("protocol", {}).get("gt_filter") == FULL_SCENE else "camera"
         lines += [
             "",
-            "| camera distance m | matched / scored | radial bias m | radial std m | lateral std m | "
+            f"| {origin} distance m | matched / scored | radial bias m | radial std m | lateral std m | "
             "within 0.5 m | within 1 m |",
             "|---|---|---|---|---|---|---|",
         ]
@@ -178,6 +197,14 @@ def run_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
         raise ValueError(f"velocity={cfg.velocity!r}; allowed: tracker or zero")
     if cfg.num_workers < 0:
         raise ValueError(f"num_workers={cfg.num_workers}; allowed: >= 0")
+    protocol = load_protocol(cfg.protocol) if cfg.protocol is not None else None
+    if cfg.cameras is not None:
+        cameras = resolve_cameras(cfg.cameras)
+    else:
+        cameras = CAMERAS if protocol is not None and protocol.get("gt_filter") == FULL_SCENE else ("CAM_FRONT",)
+    protocol = protocol or load_protocol(default_protocol(cameras))
+    full_scene = protocol_scope(protocol, cameras)
+    threshold = float(protocol["score_threshold"])
     device = str(resolve_device(cfg.device))  # "auto": CUDA when present
     if cfg.out is not None:
         check_out_dir(cfg.out)
@@ -192,29 +219,32 @@ def run_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
     have = ModelConfig.from_dict(state["model_config"])
     check_compatible(have, _expected(cfg, have), state["path"])
     nusc = open_nuscenes(cfg.dataroot, cfg.version)
-    frames = load_frames(nusc, cfg.split)
+    frames = load_frames(nusc, cfg.split, cameras, ego_frame="sample" if full_scene else "camera")
     out = check_out_dir(cfg.out or Path("runs/bench") / f"perception-{Path(cfg.dataroot).name}-{cfg.split}")
 
     detector = Detector(
         model_from_checkpoint(state), state["attributes"], device=device, depth_confidence=cfg.depth_confidence
     )
-    dets = detect_frames(detector, frames, cfg.batch_size, cfg.num_workers, cfg.progress)
+    image_dets = detect_frames(detector, frames, cfg.batch_size, cfg.num_workers, cfg.progress)
+    samples, dets = frames, image_dets
+    if full_scene:  # one set of boxes per sample: the cameras merged
+        radius = float(protocol.get("merge_radius", DEFAULT_RADIUS))
+        samples, dets = merge_frames(frames, image_dets, threshold, radius)
     if cfg.velocity == "tracker":
-        from drivestack.perception.evaluate import load_protocol
         from drivestack.pipeline.detection_velocity import tracker_velocities
 
-        protocol = load_protocol(cfg.protocol)
-        dets = tracker_velocities(nusc, frames, dets, float(protocol["score_threshold"]))
+        dets = tracker_velocities(nusc, samples, dets, threshold)
     make_run_dir(out)  # only once the split is detected: a failed run leaves no empty folder
     metrics = evaluate_detections(
         nusc,
-        frames,
+        samples,
         dets,
         detector.attributes,
         out,
-        cfg.protocol,
+        protocol,
         score_all_classes=cfg.score_all_classes,
         plots=cfg.plots,
+        images=(frames, image_dets) if full_scene else None,
     )
     if cfg.speed:
         cpu = detector if device == "cpu" else Detector(model_from_checkpoint(state), state["attributes"])
@@ -238,6 +268,8 @@ def run_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
         checkpoint=state["path"],
         dataroot=str(cfg.dataroot),
         split=cfg.split,
+        cameras=list(cameras),
+        num_images=len(frames),
         device=device,
         velocity=cfg.velocity,
         depth_confidence=cfg.depth_confidence,
@@ -246,7 +278,8 @@ def run_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
     )
     write_json(out / "metrics.json", metrics)
     table = summary_markdown(metrics)
-    write_text(out / "summary.md", f"# perception benchmark: {cfg.dataroot} split {cfg.split}\n\n{table}")
+    title = f"# perception benchmark: {cfg.dataroot} split {cfg.split}, protocol {protocol['name']}"
+    write_text(out / "summary.md", f"{title}, cameras {', '.join(cameras)}\n\n{table}")
     print(table, end="")
     print(
         f"wrote {out / 'metrics.json'}, {out / 'summary.md'}, {out / 'submission.json'}"

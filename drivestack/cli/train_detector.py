@@ -1,7 +1,8 @@
 """`drivestack train detector`: train the camera 3D detector from scratch on a nuScenes-format dataset.
 
 The options are `perception.train.TrainDetectorConfig`'s fields. Without --dataroot it trains on the embedded
-synthetic dataset (`sim.nuscenes_export.default_dataset`, generated on first use); the run directory holds
+synthetic dataset (`sim.nuscenes_export.default_dataset`, generated on first use). `--cameras` chooses the camera
+images trained on (CAM_FRONT by default, `all` for the six; each image a sample of its own). The run directory holds
 config.json, TensorBoard logs under tb/, checkpoints/last.pt (resumable) and checkpoints/best.pt, which
 `drivestack bench perception --checkpoint` reads back with `torch.load(weights_only=True)`.
 """

@@ -57,3 +57,18 @@ def test_cuda_training_smoke(tiny_root: Path, tmp_path: Path) -> None:
         )
     )
     assert result["step"] == 4 and (tmp_path / "run" / "checkpoints" / "best.pt").is_file()
+
+
+@needs_cuda
+def test_cuda_merge_of_cameras_matches_cpu() -> None:
+    from drivestack.perception.infer import Detections, merge_detections
+
+    g = torch.Generator().manual_seed(0)
+    boxes = torch.rand(48, 30, 7, generator=g) * 10.0  # 8 samples x 6 cameras, 30 boxes each
+    scores, labels = torch.rand(48, 30, generator=g), torch.randint(0, 2, (48, 30), generator=g)
+    sample = torch.arange(8).repeat_interleave(6)
+    cpu = merge_detections(Detections(boxes, scores, labels, ("car", "truck")), sample, 8, score_threshold=0.2)
+    dets = Detections(boxes.cuda(), scores.cuda(), labels.cuda(), ("car", "truck"))
+    gpu = merge_detections(dets, sample.cuda(), 8, score_threshold=0.2).to("cpu")
+    assert torch.equal(gpu.scores, cpu.scores) and torch.equal(gpu.labels, cpu.labels)
+    assert torch.allclose(gpu.boxes, cpu.boxes)
