@@ -350,6 +350,7 @@ def load_checkpoint(
     device: str = "cpu",
     expect: dict[str, Any] | None = None,
     replay: bool = True,
+    optimizer: bool = True,
 ) -> tuple[BaseAlgorithm, dict]:
     """Rebuild the SB3 model of a checkpoint and load its weights, optimizer and counters.
 
@@ -363,6 +364,8 @@ def load_checkpoint(
         expect: optional {"algo", "env_id", "observation"} the checkpoint must match (ValueError naming
             which does not).
         replay: DQN: also restore the replay buffer when the checkpoint has one.
+        optimizer: also restore the optimizer (needed to resume training; a release checkpoint for acting only
+            ships without optimizer.pt).
     Returns:
         (model, meta).
     """
@@ -370,7 +373,7 @@ def load_checkpoint(
     meta = read_meta(path)
     check_expectations(meta, expect, path)
     policy_state = _load_tensors(path / "policy.pt", device)
-    optimizer_state = _load_tensors(path / "optimizer.pt", device)
+    optimizer_state = _load_tensors(path / "optimizer.pt", device) if optimizer else None
     if env is None:
         from drivestack.sim.vector_env import SB3DrivingVecEnv
 
@@ -392,7 +395,8 @@ def load_checkpoint(
         model = make_model(meta["algo"], meta["hyperparameters"], env, seed=meta.get("seed"), device=device)
     try:
         model.policy.load_state_dict(policy_state)
-        model.policy.optimizer.load_state_dict(optimizer_state)
+        if optimizer_state is not None:
+            model.policy.optimizer.load_state_dict(optimizer_state)
     except (RuntimeError, ValueError, KeyError) as err:
         raise ValueError(
             f"checkpoint {path} does not fit its own hyperparameters ({_one_line(err)}); use another checkpoint"
@@ -492,7 +496,7 @@ def load_policy(path: str | Path, device: str = "cpu") -> SB3Policy:
     on scenes (trained on occupancy observations or continuous actions).
     """
     checkpoint = resolve_checkpoint(path)
-    model, meta = load_checkpoint(checkpoint, device=device, replay=False)
+    model, meta = load_checkpoint(checkpoint, device=device, replay=False, optimizer=False)
     model.policy.set_training_mode(False)
     run = checkpoint.parent.parent.name if checkpoint.parent.name == "checkpoints" else None
     name = f"{meta['algo']}:{run}/{checkpoint.name}" if run else f"{meta['algo']}:{checkpoint.name}"

@@ -71,7 +71,7 @@ def test_every_module_and_data_file_is_in_the_wheel(wheel: zipfile.ZipFile) -> N
     missing = []
     for folder, target in FOLDERS.items():
         for path in (ROOT / folder).rglob("*"):
-            if path.suffix in (".py", ".json") and "__pycache__" not in path.parts:
+            if path.suffix in (".py", ".json", ".pt") and "__pycache__" not in path.parts:
                 inside = f"{target}/{path.relative_to(ROOT / folder).as_posix()}"
                 if inside not in names:
                     missing.append(inside)

@@ -21,6 +21,7 @@ from drivestack.common.host import resolve_device, using_threads
 from drivestack.planning.evaluate import EvalResult, evaluate
 from drivestack.planning.policy import BASELINES, Policy, make_policy
 from drivestack.planning.scene import scene_from_world
+from drivestack.release import resolve_policy_spec
 from drivestack.report import make_run_dir, save_figure, write_json
 from drivestack.sim.action import MetaAction
 from drivestack.sim.batched_env import MAX_NUM_ENVS, BatchedDrivingEnv
@@ -45,7 +46,8 @@ class EvalPolicyConfig:
     """Evaluate driving policies side by side: table, eval.json, eval.png and MP4s per policy."""
 
     policies: tuple[str, ...] = ("rule", "random")
-    """Policies to compare, each a run directory, a checkpoint directory, `rule`, `random` or `idle`."""
+    """Policies to compare, each a run directory, a checkpoint directory, `release:<name>` (a shipped release),
+    `rule`, `random` or `idle`."""
     env: str = "drivestack/Highway-v0"
     """Environment id: drivestack/Highway-v0 or drivestack/Merge-v0 (its default config)."""
     episodes: int = 500
@@ -227,7 +229,10 @@ def run_eval(cfg: EvalPolicyConfig) -> dict:
 
 def _run(cfg: EvalPolicyConfig, config: EnvConfig) -> dict:
     labels = _labels(cfg.policies)
-    policies = {label: make_policy(spec, config, cfg.device, cfg.seed) for label, spec in zip(labels, cfg.policies)}
+    policies = {
+        label: make_policy(resolve_policy_spec(spec), config, cfg.device, cfg.seed)
+        for label, spec in zip(labels, cfg.policies)
+    }
     results: dict[str, EvalResult] = {}
     for label, policy in policies.items():
         results[label] = evaluate(policy, config, cfg.episodes, device=cfg.device, seed=cfg.seed, num_envs=cfg.num_envs)

@@ -14,6 +14,7 @@ from drivestack.common.checks import check_number, require
 from drivestack.common.host import resolve_device
 from drivestack.planning.policy import make_policy
 from drivestack.planning.scene import scene_from_world
+from drivestack.release import resolve_policy_spec
 from drivestack.sim.action import MetaAction
 from drivestack.sim.batched_env import BatchedDrivingEnv
 from drivestack.sim.env import SCENARIOS
@@ -27,7 +28,7 @@ class DemoConfig:
     scenario: str = "highway"
     """Scenario: highway or merge."""
     policy: str = "random"
-    """Ego policy of the demo episode: rule, random, idle, a training run directory or a checkpoint directory."""
+    """Ego policy of the demo episode: rule, random, idle, release:<name>, a training run or checkpoint directory."""
     seconds: float = 30.0
     """[s] episode length of the demo (it ends earlier on a collision)."""
     seed: int = 0
@@ -62,7 +63,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     # Render every simulation step: decisions every 1/policy_frequency s, IDLE in between.
     hold = base.substeps
     env_config = replace(base, policy_frequency=base.sim_frequency, duration=cfg.seconds)
-    policy = make_policy(cfg.policy, base, seed=cfg.seed)
+    policy = make_policy(resolve_policy_spec(cfg.policy), base, seed=cfg.seed)
     env = BatchedDrivingEnv(env_config, num_envs=1, seed=cfg.seed, autoreset=False)
     env.reset()
     frames = [env.render(0)]
