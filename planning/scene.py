@@ -175,6 +175,45 @@ class Scene:
         return Scene(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 
+def _ego_and_lanes(state: WorldState, road: RoadNetwork) -> dict[str, torch.Tensor]:
+    """The Scene's ego and lane fields: what the ego knows about itself and the lane map at its position.
+
+    Shared by `scene_from_world` and `scene_from_agents`, so the privileged and the perceived scene differ in
+    their agents only. The ego's target lane, set-point and set-point index are the simulator's own (what the
+    ego's controller holds); can_change_left / right are the road's change tables at the ego, from its target lane.
+    """
+    veh = state.vehicles
+    B = veh.shape[0]
+    s0 = veh.s[:, 0]
+    offsets, exists = road.all_lane_offsets(s0)  # (B, NL)
+    ends = road.lane_end.expand(B, -1)  # (B, NL) arc length of each lane's end, inf for ring lanes
+    finite = torch.isfinite(ends)
+    ahead = road.delta_s(torch.where(finite, ends, 0.0), s0[:, None])
+    target = veh.target_lane[:, 0]
+    NL = road.num_lanes
+    # A neighbour of the target lane: inside the road's lanes, present here, and the change allowed here.
+    left, right = (target + 1).clamp_max(NL - 1), (target - 1).clamp_min(0)
+    can_left = (target < NL - 1) & exists.gather(1, left[:, None]).squeeze(1) & road.change_allowed(target, s0, +1)
+    can_right = (target > 0) & exists.gather(1, right[:, None]).squeeze(1) & road.change_allowed(target, s0, -1)
+    return {
+        "ego_speed": veh.speed[:, 0],
+        "ego_heading": veh.psi[:, 0],
+        "ego_d": veh.d[:, 0],
+        "ego_lane": veh.lane[:, 0],
+        "ego_length": veh.length[:, 0],
+        "ego_width": veh.width[:, 0],
+        "ego_target_lane": target,
+        "ego_speed_setpoint": veh.desired_speed[:, 0],
+        "ego_speed_index": state.ego_speed_index,
+        "can_change_left": can_left,
+        "can_change_right": can_right,
+        "lane_offset": offsets - veh.d[:, :1],
+        "lane_exists": exists,
+        "lane_end": torch.where(finite, ahead, torch.inf),
+        "lane_width": torch.full_like(offsets, road.lane_width),
+    }
+
+
 def scene_from_world(state: WorldState, road: RoadNetwork) -> Scene:
     """The privileged scene of the simulator's ground truth: every other vehicle is an agent.
 
@@ -191,31 +230,10 @@ def scene_from_world(state: WorldState, road: RoadNetwork) -> Scene:
     dx, dy = relative_positions(veh, road)  # (B, N)
     # Road-frame velocities over all N vehicles at once, exactly as the observation computes them.
     vx, vy = veh.speed * torch.cos(veh.psi), veh.speed * torch.sin(veh.psi)
-    B, N = veh.shape
-    s0 = veh.s[:, 0]
-    offsets, exists = road.all_lane_offsets(s0)  # (B, NL)
-    ends = road.lane_end.expand(B, -1)  # (B, NL) arc length of each lane's end, inf for ring lanes
-    finite = torch.isfinite(ends)
-    ahead = road.delta_s(torch.where(finite, ends, 0.0), s0[:, None])
+    N = veh.shape[1]
     ids = torch.where(veh.active[:, 1:], torch.arange(1, N, device=veh.s.device), -1)  # (B, N - 1)
-    target = veh.target_lane[:, 0]
-    NL = road.num_lanes
-    # A neighbour of the target lane: inside the road's lanes, present here, and the change allowed here.
-    left, right = (target + 1).clamp_max(NL - 1), (target - 1).clamp_min(0)
-    can_left = (target < NL - 1) & exists.gather(1, left[:, None]).squeeze(1) & road.change_allowed(target, s0, +1)
-    can_right = (target > 0) & exists.gather(1, right[:, None]).squeeze(1) & road.change_allowed(target, s0, -1)
     return Scene(
-        ego_speed=veh.speed[:, 0],
-        ego_heading=veh.psi[:, 0],
-        ego_d=veh.d[:, 0],
-        ego_lane=veh.lane[:, 0],
-        ego_length=veh.length[:, 0],
-        ego_width=veh.width[:, 0],
-        ego_target_lane=target,
-        ego_speed_setpoint=veh.desired_speed[:, 0],
-        ego_speed_index=state.ego_speed_index,
-        can_change_left=can_left,
-        can_change_right=can_right,
+        **_ego_and_lanes(state, road),
         x=dx[:, 1:],
         y=dy[:, 1:],
         vx=vx[:, 1:],
@@ -225,10 +243,65 @@ def scene_from_world(state: WorldState, road: RoadNetwork) -> Scene:
         width=veh.width[:, 1:],
         id=ids,
         present=veh.active[:, 1:],
-        lane_offset=offsets - veh.d[:, :1],
-        lane_exists=exists,
-        lane_end=torch.where(finite, ahead, torch.inf),
-        lane_width=torch.full_like(offsets, road.lane_width),
+    )
+
+
+def scene_from_agents(
+    state: WorldState,
+    road: RoadNetwork,
+    boxes: torch.Tensor,
+    velocity: torch.Tensor,
+    ids: torch.Tensor,
+    present: torch.Tensor,
+    s_ego: torch.Tensor | None = None,
+) -> Scene:
+    """A scene whose agents are given boxes (tracks, detections) and whose ego and lanes are the simulator's.
+
+    The perceived path's scene: the ego knows itself (speed, lane, target lane, set-point, lane availability,
+    filled exactly as `scene_from_world` fills them) and the map (lanes); the other agents are whatever
+    perception reports. Boxes are moved into the ego's road frame by projecting their centres onto the road
+    (`RoadNetwork.project`, Newton steps from the ego's arc length), so a ground-truth box gives the same x, y
+    as `scene_from_world` up to float rounding.
+
+    Args:
+        state: world state of B environments (the ego, row 0, is what is used).
+        road: the road the state lives on.
+        boxes: (B, M, 7) global frame x, y, z [m], w, l, h [m], yaw [rad] (the frame of
+            `sim.raycast.vehicle_boxes` with the same `s_ego`).
+        velocity: (B, M, 2) [m/s] global frame vx, vy.
+        ids: (B, M) long track ids (any value where not present; -1 is written there).
+        present: (B, M) bool: the slot holds an agent (a box without a finite centre is taken as absent).
+        s_ego: (B,) [m] the ego's arc length the global frame was made with (unwrapped; default its ring s).
+    Returns:
+        Scene with M agent slots.
+    """
+    veh = state.vehicles
+    s0 = (veh.s[:, 0] if s_ego is None else s_ego.to(veh.s)).unsqueeze(1)  # (B, 1)
+    d0 = veh.d[:, :1]
+    rx, ry, heading, kappa = road.reference(s0)
+    # empty slots (and boxes without a finite centre, which are dropped) are projected from the ego's reference point
+    present = present & torch.isfinite(boxes[..., :2]).all(dim=-1)
+    gx, gy = torch.where(present, boxes[..., 0], rx), torch.where(present, boxes[..., 1], ry)  # (B, M)
+    velocity = torch.where(present[..., None], velocity, 0.0)
+    s_guess = s0 + (gx - rx) * torch.cos(heading) + (gy - ry) * torch.sin(heading)
+    s, d = road.project(gx, gy, s_guess)  # (B, M) unwrapped arc length and lateral offset
+    _, _, road_heading, _ = road.reference(s)
+    c, sn = torch.cos(road_heading), torch.sin(road_heading)
+    vx, vy = velocity[..., 0], velocity[..., 1]
+    # as relative_positions: the along-road distance scaled to the pair's mean lateral position
+    dx = (s - s0) * (1.0 - kappa * 0.5 * (d + d0))
+    psi = torch.remainder(boxes[..., 6] - road_heading + torch.pi, 2 * torch.pi) - torch.pi
+    return Scene(
+        **_ego_and_lanes(state, road),
+        x=dx,
+        y=d - d0,
+        vx=c * vx + sn * vy,
+        vy=-sn * vx + c * vy,
+        heading=psi,
+        length=boxes[..., 4],
+        width=boxes[..., 3],
+        id=torch.where(present, ids.long(), -1),
+        present=present,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -116,11 +117,16 @@ class BatchedDrivingEnv:
         self._episode_return.zero_()
         return observe(self.state, self.road, self.config.observation), {}
 
-    def step(self, action: object) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+    def step(
+        self, action: object, on_substep: Callable[[int, WorldState], None] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
         """One policy step (config.substeps simulation steps) in every environment.
 
         Args:
             action: (B,) meta-action integers or (B, 2) continuous actions; numpy or torch.
+            on_substep: called as `on_substep(j, state)` after simulation step j = 0..substeps-1 of this policy
+                step, before finished environments reset (what runs at the simulation rate inside a policy step:
+                the closed loop's cameras and tracker). It observes; it cannot change the state.
         Returns:
             observation (B, ...), reward (B,), terminated (B,) bool, truncated (B,) bool, info: a dict of
             (B,) tensors: `rewards` (dict of the named terms), `crashed`, `off_road`, `action_invalid`,
@@ -156,6 +162,8 @@ class BatchedDrivingEnv:
                 advance_fn=self._advance_fn,
             )
             lane_changed |= state.vehicles.lane[:, 0] != lane_before
+            if on_substep is not None:
+                on_substep(j, state)
         state = state.replace(policy_steps=state.policy_steps + 1)
 
         terms = reward_terms(state, lane_changed, self.road, cfg.reward)

@@ -20,8 +20,15 @@ from collections.abc import Iterator
 import tyro
 
 # (group, command) -> (one-line help, module in drivestack/ holding the config dataclass and the runner,
-# config class name, runner name). Modules import lazily: `drivestack --help` does not load torch.
+# config class name, runner name); a one-word command (`drivestack drive`) has the command "".
+# Modules import lazily: `drivestack --help` does not load torch.
 COMMANDS: dict[tuple[str, str], tuple[str, str, str, str]] = {
+    ("drive", ""): (
+        "the stack in the closed loop (cameras, detector or oracle, tracker, policy) beside ground truth",
+        "cli.drive",
+        "DriveConfig",
+        "run_drive",
+    ),
     ("sim", "demo"): (
         "simulate one episode, write an MP4 and print the simulator's throughput",
         "cli.sim_demo",
@@ -97,7 +104,7 @@ def _usage() -> str:
         "",
         "commands:",
     ]
-    lines += [f"  {g + ' ' + c:<15} {text}" for (g, c), (text, *_) in COMMANDS.items()]
+    lines += [f"  {(g + ' ' + c).strip():<15} {text}" for (g, c), (text, *_) in COMMANDS.items()]
     return "\n".join(lines)
 
 
@@ -138,7 +145,7 @@ def _parse(module: object, config_name: str, args: list[str], group: str, name: 
             return tyro.cli(
                 getattr(module, config_name),
                 args=args,
-                prog=f"drivestack {group} {name}",
+                prog=f"drivestack {group} {name}".strip(),
                 description=text,
                 config=(tyro.conf.EnumChoicesFromValues,),
             )
@@ -147,7 +154,7 @@ def _parse(module: object, config_name: str, args: list[str], group: str, name: 
             sys.stderr.write(buffer.getvalue())
             raise
         raise UsageError(
-            f"{_one_line(buffer.getvalue())} (drivestack {group} {name} --help lists the options)"
+            f"{_one_line(buffer.getvalue())} (drivestack {(group + ' ' + name).strip()} --help lists the options)"
         ) from None
 
 
@@ -206,6 +213,8 @@ def _describe(err: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run `drivestack GROUP COMMAND [--options]`; returns the exit status (0 ok, 2 user error, 130 interrupted)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and (argv[0], "") in COMMANDS:  # a one-word command: its options follow directly
+        argv = [argv[0], "", *argv[1:]]
     if len(argv) < 2 or argv[0] in ("-h", "--help") or (argv[0], argv[1]) not in COMMANDS:
         if argv and argv[0] not in ("-h", "--help"):
             print(f"drivestack: error: unknown command {' '.join(argv[:2])!r}\n", file=sys.stderr)

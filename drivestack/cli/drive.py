@@ -1,0 +1,204 @@
+"""`drivestack drive`: the stack in the loop, side by side with the privileged path.
+
+The same policy drives the same episodes (seed, episode ids 0..N-1, so the same traffic) twice: once on the
+simulator's ground-truth scene (privileged) and once on the scene perception builds (cameras -> oracle boxes or a
+detector -> merge across cameras -> one tracker per environment -> scene). Writes, under `--out`, `drive.json`
+(per path: the registered episode metrics and per-episode outcomes, perception in the loop, time per stage) and
+prints one table of driving metrics, one of perception, and one of time per stage. Ctrl-C writes what finished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from drivestack.common.artifacts import check_out_dir, make_run_dir, write_json
+from drivestack.common.checks import check_number
+from drivestack.common.host import resolve_device, using_threads
+from drivestack.pipeline.closed_loop import PERCEPTION, STAGES, DriveResult, LoopConfig, drive, loop_speed
+from drivestack.planning.policy import make_policy
+from drivestack.release import resolve_policy_spec
+from drivestack.sim.camera import CAMERA_CHANNELS
+from drivestack.sim.config import ENV_CONFIGS, EnvConfig, env_config
+
+MAX_SECONDS = 3600.0  # [s] longest episode
+
+
+@dataclass(frozen=True)
+class DriveConfig:
+    """Drive a policy in the closed loop with perception in front of it, and on ground truth, side by side."""
+
+    policy: str = "rule"
+    """The policy: `rule`, `random`, `idle`, `release:<name>`, a training run directory or a checkpoint directory."""
+    perception: str = "oracle"
+    """Perceived path's source: oracle (true boxes of what the cameras see) or detector (--detector)."""
+    detector: Path | None = None
+    """Detector checkpoint or training run directory (for --perception detector)."""
+    cameras: tuple[str, ...] = CAMERA_CHANNELS
+    """Cameras on the ego (nuScenes channels)."""
+    width: int = 512
+    """[px] camera image width."""
+    height: int = 288
+    """[px] camera image height."""
+    camera_hz: float = 2.0
+    """[Hz] camera and tracker rate (divides the 10 Hz simulation rate, a multiple of the 1 Hz policy rate)."""
+    oracle_position_std: float = 0.0
+    """[m] noise on each oracle view's centre (0: exact boxes)."""
+    oracle_velocity: bool = True
+    """Oracle boxes carry the true velocity (--no-oracle-velocity: the tracker estimates it, as for a detector)."""
+    min_visible_pixels: int = 20
+    """A camera sees a vehicle with at least this many visible pixels (oracle boxes and the perception scores)."""
+    episodes: int = 16
+    """Episodes per path (episodes 0..N-1 of --seed: the same traffic on both paths)."""
+    num_envs: int = 8
+    """Environments stepped together (at most --episodes)."""
+    seconds: float = 40.0
+    """[s] episode length."""
+    env: str = "drivestack/Highway-v0"
+    """Environment id (its default config): drivestack/Highway-v0 or drivestack/Merge-v0."""
+    device: str = "cpu"
+    """torch device of the simulator, renderer, detector and policy (cpu, cuda, auto)."""
+    threads: int = 1
+    """torch CPU threads (0: torch's default)."""
+    seed: int = 0
+    """Seed of the episodes, the camera lighting and the oracle noise."""
+    out: Path = Path("runs/drive")
+    """Output directory for drive.json."""
+    privileged: bool = True
+    """Also drive the privileged path (ground-truth scene) for the side-by-side table."""
+
+    def validate(self) -> tuple[EnvConfig, LoopConfig]:
+        """Check every option before any work (one-line ValueError naming it); returns the env and loop configs."""
+        check_number("episodes", self.episodes, low=1, integer=True)
+        check_number("num_envs", self.num_envs, low=1, high=4096, integer=True)
+        check_number("seconds", self.seconds, low=0.0, low_open=True, high=MAX_SECONDS)
+        check_number("threads", self.threads, low=0, integer=True)
+        check_number("seed", self.seed, low=0, integer=True)
+        if self.env not in ENV_CONFIGS:
+            raise ValueError(f"unknown env id {self.env!r}; allowed: {', '.join(ENV_CONFIGS)}")
+        if self.perception not in PERCEPTION[1:]:
+            raise ValueError(f"--perception={self.perception!r}; allowed: {', '.join(PERCEPTION[1:])}")
+        resolve_device(self.device)
+        check_out_dir(self.out)
+        config = replace(env_config(self.env), duration=self.seconds).validate()
+        loop = LoopConfig(
+            perception=self.perception,
+            detector=self.detector,
+            cameras=tuple(self.cameras),
+            width=self.width,
+            height=self.height,
+            camera_hz=self.camera_hz,
+            oracle_position_std=self.oracle_position_std,
+            oracle_velocity=self.oracle_velocity,
+            min_visible_pixels=self.min_visible_pixels,
+        ).validate(config)
+        return config, loop
+
+
+def print_tables(results: dict[str, DriveResult], title: str) -> None:
+    """Driving metrics per path, perception in the loop, and time per stage (rich tables)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(Console().width, 120))
+    table = Table(title=title)
+    for column in ("path", "episodes", "collisions", "off-road", "speed m/s", "dist. m", "LC/min", "jerk m/s^3"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    for path, r in results.items():
+        s = r.episodes.summary() if r.episodes.count else None
+        cells = (
+            [
+                str(s["episodes"]),
+                f"{100 * s['collision_rate']:.1f}%",
+                f"{100 * s['off_road_rate']:.1f}%",
+                f"{s['mean_speed']:.2f}",
+                f"{s['distance_per_episode']:.0f}",
+                f"{s['lane_changes_per_minute']:.2f}",
+                f"{s['mean_abs_jerk']:.2f}",
+            ]
+            if s
+            else ["0"] + ["-"] * 6
+        )
+        table.add_row(path, *cells)
+    console.print(table)
+    for path, r in results.items():
+        p = r.perception
+        if not p:
+            continue
+        pt = Table(title=f"perception in the loop ({path}, {p['camera_frames']} camera frames)")
+        for column in ("recall", "precision", "ID switches", "band", "tracks", "pos. err m", "vel. err m/s"):
+            pt.add_column(column, justify="right")
+        fmt = lambda v, f=".3f": "-" if v is None else format(v, f)  # noqa: E731
+        for i, (band, b) in enumerate(p["bands"].items()):
+            head = [fmt(p["recall"]), fmt(p["precision"]), str(p["id_switches"])] if i == 0 else ["", "", ""]
+            pt.add_row(*head, band, str(b["tracks"]), fmt(b["position_error"], ".2f"), fmt(b["velocity_error"], ".2f"))
+        console.print(pt)
+    tt = Table(title="time per stage, ms per tick (a tick: one 0.1 s simulation step of all environments)")
+    tt.add_column("path")
+    for stage in (*STAGES, "ticks/s"):
+        tt.add_column(stage, justify="right")
+    for path, r in results.items():
+        ms = r.timing["ms_per_tick"]
+        rate = r.timing["ticks_per_s"]
+        tt.add_row(path, *[f"{ms.get(s) or 0.0:.1f}" for s in STAGES], "-" if rate is None else f"{rate:.2f}")
+    console.print(tt)
+
+
+def run_drive(cfg: DriveConfig) -> dict:
+    """Drive both paths, print the tables, write drive.json; returns its content."""
+    config, loop = cfg.validate()
+    with using_threads(cfg.threads):
+        return _run(cfg, config, loop)
+
+
+def _run(cfg: DriveConfig, config: EnvConfig, loop: LoopConfig) -> dict:
+    device = resolve_device(cfg.device)
+    policy = make_policy(resolve_policy_spec(cfg.policy), config, device, cfg.seed)
+    paths = (["privileged"] if cfg.privileged else []) + [cfg.perception]
+    results: dict[str, DriveResult] = {}
+    interrupted = False
+    for path in paths:
+        result = drive(
+            policy, config, replace(loop, perception=path), cfg.episodes, cfg.num_envs, cfg.seed, device, progress=True
+        )
+        results[path] = result
+        print(f"{path}: {loop_speed(result)}")
+        if result.interrupted:
+            interrupted = True
+            break
+    title = (
+        f"{cfg.env}, policy {cfg.policy}, {cfg.episodes} episodes of {cfg.seconds:g} s, seed {cfg.seed}, "
+        f"{len(loop.cameras)} cameras {loop.width}x{loop.height} at {loop.camera_hz:g} Hz, {device}"
+    )
+    print_tables(results, title)
+    report = {
+        "env": cfg.env,
+        "policy": cfg.policy,
+        "episodes": cfg.episodes,
+        "num_envs": min(cfg.episodes, cfg.num_envs),
+        "seconds": cfg.seconds,
+        "seed": cfg.seed,
+        "device": str(device),
+        "loop": {
+            "perception": loop.perception,
+            "detector": loop.detector,
+            "cameras": list(loop.cameras),
+            "width": loop.width,
+            "height": loop.height,
+            "camera_hz": loop.camera_hz,
+            "policy_hz": config.policy_frequency,
+            "sim_hz": config.sim_frequency,
+            "oracle_position_std": loop.oracle_position_std,
+            "oracle_velocity": loop.oracle_velocity,
+            "min_visible_pixels": loop.min_visible_pixels,
+            "merge_radius": loop.merge_radius,
+        },
+        "interrupted": interrupted,
+        "paths": {path: r.to_json() for path, r in results.items()},
+    }
+    out = make_run_dir(cfg.out)
+    written = write_json(out / "drive.json", report, indent=1)
+    print(f"wrote {written}")
+    if interrupted:
+        raise KeyboardInterrupt  # what finished is written; the CLI exits 130
+    return report

@@ -1,0 +1,127 @@
+"""Perception in the loop, scored per camera frame against the simulator's ground truth.
+
+Detection: recall and precision of the merged boxes within `MATCH_DISTANCE` (2 m, centre distance in the bird's-eye
+view) of the visible vehicles within `MAX_RANGE` (50 m) of the ego (a vehicle is visible when one camera shows
+enough of its pixels; boxes farther than the range are not counted either way). Tracking: the tracks of each frame
+are matched to the visible vehicles (any range) the same way; a vehicle matched to a different track id than at its
+previous match is an id switch; matched tracks give position and velocity errors by the vehicle's distance band.
+Matching is optimal (Hungarian) per environment and frame, on the CPU: it scores the loop, it is not part of it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from drivestack.tracking.data_classes import FrameTracks
+
+MATCH_DISTANCE = 2.0  # [m] a box within this centre distance of a vehicle detects it
+MAX_RANGE = 50.0  # [m] detection recall and precision count vehicles and boxes within this distance of the ego
+BANDS = ((0.0, 20.0), (20.0, 40.0), (40.0, float("inf")))  # [m] distance bands of the tracking errors
+
+
+def _match(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (rows of a, rows of b) of an optimal assignment on centre distance, kept within MATCH_DISTANCE."""
+    if not len(a) or not len(b):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    cost = np.linalg.norm(a[:, None, :2] - b[None, :, :2], axis=-1)
+    rows, cols = linear_sum_assignment(np.where(cost < MATCH_DISTANCE, cost, 1e6))
+    ok = cost[rows, cols] < MATCH_DISTANCE
+    return rows[ok], cols[ok]
+
+
+def _band(distance: float) -> int:
+    return next(i for i, (lo, hi) in enumerate(BANDS) if lo <= distance < hi)
+
+
+class PerceptionScore:
+    """Accumulates detection and tracking figures over the camera frames of a closed-loop run of B environments."""
+
+    def __init__(self, num_envs: int, num_vehicles: int) -> None:
+        self.frames = 0
+        self.ground_truth = 0  # visible vehicles within range
+        self.detected = 0  # of those, matched by a box
+        self.boxes = 0  # merged boxes within range
+        self.true_boxes = 0  # of those, matched to a visible vehicle
+        self.id_switches = 0
+        self.track_matches = 0
+        self._last_id = np.full((num_envs, num_vehicles), -1, dtype=np.int64)  # per vehicle, its last track id
+        self._pos_err: list[list[float]] = [[] for _ in BANDS]
+        self._vel_err: list[list[float]] = [[] for _ in BANDS]
+
+    def reset(self, mask: np.ndarray) -> None:
+        """Environments in `mask` (B,) bool start new episodes (their vehicles are new vehicles)."""
+        self._last_id[mask] = -1
+
+    def add(
+        self,
+        visible: torch.Tensor,
+        boxes_ego: torch.Tensor,
+        boxes_global: torch.Tensor,
+        velocity: torch.Tensor,
+        det_boxes: torch.Tensor,
+        det_env: torch.Tensor,
+        tracks: list[FrameTracks],
+    ) -> None:
+        """Score one camera frame.
+
+        Args:
+            visible: (B, N) bool vehicles some camera sees.
+            boxes_ego, boxes_global: (B, N, 7) true boxes in the ego and global frames; velocity: (B, N, 2) [m/s]
+                true global velocities.
+            det_boxes: (M, 7) merged boxes, ego frame; det_env: (M,) their environments.
+            tracks: the B trackers' outputs of this frame (global frame).
+        """
+        self.frames += 1
+        visible = visible.cpu().numpy()
+        ego, glob, vel = (t.double().cpu().numpy() for t in (boxes_ego, boxes_global, velocity))
+        dets, det_env = det_boxes.double().cpu().numpy(), det_env.cpu().numpy()
+        for b in range(visible.shape[0]):  # scoring, per environment (the Hungarian matching is per frame anyway)
+            seen = np.flatnonzero(visible[b])
+            dist = np.hypot(ego[b, seen, 0], ego[b, seen, 1])
+            near = seen[dist <= MAX_RANGE]
+            mine = dets[det_env == b]
+            mine = mine[np.hypot(mine[:, 0], mine[:, 1]) <= MAX_RANGE]
+            rows, _ = _match(ego[b, near], mine)
+            self.ground_truth += len(near)
+            self.boxes += len(mine)
+            self.detected += len(rows)
+            self.true_boxes += len(rows)
+            t = tracks[b]
+            rows, cols = _match(glob[b, seen], t.translation)
+            if not len(rows):
+                continue
+            vehicles, ids = seen[rows], t.track_id[cols]
+            last = self._last_id[b, vehicles]
+            self.id_switches += int(((last >= 0) & (last != ids)).sum())
+            self._last_id[b, vehicles] = ids
+            self.track_matches += len(rows)
+            pos = np.hypot(*(t.translation[cols, :2] - glob[b, vehicles, :2]).T)
+            verr = np.hypot(*(t.velocity[cols] - vel[b, vehicles]).T)
+            for d, p, v in zip(np.hypot(ego[b, vehicles, 0], ego[b, vehicles, 1]), pos, verr):
+                self._pos_err[_band(d)].append(float(p))
+                self._vel_err[_band(d)].append(float(v))
+
+    def summary(self) -> dict:
+        """Detection recall and precision, id switches, and mean position / velocity errors per distance band."""
+        bands = {}
+        for (lo, hi), pos, vel in zip(BANDS, self._pos_err, self._vel_err):
+            name = f"{lo:.0f}-{hi:.0f}m" if np.isfinite(hi) else f"{lo:.0f}m+"
+            bands[name] = {
+                "tracks": len(pos),
+                "position_error": float(np.mean(pos)) if pos else None,
+                "velocity_error": float(np.mean(vel)) if vel else None,
+            }
+        return {
+            "camera_frames": self.frames,
+            "match_distance": MATCH_DISTANCE,
+            "max_range": MAX_RANGE,
+            "visible_vehicles": self.ground_truth,
+            "recall": self.detected / self.ground_truth if self.ground_truth else None,
+            "boxes": self.boxes,
+            "precision": self.true_boxes / self.boxes if self.boxes else None,
+            "track_matches": self.track_matches,
+            "id_switches": self.id_switches,
+            "bands": bands,
+        }
