@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from drivestack.common.checks import check_number
-from drivestack.planning.metrics import Episodes, compute_metrics
+from drivestack.planning.metrics import EPISODE_INFO_KEYS, Episodes, compute_metrics
 from drivestack.planning.policy import Policy
 from drivestack.planning.scene import scene_from_world
 from drivestack.sim.batched_env import MAX_NUM_ENVS, BatchedDrivingEnv
@@ -113,17 +113,7 @@ def evaluate(
     env = BatchedDrivingEnv(env_config, num_envs=B, device=device, seed=seed, autoreset=True)
     env.reset()  # environment i runs episodes i, i + B, ...: the first `episodes` ids are the ones scored
     collected = 0
-    keys = (
-        "episode_return",
-        "episode_length",
-        "episode_distance",
-        "episode_time",
-        "episode_lane_changes",
-        "episode_mean_abs_jerk",
-        "crashed",
-        "off_road",
-        "episode_id",
-    )
+    keys = EPISODE_INFO_KEYS
     rows: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     bar = tqdm(total=episodes, desc=f"eval {policy.name}", unit="ep", disable=not progress, leave=False)
     # Environment i runs ceil((episodes - i) / B) scored episodes of at most max_policy_steps each.

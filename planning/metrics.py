@@ -47,6 +47,19 @@ class Episodes:
 
 
 _BOOLS = ("crashed", "off_road")
+# The simulator's end-of-episode info keys that carry an episode's outcome (sim.vector_env / BatchedDrivingEnv),
+# in `Episodes` field order, plus the episode id that says which episode it was.
+EPISODE_INFO_KEYS: tuple[str, ...] = (
+    "episode_return",
+    "episode_length",
+    "episode_distance",
+    "episode_time",
+    "episode_lane_changes",
+    "episode_mean_abs_jerk",
+    "crashed",
+    "off_road",
+    "episode_id",
+)
 
 
 def register_metric(name: str) -> Callable[[MetricFn], MetricFn]:

@@ -3,8 +3,10 @@
 The same policy drives the same episodes (seed, episode ids 0..N-1, so the same traffic) twice: once on the
 simulator's ground-truth scene (privileged) and once on the scene perception builds (cameras -> oracle boxes or a
 detector -> merge across cameras -> one tracker per environment -> scene). Writes, under `--out`, `drive.json`
-(per path: the registered episode metrics and per-episode outcomes, perception in the loop, time per stage) and
-prints one table of driving metrics, one of perception, and one of time per stage. Ctrl-C writes what finished.
+(per path: the registered episode metrics and per-episode outcomes, perception in the loop, time per stage), one
+MP4 per episode for the perceived path's first `--videos` episodes under `videos/` (cameras with the tracks' boxes
+beside a bird's-eye view, `drivestack.pipeline.video`), and prints one table of driving metrics, one of
+perception, and one of time per stage. Ctrl-C writes what finished.
 """
 
 from __future__ import annotations
@@ -15,9 +17,18 @@ from pathlib import Path
 from drivestack.common.artifacts import check_out_dir, make_run_dir, write_json
 from drivestack.common.checks import check_number
 from drivestack.common.host import resolve_device, using_threads
-from drivestack.pipeline.closed_loop import PERCEPTION, STAGES, DriveResult, LoopConfig, drive, loop_speed
+from drivestack.pipeline.closed_loop import (
+    PERCEPTION,
+    STAGES,
+    DriveResult,
+    LoopConfig,
+    VideoSpec,
+    drive,
+    loop_speed,
+)
 from drivestack.planning.policy import make_policy
 from drivestack.release import resolve_policy_spec
+from drivestack.report import DRIVING_COLUMNS, driving_cells, format_number
 from drivestack.sim.camera import CAMERA_CHANNELS
 from drivestack.sim.config import ENV_CONFIGS, EnvConfig, env_config
 
@@ -66,6 +77,9 @@ class DriveConfig:
     """Output directory for drive.json."""
     privileged: bool = True
     """Also drive the privileged path (ground-truth scene) for the side-by-side table."""
+    videos: int = 1
+    """MP4s of the perceived path's first N episodes under --out/videos (0: none): cameras with the tracks' boxes
+    beside a bird's-eye view, one frame per camera frame."""
 
     def validate(self) -> tuple[EnvConfig, LoopConfig]:
         """Check every option before any work (one-line ValueError naming it); returns the env and loop configs."""
@@ -74,6 +88,7 @@ class DriveConfig:
         check_number("seconds", self.seconds, low=0.0, low_open=True, high=MAX_SECONDS)
         check_number("threads", self.threads, low=0, integer=True)
         check_number("seed", self.seed, low=0, integer=True)
+        check_number("videos", self.videos, low=0, integer=True)
         if self.env not in ENV_CONFIGS:
             raise ValueError(f"unknown env id {self.env!r}; allowed: {', '.join(ENV_CONFIGS)}")
         if self.perception not in PERCEPTION[1:]:
@@ -102,23 +117,11 @@ def print_tables(results: dict[str, DriveResult], title: str) -> None:
 
     console = Console(width=max(Console().width, 120))
     table = Table(title=title)
-    for column in ("path", "episodes", "collisions", "off-road", "speed m/s", "dist. m", "LC/min", "jerk m/s^3"):
+    for column in ("path", *DRIVING_COLUMNS):
         table.add_column(column, justify="left" if column == "path" else "right")
     for path, r in results.items():
         s = r.episodes.summary() if r.episodes.count else None
-        cells = (
-            [
-                str(s["episodes"]),
-                f"{100 * s['collision_rate']:.1f}%",
-                f"{100 * s['off_road_rate']:.1f}%",
-                f"{s['mean_speed']:.2f}",
-                f"{s['distance_per_episode']:.0f}",
-                f"{s['lane_changes_per_minute']:.2f}",
-                f"{s['mean_abs_jerk']:.2f}",
-            ]
-            if s
-            else ["0"] + ["-"] * 6
-        )
+        cells = driving_cells(s) if s else ["0"] + ["-"] * (len(DRIVING_COLUMNS) - 1)
         table.add_row(path, *cells)
     console.print(table)
     for path, r in results.items():
@@ -128,10 +131,19 @@ def print_tables(results: dict[str, DriveResult], title: str) -> None:
         pt = Table(title=f"perception in the loop ({path}, {p['camera_frames']} camera frames)")
         for column in ("recall", "precision", "ID switches", "band", "tracks", "pos. err m", "vel. err m/s"):
             pt.add_column(column, justify="right")
-        fmt = lambda v, f=".3f": "-" if v is None else format(v, f)  # noqa: E731
         for i, (band, b) in enumerate(p["bands"].items()):
-            head = [fmt(p["recall"]), fmt(p["precision"]), str(p["id_switches"])] if i == 0 else ["", "", ""]
-            pt.add_row(*head, band, str(b["tracks"]), fmt(b["position_error"], ".2f"), fmt(b["velocity_error"], ".2f"))
+            head = (
+                [format_number(p["recall"]), format_number(p["precision"]), str(p["id_switches"])]
+                if i == 0
+                else ["", "", ""]
+            )
+            pt.add_row(
+                *head,
+                band,
+                str(b["tracks"]),
+                format_number(b["position_error"], ".2f"),
+                format_number(b["velocity_error"], ".2f"),
+            )
         console.print(pt)
     tt = Table(title="time per stage, ms per tick (a tick: one 0.1 s simulation step of all environments)")
     tt.add_column("path")
@@ -157,12 +169,24 @@ def _run(cfg: DriveConfig, config: EnvConfig, loop: LoopConfig) -> dict:
     paths = (["privileged"] if cfg.privileged else []) + [cfg.perception]
     results: dict[str, DriveResult] = {}
     interrupted = False
+    video_dir = Path(cfg.out) / "videos"
     for path in paths:
+        video = VideoSpec(min(cfg.videos, cfg.episodes), video_dir) if path != "privileged" else None
         result = drive(
-            policy, config, replace(loop, perception=path), cfg.episodes, cfg.num_envs, cfg.seed, device, progress=True
+            policy,
+            config,
+            replace(loop, perception=path),
+            cfg.episodes,
+            cfg.num_envs,
+            cfg.seed,
+            device,
+            progress=True,
+            video=video,
         )
         results[path] = result
         print(f"{path}: {loop_speed(result)}")
+        if result.videos:
+            print(f"wrote {len(result.videos)} video(s) to {video_dir}")
         if result.interrupted:
             interrupted = True
             break
@@ -194,6 +218,7 @@ def _run(cfg: DriveConfig, config: EnvConfig, loop: LoopConfig) -> dict:
             "merge_radius": loop.merge_radius,
         },
         "interrupted": interrupted,
+        "videos": [p.relative_to(cfg.out).as_posix() for r in results.values() for p in r.videos],
         "paths": {path: r.to_json() for path, r in results.items()},
     }
     out = make_run_dir(cfg.out)

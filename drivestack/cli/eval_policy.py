@@ -22,7 +22,7 @@ from drivestack.planning.evaluate import EvalResult, evaluate
 from drivestack.planning.policy import BASELINES, Policy, make_policy
 from drivestack.planning.scene import scene_from_world
 from drivestack.release import resolve_policy_spec
-from drivestack.report import make_run_dir, save_figure, write_json
+from drivestack.report import DRIVING_COLUMNS, driving_cells, make_run_dir, save_figure, write_json
 from drivestack.sim.action import MetaAction
 from drivestack.sim.batched_env import MAX_NUM_ENVS, BatchedDrivingEnv
 from drivestack.sim.config import ENV_CONFIGS, EnvConfig, env_config
@@ -188,31 +188,14 @@ def print_table(results: dict[str, EvalResult], title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title)
-    columns = (
-        "policy",
-        "episodes",
-        "collisions",
-        "off-road",
-        "speed m/s",
-        "dist. m",
-        "LC/min",
-        "jerk m/s^3",
-        "return",
-        "time s",
-    )
+    columns = ("policy", *DRIVING_COLUMNS, "return", "time s")
     for column in columns:
         table.add_column(column, justify="left" if column == "policy" else "right", no_wrap=column != "policy")
     for label, result in results.items():
         s = result.summary()
         table.add_row(
             f"{label} ({result.policy})" if result.policy != label else label,
-            str(s["episodes"]),
-            f"{100 * s['collision_rate']:.1f}%",
-            f"{100 * s['off_road_rate']:.1f}%",
-            f"{s['mean_speed']:.2f}",
-            f"{s['distance_per_episode']:.0f}",
-            f"{s['lane_changes_per_minute']:.2f}",
-            f"{s['mean_abs_jerk']:.2f}",
+            *driving_cells(s),
             f"{s['return_mean']:.2f}±{s['return_std']:.2f}",
             f"{s['wall_time']:.1f}",
         )

@@ -39,8 +39,10 @@ from drivestack.common.host import synchronize
 from drivestack.perception.infer import Detector
 from drivestack.pipeline import perceived
 from drivestack.pipeline.loop_metrics import PerceptionScore
+from drivestack.pipeline.video import DriveVideos
 from drivestack.planning.baselines import RandomPolicy
 from drivestack.planning.evaluate import EvalResult
+from drivestack.planning.metrics import EPISODE_INFO_KEYS
 from drivestack.planning.policy import Policy
 from drivestack.planning.scene import Scene, scene_from_world
 from drivestack.sim.batched_env import BatchedDrivingEnv
@@ -119,6 +121,16 @@ class LoopConfig:
         return round(env_config.sim_frequency / self.camera_hz)
 
 
+@dataclass(frozen=True)
+class VideoSpec:
+    """Which episodes of the perceived path become videos (`pipeline.video`), and where they go."""
+
+    count: int
+    """Record episode ids 0..count-1 (0: none)."""
+    out_dir: Path
+    """Folder of the MP4s."""
+
+
 @dataclass
 class StageTimer:
     """Wall-clock time per stage [s] (CUDA synchronised at both ends) and the number of calls."""
@@ -166,6 +178,7 @@ class DriveResult:
     timing: dict
     decision_agreement: float | None  # share of decisions equal to the policy's on the ground-truth scene
     interrupted: bool = False
+    videos: list[Path] = field(default_factory=list)  # MP4s of the recorded episodes, by episode id
 
     def to_json(self) -> dict:
         """The episodes (summary and per-episode arrays; no summary when none finished), perception, timing."""
@@ -176,6 +189,7 @@ class DriveResult:
             "decision_agreement": self.decision_agreement,
             "timing": self.timing,
             "interrupted": self.interrupted,
+            "videos": [str(p) for p in self.videos],
         }
 
 
@@ -184,7 +198,9 @@ class PerceivedWorld:
     frame and the latest tracks; `camera_frame` runs render -> detect -> merge -> track, `scene` builds the
     policy's scene from the latest tracks."""
 
-    def __init__(self, env: BatchedDrivingEnv, cfg: LoopConfig, seed: int, timer: StageTimer) -> None:
+    def __init__(
+        self, env: BatchedDrivingEnv, cfg: LoopConfig, seed: int, timer: StageTimer, video: VideoSpec | None = None
+    ) -> None:
         self.env, self.cfg, self.seed, self.timer = env, cfg, seed, timer
         device = env.device
         self.rig = camera_rig(CameraConfig(channels=cfg.cameras, width=cfg.width, height=cfg.height), device)
@@ -198,6 +214,11 @@ class PerceivedWorld:
         self.appearance = self._appearance(env.state, torch.ones(B, dtype=torch.bool, device=device), None)
         self.tracks: list[FrameTracks] = [FrameTracks(f"env{b}", 0.0, *_empty_tracks()) for b in range(B)]
         self.score = PerceptionScore(B, N)
+        self.video = (
+            DriveVideos(video.out_dir, cfg.perception, video.count, B, env.road, self.rig, cfg.camera_hz)
+            if video is not None and video.count > 0
+            else None
+        )  # None: nothing is recorded, nothing copied
 
     def _appearance(self, state: WorldState, mask: torch.Tensor, old: VehicleAppearance | None) -> VehicleAppearance:
         """Heights and colours drawn per episode from (seed, episode id), for the environments in `mask`."""
@@ -221,7 +242,11 @@ class PerceivedWorld:
         for b in mask.nonzero().squeeze(1).tolist():
             self.trackers[b].reset()
             self.tracks[b] = FrameTracks(f"env{b}", 0.0, *_empty_tracks())
-        self.score.reset(mask.cpu().numpy())
+        done = mask.cpu().numpy()
+        self.score.reset(done)
+        if self.video is not None:
+            with self.timer("video_write"):
+                self.video.new_episodes(done)
 
     def camera_frame(self, state: WorldState) -> None:
         """render -> detect -> merge -> track for all B environments at `state`'s time."""
@@ -255,6 +280,9 @@ class PerceivedWorld:
         with timer("score"):
             visible = perceived.visible_mask(frame, state, cfg.min_visible_pixels).any(dim=1)  # (B, N)
             self.score.add(visible, boxes_ego, boxes_global, velocity, merged.boxes, merged.env, self.tracks)
+        if self.video is not None:
+            with timer("video"):
+                self.video.camera_frame(state, frame, ego_pose, self.tracks)
 
     def scene(self, state: WorldState) -> Scene:
         return perceived.tracks_to_scene(self.tracks, state, self.env.road, self.frame_ref.s_unwrapped, MAX_AGENTS)
@@ -263,19 +291,6 @@ class PerceivedWorld:
 def _empty_tracks() -> tuple[np.ndarray, ...]:
     z = np.zeros
     return (z(0, np.int64), z((0, 3)), z((0, 3)), z(0), z((0, 2)), z(0), z(0, np.int64), z(0, np.int64))
-
-
-_KEYS = (
-    "episode_return",
-    "episode_length",
-    "episode_distance",
-    "episode_time",
-    "episode_lane_changes",
-    "episode_mean_abs_jerk",
-    "crashed",
-    "off_road",
-    "episode_id",
-)
 
 
 def _result(rows: dict[str, list[np.ndarray]], name: str, wall: float) -> EvalResult:
@@ -308,6 +323,7 @@ def drive(
     device: str | torch.device = "cpu",
     progress: bool = True,
     decisions: list[torch.Tensor] | None = None,
+    video: VideoSpec | None = None,
 ) -> DriveResult:
     """Drive episodes 0..episodes-1 of `seed` with `policy` on the scene `cfg.perception` gives.
 
@@ -321,6 +337,7 @@ def drive(
         device: torch device of the simulator, renderer and detector.
         progress: tqdm bar over episodes.
         decisions: if given, each policy step's (B,) maneuvers are appended (for tests).
+        video: MP4s of the perceived path's first episodes (None or count 0: none; the privileged path has none).
     Returns:
         DriveResult. A KeyboardInterrupt returns what finished so far, with `interrupted` set.
     """
@@ -332,11 +349,11 @@ def drive(
     timer = StageTimer(device)
     env = BatchedDrivingEnv(env_config, num_envs=B, device=device, seed=seed, autoreset=True)
     env.reset()
-    world = PerceivedWorld(env, cfg, seed, timer) if cfg.perception != "privileged" else None
+    world = PerceivedWorld(env, cfg, seed, timer, video) if cfg.perception != "privileged" else None
     stride, substeps = cfg.camera_stride(env_config), env_config.substeps
     shadow = world is not None and not isinstance(policy, RandomPolicy)  # stateless policies can be asked twice
     agree = total = 0
-    rows: dict[str, list[np.ndarray]] = {k: [] for k in _KEYS}
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in EPISODE_INFO_KEYS}
     collected, ticks, interrupted = 0, 0, False
 
     def on_substep(j: int, state: WorldState) -> None:
@@ -359,6 +376,8 @@ def drive(
                 action = policy.act(scene)
             if decisions is not None:
                 decisions.append(action.clone())
+            if world is not None and world.video is not None:
+                world.video.decided(action)
             if shadow:
                 with timer("shadow"):
                     truth = policy.act(scene_from_world(env.state, env.road))
@@ -373,7 +392,7 @@ def drive(
             done = terminated | truncated
             if bool(done.any()):
                 take = done & (info["episode_id"] < episodes)  # episodes past the N-th are not scored
-                for k in _KEYS:
+                for k in EPISODE_INFO_KEYS:
                     rows[k].append(info[k][take].cpu().numpy())
                 collected += int(take.sum())
                 bar.update(int(take.sum()))
@@ -385,6 +404,7 @@ def drive(
         interrupted = True
     bar.close()
     wall = time.perf_counter() - start
+    videos = world.video.close() if world is not None and world.video is not None else []
     name = f"{policy.name} [{cfg.perception}]"
     return DriveResult(
         episodes=_result(rows, name, wall),
@@ -392,6 +412,7 @@ def drive(
         timing=timer.summary(ticks, wall),
         decision_agreement=agree / total if total else None,
         interrupted=interrupted,
+        videos=videos,
     )
 
 

@@ -13,7 +13,33 @@ from typing import Any
 
 from drivestack.common.artifacts import atomic_path, make_run_dir, write_json, write_text
 
-__all__ = ["format_number", "make_run_dir", "markdown_table", "save_figure", "write_json", "write_text"]
+__all__ = [
+    "DRIVING_COLUMNS",
+    "driving_cells",
+    "format_number",
+    "make_run_dir",
+    "markdown_table",
+    "save_figure",
+    "write_json",
+    "write_text",
+]
+
+# Columns of a driving-metrics table row (`driving_cells`), after the row's label.
+DRIVING_COLUMNS = ("episodes", "collisions", "off-road", "speed m/s", "dist. m", "LC/min", "jerk m/s^3")
+
+
+def driving_cells(summary: dict[str, float]) -> list[str]:
+    """The `DRIVING_COLUMNS` cells of a `planning.metrics` summary (eval policy and drive print the same)."""
+    s = summary
+    return [
+        str(int(s["episodes"])),
+        f"{100 * s['collision_rate']:.1f}%",
+        f"{100 * s['off_road_rate']:.1f}%",
+        f"{s['mean_speed']:.2f}",
+        f"{s['distance_per_episode']:.0f}",
+        f"{s['lane_changes_per_minute']:.2f}",
+        f"{s['mean_abs_jerk']:.2f}",
+    ]
 
 
 def format_number(value: float | None, fmt: str = ".3f") -> str:
