@@ -39,6 +39,7 @@ from drivestack.perception.evaluate import (  # noqa: E402
 from drivestack.perception.infer import Detector, detect_frames, merge_frames  # noqa: E402
 from drivestack.perception.merge import DEFAULT_RADIUS  # noqa: E402
 from drivestack.perception.speed import measure_speed  # noqa: E402
+from drivestack.release import resolve_checkpoint_path  # noqa: E402
 from drivestack.report import format_number, make_run_dir, write_json, write_text  # noqa: E402
 
 SPEED_IMAGE_SIZE = (800, 450)  # [px] (W, H) camera images are timed at (the synthetic dataset's size)
@@ -49,7 +50,7 @@ class BenchPerceptionConfig:
     """Run the detector over a split: nuScenes mAP / NDS, 2D COCO AP, images/s and latency."""
 
     checkpoint: Path
-    """Detector checkpoint (.pt) or a training run directory (its checkpoints/best.pt)."""
+    """Detector checkpoint (.pt), a training run directory (its checkpoints/best.pt) or `release:<name>`."""
     dataroot: Path | None = None
     """nuScenes-format dataset (None: the embedded synthetic dataset, generated on first use)."""
     version: str | None = None
@@ -215,7 +216,7 @@ def run_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
     assert cfg.dataroot is not None
     set_threads(cfg.threads)
 
-    state = load_checkpoint(cfg.checkpoint)
+    state = load_checkpoint(resolve_checkpoint_path(cfg.checkpoint))
     have = ModelConfig.from_dict(state["model_config"])
     check_compatible(have, _expected(cfg, have), state["path"])
     nusc = open_nuscenes(cfg.dataroot, cfg.version)

@@ -27,7 +27,7 @@ from drivestack.pipeline.closed_loop import (
     loop_speed,
 )
 from drivestack.planning.policy import make_policy
-from drivestack.release import resolve_policy_spec
+from drivestack.release import resolve_checkpoint_path, resolve_policy_spec
 from drivestack.report import DRIVING_COLUMNS, driving_cells, format_number
 from drivestack.sim.camera import CAMERA_CHANNELS
 from drivestack.sim.config import ENV_CONFIGS, EnvConfig, env_config
@@ -44,7 +44,7 @@ class DriveConfig:
     perception: str = "oracle"
     """Perceived path's source: oracle (true boxes of what the cameras see) or detector (--detector)."""
     detector: Path | None = None
-    """Detector checkpoint or training run directory (for --perception detector)."""
+    """Detector checkpoint, training run directory or `release:<name>` (for --perception detector)."""
     cameras: tuple[str, ...] = CAMERA_CHANNELS
     """Cameras on the ego (nuScenes channels)."""
     width: int = 512
@@ -98,7 +98,7 @@ class DriveConfig:
         config = replace(env_config(self.env), duration=self.seconds).validate()
         loop = LoopConfig(
             perception=self.perception,
-            detector=self.detector,
+            detector=resolve_checkpoint_path(self.detector),
             cameras=tuple(self.cameras),
             width=self.width,
             height=self.height,

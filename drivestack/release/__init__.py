@@ -74,6 +74,13 @@ def resolve_policy_spec(spec: str) -> str:
     return spec
 
 
+def resolve_checkpoint_path(path: Path | str | None) -> Path | None:
+    """A checkpoint option that may name a release (`release:<name>`): the verified release folder, else `path`."""
+    if path is None:
+        return None
+    return Path(resolve_policy_spec(str(path)))
+
+
 def package_release(
     name: str,
     source: Path,
