@@ -39,6 +39,21 @@ def test_policy_releases_load_with_weights_only_and_drive(name: str) -> None:
     assert action.shape == (4,) and action.dtype == torch.long and ((action >= 0) & (action <= 4)).all()
 
 
+@pytest.mark.parametrize("name", [n for n in release_names() if read_manifest()["releases"][n]["kind"] == "detector"])
+def test_detector_releases_load_with_weights_only_and_detect(name: str) -> None:
+    from drivestack.perception.infer import Detector
+
+    folder = release_path(name)
+    for pt in folder.glob("*.pt"):
+        assert "optimizer" not in torch.load(pt, weights_only=True)  # only what inference needs ships
+    detector = Detector.from_checkpoint(resolve_policy_spec(f"release:{name}"))
+    images = torch.full((2, 3, 288, 512), 128, dtype=torch.uint8)
+    intrinsic = torch.tensor([[400.0, 0.0, 256.0], [0.0, 400.0, 144.0], [0.0, 0.0, 1.0]]).expand(2, 3, 3)
+    cam2ego = torch.eye(4).expand(2, 4, 4)
+    dets = detector(images, intrinsic, cam2ego)
+    assert dets.boxes.shape[0] == 2 and dets.boxes.shape[-1] == 7 and torch.isfinite(dets.boxes).all()
+
+
 def test_a_modified_or_unknown_release_is_refused(tmp_path: Path) -> None:
     source = tmp_path / "run"
     source.mkdir()
