@@ -14,8 +14,9 @@
   over an `Episodes` table), shared by evaluation and the training monitor.
 - `planning.evaluate`: `evaluate(policy, env_config, episodes)` runs exactly that many episodes on the
   batched simulator and returns per-episode outcomes and summary metrics (`EvalResult`).
-- `planning.train`, `planning.checkpoint`: PPO/DQN training and safe checkpoints (`load_policy` gives a
-  trained policy behind the same `Policy` protocol, encoding scenes with `encode_kinematics_scene`).
+- `planning.train`, `planning.monitor`, `planning.checkpoint`: PPO/DQN training, its evaluation and logging
+  callback, and safe checkpoints (`load_policy` gives a trained policy behind the same `Policy` protocol,
+  encoding scenes with `encode_kinematics_scene`).
 """
 
 from drivestack.planning.baselines import IdlePolicy, RandomPolicy, RuleConfig, RulePolicy, rule_actions

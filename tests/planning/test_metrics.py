@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drivestack.planning import train
+from drivestack.planning import monitor
 from drivestack.planning.evaluate import SUMMARY_METRICS, EvalResult
 from drivestack.planning.metrics import METRICS, Episodes, compute_metrics, mean_speed, register_metric
 
@@ -86,8 +86,8 @@ def test_evaluation_and_training_share_the_metrics() -> None:
     result = EvalResult(policy="p", **{k: getattr(e, k) for k in e.__dataclass_fields__})
     assert {k: v for k, v in result.summary().items() if k != "wall_time"} == compute_metrics(e, SUMMARY_METRICS)
     # the training monitor's charts/* and the periodic eval/* name registered metrics, mean_speed included
-    assert set(train.CHART_METRICS.values()) | set(train.EVAL_METRICS.values()) <= set(METRICS)
-    assert train.CHART_METRICS["mean_speed"] == train.EVAL_METRICS["mean_speed"] == "mean_speed"
+    assert set(monitor.CHART_METRICS.values()) | set(monitor.EVAL_METRICS.values()) <= set(METRICS)
+    assert monitor.CHART_METRICS["mean_speed"] == monitor.EVAL_METRICS["mean_speed"] == "mean_speed"
     info = {
         "episode_return": 5.0,
         "episode_length": 10,
@@ -99,5 +99,5 @@ def test_evaluation_and_training_share_the_metrics() -> None:
         "off_road": False,
         "rewards": {},
     }
-    row = Episodes.from_rows([train.episode_row(info)])
+    row = Episodes.from_rows([monitor.episode_row(info)])
     assert np.array_equal(row.distances, [250.0]) and row.crashed.dtype == bool and bool(row.crashed[0])
