@@ -10,28 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 from strict_json import load_strict_json, strict_json_tree
+from tiny_detector import TINY_TRAIN
 
 from drivestack.cli import main
 from drivestack.perception.checkpoint import load_checkpoint
-
-TINY = [
-    "--input-width",
-    "160",
-    "--input-height",
-    "96",
-    "--widths",
-    "8",
-    "16",
-    "32",
-    "32",
-    "--neck-channels",
-    "16",
-    "--batch-size",
-    "4",
-    "--threads",
-    "1",
-    "--no-progress",
-]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +34,7 @@ def run_dir(tiny_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "1",
                 "--run-dir",
                 str(out),
-                *TINY,
+                *TINY_TRAIN,
             ]
         )
         == 0
@@ -91,7 +73,8 @@ def test_train_writes_a_run_directory_and_resumes(
     assert metrics["final"]["NDS"] is not None and metrics["epoch"] == 2
     # The same run dir again without --resume is refused; with --resume it continues to epoch 3.
     err = _error(
-        capsys, ["train", "detector", "--dataroot", str(tiny_root), "--epochs", "3", "--run-dir", str(run_dir), *TINY]
+        capsys,
+        ["train", "detector", "--dataroot", str(tiny_root), "--epochs", "3", "--run-dir", str(run_dir), *TINY_TRAIN],
     )
     assert "already holds a run; continue it with --resume" in err
     err = _error(
@@ -106,9 +89,9 @@ def test_train_writes_a_run_directory_and_resumes(
             "--resume",
             "--run-dir",
             str(run_dir),
-            TINY[0],
+            TINY_TRAIN[0],
             "192",
-            *TINY[2:],
+            *TINY_TRAIN[2:],
         ],
     )
     assert "trained with input_width=160, but 192 was asked" in err
@@ -126,7 +109,7 @@ def test_train_writes_a_run_directory_and_resumes(
                 "None",
                 "--run-dir",
                 str(run_dir),
-                *TINY,
+                *TINY_TRAIN,
             ]
         )
         == 0
@@ -247,7 +230,7 @@ def test_bad_input_gets_one_line(
         "0",
     ]
     assert f"dataroot {tmp_path / 'nowhere'} does not exist" in _error(
-        capsys, ["train", "detector", "--dataroot", str(tmp_path / "nowhere"), *TINY]
+        capsys, ["train", "detector", "--dataroot", str(tmp_path / "nowhere"), *TINY_TRAIN]
     )
     assert "split 'empty'" in _error(capsys, [*bench, "--split", "empty"])
     assert "velocity='fast'; allowed: tracker or zero" in _error(capsys, [*bench, "--velocity", "fast"])
@@ -261,5 +244,5 @@ def test_bad_input_gets_one_line(
     )
     (tmp_path / "nover").mkdir()
     assert "has no version folder" in _error(
-        capsys, ["train", "detector", "--dataroot", str(tmp_path / "nover"), *TINY]
+        capsys, ["train", "detector", "--dataroot", str(tmp_path / "nover"), *TINY_TRAIN]
     )

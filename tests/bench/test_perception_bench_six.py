@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from strict_json import strict_json_tree
+from tiny_detector import TINY_TRAIN
 
 from drivestack.cli import main
 from drivestack.common.nuscenes import open_nuscenes
@@ -17,24 +18,6 @@ from drivestack.perception.checkpoint import load_checkpoint
 from drivestack.perception.config import CAMERAS
 from drivestack.perception.dataset import load_frames, visible_mask
 
-TINY = [
-    "--input-width",
-    "160",
-    "--input-height",
-    "96",
-    "--widths",
-    "8",
-    "16",
-    "32",
-    "32",
-    "--neck-channels",
-    "16",
-    "--batch-size",
-    "4",
-    "--threads",
-    "1",
-    "--no-progress",
-]
 BENCH = ["--device", "cpu", "--num-workers", "0", "--threads", "1", "--no-progress"]
 
 
@@ -44,7 +27,7 @@ def six_run(six_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("detector-six") / "run"
     torch.set_num_threads(1)
     argv = ["train", "detector", "--dataroot", str(six_root), "--cameras", "all", "--epochs", "2"]
-    assert main([*argv, "--val-every", "1", "--run-dir", str(out), *TINY]) == 0
+    assert main([*argv, "--val-every", "1", "--run-dir", str(out), *TINY_TRAIN]) == 0
     return out
 
 
@@ -110,7 +93,7 @@ def test_camera_mistakes_are_one_line(
     six_run: Path, six_root: Path, tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bench = ["bench", "perception", "--checkpoint", str(six_run), "--out", str(tmp_path / "b"), "--no-speed", *BENCH]
-    err = _error(capsys, ["train", "detector", "--dataroot", str(six_root), "--cameras", "CAM_SIDE", *TINY])
+    err = _error(capsys, ["train", "detector", "--dataroot", str(six_root), "--cameras", "CAM_SIDE", *TINY_TRAIN])
     assert "unknown camera 'CAM_SIDE'; valid: all, CAM_FRONT, CAM_FRONT_RIGHT, CAM_FRONT_LEFT, CAM_BACK" in err
     err = _error(capsys, [*bench, "--dataroot", str(tiny_root), "--cameras", "all"])
     assert "has no camera CAM_FRONT_RIGHT (its cameras: CAM_FRONT)" in err
