@@ -70,8 +70,10 @@ class RoadNetwork:
     def wrap(self, s: torch.Tensor) -> torch.Tensor:
         """Arc length wrapped onto the ring [0, length)."""
         # note: same as torch.remainder, written out because it is ~40% faster on CPU; the clamp guards
-        # the float32 rounding of s - floor(s / L) * L up to L
-        return (s - torch.floor(s / self.length) * self.length).clamp(0.0, self.length * (1.0 - 1e-7))
+        # the rounding of s - floor(s / L) * L up to L, at the input's own precision (a float32 bound would
+        # cut float64 arc lengths just below L by 1e-4 m)
+        rel = 1e-7 if s.dtype == torch.float32 else torch.finfo(s.dtype).eps
+        return (s - torch.floor(s / self.length) * self.length).clamp(0.0, self.length * (1.0 - rel))
 
     def delta_s(self, s_to: torch.Tensor, s_from: torch.Tensor) -> torch.Tensor:
         """Signed ring distance s_to - s_from in [-length/2, length/2)."""

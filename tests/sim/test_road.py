@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from drivestack.sim.config import RoadConfig, Scenario, merge_config
@@ -221,6 +221,7 @@ def test_delta_s_across_the_seam(highway_road: RoadNetwork) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(s_to=st.floats(-1500.0, 2500.0), s_from=st.floats(-1500.0, 2500.0))
+@example(s_to=2499.9999999999995, s_from=0.0)  # float64 just below a lap: once cut by a float32 clamp
 def test_delta_s_is_the_shortest_ring_distance(highway_road: RoadNetwork, s_to: float, s_from: float) -> None:
     L = highway_road.length
     f64 = dict(dtype=torch.float64)
