@@ -11,7 +11,7 @@ perception, and one of time per stage. Ctrl-C writes what finished.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from drivestack.common.artifacts import check_out_dir, make_run_dir, write_json
@@ -29,41 +29,34 @@ from drivestack.pipeline.closed_loop import (
 from drivestack.planning.policy import make_policy
 from drivestack.release import resolve_checkpoint_path, resolve_policy_spec
 from drivestack.report import DRIVING_COLUMNS, driving_cells, format_number
-from drivestack.sim.camera import CAMERA_CHANNELS
 from drivestack.sim.config import ENV_CONFIGS, EnvConfig, env_config
 
 MAX_SECONDS = 3600.0  # [s] longest episode
 
 
-@dataclass(frozen=True)
-class DriveConfig:
-    """Drive a policy in the closed loop with perception in front of it, and on ground truth, side by side."""
+DEFAULT_POLICY = "release:ppo-highway"
+DEFAULT_DETECTOR = Path("release:detector-six")
 
-    policy: str = "rule"
-    """The policy: `rule`, `random`, `idle`, `release:<name>`, a training run directory or a checkpoint directory."""
-    perception: str = "oracle"
-    """Perceived path's source: oracle (true boxes of what the cameras see) or detector (--detector)."""
-    detector: Path | None = None
+
+@dataclass(frozen=True)
+class DriveConfig(LoopConfig):
+    """Drive a policy in the closed loop with perception in front of it, and on ground truth, side by side.
+
+    The perceived path's options are `pipeline.LoopConfig`'s (cameras, rates, oracle noise, detector threshold,
+    merge radius); the defaults run the whole stack: the release detector on six cameras and the release PPO policy.
+    """
+
+    perception: str = "detector"
+    """Perceived path's source: detector (--detector) or oracle (true boxes of what the cameras see)."""
+    detector: Path | None = DEFAULT_DETECTOR
     """Detector checkpoint, training run directory or `release:<name>` (for --perception detector)."""
-    cameras: tuple[str, ...] = CAMERA_CHANNELS
-    """Cameras on the ego (nuScenes channels)."""
-    width: int = 512
-    """[px] camera image width."""
-    height: int = 288
-    """[px] camera image height."""
-    camera_hz: float = 2.0
-    """[Hz] camera and tracker rate (divides the 10 Hz simulation rate, a multiple of the 1 Hz policy rate)."""
-    oracle_position_std: float = 0.0
-    """[m] noise on each oracle view's centre (0: exact boxes)."""
-    oracle_velocity: bool = True
-    """Oracle boxes carry the true velocity (--no-oracle-velocity: the tracker estimates it, as for a detector)."""
-    min_visible_pixels: int = 20
-    """A camera sees a vehicle with at least this many visible pixels (oracle boxes and the perception scores)."""
-    episodes: int = 16
+    policy: str = DEFAULT_POLICY
+    """The policy: `rule`, `random`, `idle`, `release:<name>`, a training run directory or a checkpoint directory."""
+    episodes: int = 8
     """Episodes per path (episodes 0..N-1 of --seed: the same traffic on both paths)."""
     num_envs: int = 8
     """Environments stepped together (at most --episodes)."""
-    seconds: float = 40.0
+    seconds: float = 20.0
     """[s] episode length."""
     env: str = "drivestack/Highway-v0"
     """Environment id (its default config): drivestack/Highway-v0 or drivestack/Merge-v0."""
@@ -81,7 +74,7 @@ class DriveConfig:
     """MP4s of the perceived path's first N episodes under --out/videos (0: none): cameras with the tracks' boxes
     beside a bird's-eye view, one frame per camera frame."""
 
-    def validate(self) -> tuple[EnvConfig, LoopConfig]:
+    def validate(self) -> tuple[EnvConfig, LoopConfig]:  # type: ignore[override]
         """Check every option before any work (one-line ValueError naming it); returns the env and loop configs."""
         check_number("episodes", self.episodes, low=1, integer=True)
         check_number("num_envs", self.num_envs, low=1, high=4096, integer=True)
@@ -96,18 +89,9 @@ class DriveConfig:
         resolve_device(self.device)
         check_out_dir(self.out)
         config = replace(env_config(self.env), duration=self.seconds).validate()
-        loop = LoopConfig(
-            perception=self.perception,
-            detector=resolve_checkpoint_path(self.detector),
-            cameras=tuple(self.cameras),
-            width=self.width,
-            height=self.height,
-            camera_hz=self.camera_hz,
-            oracle_position_std=self.oracle_position_std,
-            oracle_velocity=self.oracle_velocity,
-            min_visible_pixels=self.min_visible_pixels,
-        ).validate(config)
-        return config, loop
+        loop_fields = {f.name: getattr(self, f.name) for f in fields(LoopConfig)}
+        loop_fields["detector"] = resolve_checkpoint_path(self.detector) if self.perception == "detector" else None
+        return config, LoopConfig(**loop_fields).validate(config)
 
 
 def print_tables(results: dict[str, DriveResult], title: str) -> None:

@@ -85,8 +85,6 @@ class LoopConfig:
     """Detector boxes scoring below this are dropped before the merge."""
     merge_radius: float = 2.0
     """[m] centre distance within which boxes of one class from two cameras are one object."""
-    tracker: TrackerConfig | None = None
-    """Tracker settings (None: 1 m measurement noise for the detector, the defaults for the oracle)."""
 
     def validate(self, env_config: EnvConfig) -> LoopConfig:
         """Raise a one-line ValueError naming the first bad field; returns self."""
@@ -199,7 +197,13 @@ class PerceivedWorld:
     policy's scene from the latest tracks."""
 
     def __init__(
-        self, env: BatchedDrivingEnv, cfg: LoopConfig, seed: int, timer: StageTimer, video: VideoSpec | None = None
+        self,
+        env: BatchedDrivingEnv,
+        cfg: LoopConfig,
+        seed: int,
+        timer: StageTimer,
+        video: VideoSpec | None = None,
+        tracker: TrackerConfig | None = None,
     ) -> None:
         self.env, self.cfg, self.seed, self.timer = env, cfg, seed, timer
         device = env.device
@@ -207,7 +211,7 @@ class PerceivedWorld:
         self.detector = Detector.from_checkpoint(cfg.detector, device=device) if cfg.perception == "detector" else None
         self.light = torch.Generator(device=device).manual_seed(seed)
         self.noise = torch.Generator(device=device).manual_seed(seed + 1)
-        tracker_cfg = cfg.tracker or perceived.default_tracker_config(cfg.perception)
+        tracker_cfg = tracker or perceived.default_tracker_config(cfg.perception)
         self.trackers = [Tracker(tracker_cfg) for _ in range(env.num_envs)]
         B, N = env.state.vehicles.shape
         self.frame_ref = perceived.GlobalFrame(env.road, env.state.vehicles.s[:, 0])
@@ -324,6 +328,7 @@ def drive(
     progress: bool = True,
     decisions: list[torch.Tensor] | None = None,
     video: VideoSpec | None = None,
+    tracker: TrackerConfig | None = None,
 ) -> DriveResult:
     """Drive episodes 0..episodes-1 of `seed` with `policy` on the scene `cfg.perception` gives.
 
@@ -338,6 +343,7 @@ def drive(
         progress: tqdm bar over episodes.
         decisions: if given, each policy step's (B,) maneuvers are appended (for tests).
         video: MP4s of the perceived path's first episodes (None or count 0: none; the privileged path has none).
+        tracker: the trackers' settings (None: `perceived.default_tracker_config` of the perception source).
     Returns:
         DriveResult. A KeyboardInterrupt returns what finished so far, with `interrupted` set.
     """
@@ -349,7 +355,7 @@ def drive(
     timer = StageTimer(device)
     env = BatchedDrivingEnv(env_config, num_envs=B, device=device, seed=seed, autoreset=True)
     env.reset()
-    world = PerceivedWorld(env, cfg, seed, timer, video) if cfg.perception != "privileged" else None
+    world = PerceivedWorld(env, cfg, seed, timer, video, tracker) if cfg.perception != "privileged" else None
     stride, substeps = cfg.camera_stride(env_config), env_config.substeps
     shadow = world is not None and not isinstance(policy, RandomPolicy)  # stateless policies can be asked twice
     agree = total = 0

@@ -39,8 +39,10 @@ def test_noise_free_oracle_drives_like_ground_truth() -> None:
     runs = {}
     for path in ("privileged", "oracle"):
         decisions: list[torch.Tensor] = []
-        cfg = LoopConfig(perception=path, tracker=TRUSTING, **SMALL)
-        result = drive(policy, HIGHWAY, cfg, episodes=2, num_envs=2, seed=0, progress=False, decisions=decisions)
+        cfg = LoopConfig(perception=path, **SMALL)
+        result = drive(
+            policy, HIGHWAY, cfg, episodes=2, num_envs=2, seed=0, progress=False, decisions=decisions, tracker=TRUSTING
+        )
         runs[path] = (torch.stack(decisions), result)
     assert torch.equal(runs["oracle"][0], runs["privileged"][0])
     oracle = runs["oracle"][1]

@@ -10,11 +10,12 @@ from strict_json import load_strict_json
 from drivestack.cli import main
 
 TINY = ["--episodes", "2", "--num-envs", "2", "--seconds", "2", "--width", "128", "--height", "72"]
+ORACLE_RULE = ["--perception", "oracle", "--policy", "rule"]
 
 
 def test_drive_writes_both_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "drive"
-    assert main(["drive", *TINY, "--cameras", "CAM_FRONT", "CAM_BACK", "--out", str(out)]) == 0
+    assert main(["drive", *TINY, *ORACLE_RULE, "--cameras", "CAM_FRONT", "CAM_BACK", "--out", str(out)]) == 0
     data = load_strict_json(out / "drive.json")
     assert set(data["paths"]) == {"privileged", "oracle"} and not data["interrupted"]
     for path in data["paths"].values():
@@ -83,8 +84,20 @@ def test_ctrl_c_writes_what_finished(
     # decision and its shadow on the ground-truth scene), then Ctrl-C at the next decision
     monkeypatch.setattr(drive_cli, "make_policy", lambda *args, **kwargs: _InterruptedRule(stop_at=3))
     out = tmp_path / "drive"
-    args = ["--episodes", "4", "--num-envs", "2", "--seconds", "1", "--no-privileged"]
+    args = ["--episodes", "4", "--num-envs", "2", "--seconds", "1", "--no-privileged", *ORACLE_RULE]
     assert main(["drive", *args, "--width", "64", "--height", "36", "--out", str(out)]) == 130
     data = load_strict_json(out / "drive.json")
     assert data["interrupted"] and data["paths"]["oracle"]["summary"]["episodes"] == 2
     assert "interrupted" in capsys.readouterr().err
+
+
+def test_defaults_run_the_whole_stack(tmp_path: Path) -> None:
+    # no perception or policy flag: the release detector on six cameras and the release PPO policy
+    out = tmp_path / "drive"
+    args = ["--episodes", "1", "--num-envs", "1", "--seconds", "1", "--videos", "0", "--out", str(out)]
+    assert main(["drive", *args]) == 0
+    data = load_strict_json(out / "drive.json")
+    assert set(data["paths"]) == {"privileged", "detector"} and data["policy"] == "release:ppo-highway"
+    assert data["loop"]["detector"].endswith("detector-six") and len(data["loop"]["cameras"]) == 6
+    detector = data["paths"]["detector"]
+    assert detector["summary"]["episodes"] == 1 and detector["timing"]["ms_per_tick"]["detect"] > 0
