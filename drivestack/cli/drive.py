@@ -113,7 +113,16 @@ def print_tables(results: dict[str, DriveResult], title: str) -> None:
         if not p:
             continue
         pt = Table(title=f"perception in the loop ({path}, {p['camera_frames']} camera frames)")
-        for column in ("recall", "precision", "ID switches", "band", "tracks", "pos. err m", "vel. err m/s"):
+        for column in (
+            "recall",
+            "precision",
+            "ID switches",
+            "band",
+            "recall in band",
+            "tracks",
+            "pos. err m",
+            "vel. err m/s",
+        ):
             pt.add_column(column, justify="right")
         for i, (band, b) in enumerate(p["bands"].items()):
             head = (
@@ -124,6 +133,7 @@ def print_tables(results: dict[str, DriveResult], title: str) -> None:
             pt.add_row(
                 *head,
                 band,
+                format_number(b["recall"]),
                 str(b["tracks"]),
                 format_number(b["position_error"], ".2f"),
                 format_number(b["velocity_error"], ".2f"),

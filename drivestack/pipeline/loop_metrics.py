@@ -18,7 +18,8 @@ from drivestack.tracking.data_classes import FrameTracks
 
 MATCH_DISTANCE = 2.0  # [m] a box within this centre distance of a vehicle detects it
 MAX_RANGE = 50.0  # [m] detection recall and precision count vehicles and boxes within this distance of the ego
-BANDS = ((0.0, 20.0), (20.0, 40.0), (40.0, float("inf")))  # [m] distance bands of the tracking errors
+BANDS = ((0.0, 20.0), (20.0, 40.0), (40.0, float("inf")))  # [m] distance bands of recall and tracking errors
+EDGES = np.array([lo for lo, _ in BANDS])
 
 
 def _match(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -47,6 +48,8 @@ class PerceptionScore:
         self.id_switches = 0
         self.track_matches = 0
         self._last_id = np.full((num_envs, num_vehicles), -1, dtype=np.int64)  # per vehicle, its last track id
+        self._seen_band = np.zeros(len(BANDS), dtype=np.int64)  # visible vehicles within range, per distance band
+        self._found_band = np.zeros(len(BANDS), dtype=np.int64)  # of those, matched by a box
         self._pos_err: list[list[float]] = [[] for _ in BANDS]
         self._vel_err: list[list[float]] = [[] for _ in BANDS]
 
@@ -84,6 +87,9 @@ class PerceptionScore:
             mine = dets[det_env == b]
             mine = mine[np.hypot(mine[:, 0], mine[:, 1]) <= MAX_RANGE]
             rows, _ = _match(ego[b, near], mine)
+            band = np.searchsorted(EDGES, dist[dist <= MAX_RANGE], side="right") - 1
+            self._seen_band += np.bincount(band, minlength=len(BANDS))
+            self._found_band += np.bincount(band[rows], minlength=len(BANDS))
             self.ground_truth += len(near)
             self.boxes += len(mine)
             self.detected += len(rows)
@@ -104,11 +110,16 @@ class PerceptionScore:
                 self._vel_err[_band(d)].append(float(v))
 
     def summary(self) -> dict:
-        """Detection recall and precision, id switches, and mean position / velocity errors per distance band."""
+        """Detection recall and precision, id switches, and per distance band the detection recall (vehicles within
+        `MAX_RANGE`) and the tracks' mean position and velocity errors."""
         bands = {}
-        for (lo, hi), pos, vel in zip(BANDS, self._pos_err, self._vel_err):
+        for (lo, hi), pos, vel, seen, found in zip(
+            BANDS, self._pos_err, self._vel_err, self._seen_band, self._found_band
+        ):
             name = f"{lo:.0f}-{hi:.0f}m" if np.isfinite(hi) else f"{lo:.0f}m+"
             bands[name] = {
+                "visible_vehicles": int(seen),
+                "recall": float(found / seen) if seen else None,
                 "tracks": len(pos),
                 "position_error": float(np.mean(pos)) if pos else None,
                 "velocity_error": float(np.mean(vel)) if vel else None,

@@ -34,6 +34,9 @@ def test_drive_writes_both_paths(tmp_path: Path, capsys: pytest.CaptureFixture[s
     oracle = data["paths"]["oracle"]
     assert oracle["perception_in_loop"]["camera_frames"] == 5
     assert set(oracle["perception_in_loop"]["bands"]) == {"0-20m", "20-40m", "40m+"}
+    bands = oracle["perception_in_loop"]["bands"].values()
+    assert sum(b["visible_vehicles"] for b in bands) == oracle["perception_in_loop"]["visible_vehicles"] > 0
+    assert all(b["recall"] == 1.0 for b in bands if b["visible_vehicles"])  # oracle boxes find every vehicle
     assert data["loop"]["cameras"] == ["CAM_FRONT", "CAM_BACK"]
     printed = capsys.readouterr().out
     assert "privileged" in printed and "render" in printed and "recall" in printed
