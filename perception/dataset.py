@@ -21,7 +21,7 @@ from nuscenes.eval.detection.utils import category_to_detection_name
 from nuscenes.nuscenes import NuScenes
 
 from drivestack.common.geometry import make_transform, matrix_to_yaw, quaternion_to_matrix
-from drivestack.common.nuscenes import sample_ego_pose, split_sample_tokens
+from drivestack.common.nuscenes import sample_ego_pose, scene_samples, split_sample_tokens, split_scenes
 from drivestack.perception.boxes import encode_boxes
 from drivestack.perception.config import CAMERA, resolve_cameras
 
@@ -47,6 +47,25 @@ class CameraFrame:
 def _pose(record: dict) -> np.ndarray:
     rot = quaternion_to_matrix(torch.tensor(record["rotation"], dtype=torch.float64))
     return make_transform(rot, torch.tensor(record["translation"], dtype=torch.float64)).numpy()
+
+
+def global_to_ego_boxes(
+    translation: Sequence[Sequence[float]],
+    size: Sequence[Sequence[float]],
+    rotation: Sequence[Sequence[float]],
+    ego2global: np.ndarray,
+) -> np.ndarray:
+    """Global-frame boxes (M translations [m], sizes w l h [m], quaternions w x y z) as ego-frame boxes (M, 7)
+    (x, y, z, w, l, h, yaw; float64) in the ego frame `ego2global` (4, 4) maps to the global frame."""
+    if len(translation) == 0:
+        return np.zeros((0, 7))
+    trans = torch.tensor(translation, dtype=torch.float64)  # (M, 3) global
+    rot = quaternion_to_matrix(torch.tensor(rotation, dtype=torch.float64))  # (M, 3, 3)
+    inv = torch.linalg.inv(torch.from_numpy(ego2global))
+    center = trans @ inv[:3, :3].T + inv[:3, 3]
+    yaw = matrix_to_yaw(inv[:3, :3] @ rot)
+    sizes = torch.tensor(size, dtype=torch.float64)
+    return torch.cat([center, sizes, yaw[:, None]], dim=1).numpy()
 
 
 def load_frame(
@@ -75,15 +94,9 @@ def load_frame(
     names = [category_to_detection_name(a["category_name"]) for a in anns]
     anns = [a for a, n in zip(anns, names) if n is not None]
     names = [n for n in names if n is not None]
-    boxes = np.zeros((len(anns), 7))
-    if anns:
-        trans = torch.tensor([a["translation"] for a in anns], dtype=torch.float64)  # (M, 3) global
-        rot = quaternion_to_matrix(torch.tensor([a["rotation"] for a in anns], dtype=torch.float64))  # (M, 3, 3)
-        inv = torch.linalg.inv(torch.from_numpy(ego2global))
-        center = trans @ inv[:3, :3].T + inv[:3, 3]
-        yaw = matrix_to_yaw(inv[:3, :3] @ rot)
-        size = torch.tensor([a["size"] for a in anns], dtype=torch.float64)
-        boxes = torch.cat([center, size, yaw[:, None]], dim=1).numpy()
+    boxes = global_to_ego_boxes(
+        [a["translation"] for a in anns], [a["size"] for a in anns], [a["rotation"] for a in anns], ego2global
+    )
     attr_names = {a["token"]: a["name"] for a in nusc.attribute}
     width, height = int(sd.get("width") or 0), int(sd.get("height") or 0)
     return CameraFrame(
@@ -107,16 +120,45 @@ def dataset_cameras(nusc: NuScenes) -> tuple[str, ...]:
     return tuple(s["channel"] for s in nusc.sensor if s.get("modality", "camera") == "camera")
 
 
+HALVES = ("first-half", "second-half")  # split suffixes: each scene's keyframes cut in two at its middle in time
+
+
+def split_tokens(nusc: NuScenes, split: str) -> list[str]:
+    """Keyframe sample tokens of `split`, scene by scene in time order (`common.nuscenes.split_sample_tokens`).
+
+    `<split>:first-half` / `<split>:second-half` keep each scene's first n // 2 keyframes in time or the rest: the
+    real-data development protocol trains on one half of a scene and scores the other (the same streets, so an
+    optimistic figure). ValueError (one line) for another suffix.
+    """
+    name, sep, half = split.rpartition(":")
+    if not sep:
+        return split_sample_tokens(nusc, split)
+    if half not in HALVES:
+        raise ValueError(f"split {split!r}: the part after ':' must be one of {', '.join(HALVES)}")
+    tokens = []
+    for scene in split_scenes(nusc, name):
+        samples = [s["token"] for s in scene_samples(nusc, scene)]
+        tokens += samples[: len(samples) // 2] if half == HALVES[0] else samples[len(samples) // 2 :]
+    return tokens
+
+
 def load_frames(
-    nusc: NuScenes, split: str, camera: str | Sequence[str] = CAMERA, ego_frame: str = "camera"
+    nusc: NuScenes,
+    split: str,
+    camera: str | Sequence[str] = CAMERA,
+    ego_frame: str = "camera",
+    require_images: bool = True,
 ) -> list[CameraFrame]:
     """Frames of every keyframe of `split` and camera, sample by sample (a sample's cameras in the given order).
 
     Args:
+        split: a split name (see `split_tokens`; `<split>:first-half` / `:second-half` for half of each scene).
         camera: a nuScenes camera channel, several, or "all" (the six); ValueError (one line) for an unknown
             name or a camera the dataset does not have.
         ego_frame: "camera": each frame in its own keyframe's ego pose; "sample": every camera of a sample in
             the sample's ego pose (LIDAR_TOP's, else the first channel's), so their boxes can be merged.
+        require_images: refuse a missing image file (False: only the geometry is needed, e.g. to score a
+            detection submission; image sizes then come from the sample_data table).
     Raises FileNotFoundError naming a missing image file.
     """
     cameras = resolve_cameras(camera)
@@ -129,19 +171,20 @@ def load_frames(
             f"dataset {nusc.dataroot} has no camera {absent[0]} (its cameras: {', '.join(have) or 'none'})"
         )
     frames = []
-    for token in split_sample_tokens(nusc, split):
+    for token in split_tokens(nusc, split):
         pose = None
         if ego_frame == "sample":
             pose = _pose(sample_ego_pose(nusc, nusc.get("sample", token)))
         frames += [load_frame(nusc, token, c, pose) for c in cameras]
     missing = [f.image_path for f in frames if not f.image_path.is_file()]
-    if missing:
+    if missing and require_images:
         raise FileNotFoundError(
             f"image file {missing[0]} is missing ({len(missing)} of {len(frames)} {'/'.join(cameras)} "
             f"images of split {split!r} are)"
         )
     for frame in frames:
-        if frame.image_size[0] <= 0 or frame.image_size[1] <= 0:  # a table without sizes: read the JPEG header
+        if (frame.image_size[0] <= 0 or frame.image_size[1] <= 0) and frame.image_path.is_file():
+            # a table without sizes: read the JPEG header
             from PIL import Image
 
             with Image.open(frame.image_path) as img:
@@ -149,13 +192,16 @@ def load_frames(
     return frames
 
 
-def visible_mask(frame: CameraFrame) -> np.ndarray:
-    """(M,) bool: boxes whose centre lies in front of the camera and projects inside its image."""
-    if len(frame.boxes) == 0:
+def visible_mask(frame: CameraFrame, boxes: np.ndarray | None = None) -> np.ndarray:
+    """(M,) bool: boxes whose centre lies in front of the camera and projects inside its image.
+
+    Args:
+        boxes: (M, 7) ego-frame boxes in the frame's ego frame (None: the frame's ground truth).
+    """
+    boxes = frame.boxes if boxes is None else boxes
+    if len(boxes) == 0:
         return np.zeros(0, dtype=bool)
-    enc = encode_boxes(
-        torch.from_numpy(frame.boxes), torch.from_numpy(frame.intrinsic), torch.from_numpy(frame.cam2ego)
-    )
+    enc = encode_boxes(torch.from_numpy(boxes), torch.from_numpy(frame.intrinsic), torch.from_numpy(frame.cam2ego))
     u, v = enc.uv[:, 0].numpy(), enc.uv[:, 1].numpy()
     width, height = frame.image_size
     return (enc.depth.numpy() > 0.5) & (u >= 0) & (u < width) & (v >= 0) & (v < height)

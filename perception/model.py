@@ -13,12 +13,14 @@ simple scenes this project renders.
 
 The backbone is torchvision's ResNet `BasicBlock` in the ResNet-18 layout at a configurable width ("slim",
 the CPU default: 32-256 channels, 1 block per stage), or torchvision's resnet18 trunk itself. Everything is
-built with weights=None: nothing downloads.
+built with weights=None: nothing downloads. Opt-in, `load_pretrained_backbone` starts the resnet18 trunk from
+torchvision's ImageNet weights a user already has (a file, or the torch hub cache), read with weights_only=True.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -153,6 +155,69 @@ def ray_maps(intrinsic: torch.Tensor, size: tuple[int, int] | torch.Size, stride
     rx = (u.view(1, 1, Wf) - k[:, 0, 2, None, None]) / k[:, 0, 0, None, None]  # (B, 1, Wf)
     ry = (v.view(1, Hf, 1) - k[:, 1, 2, None, None]) / k[:, 1, 1, None, None]  # (B, Hf, 1)
     return torch.stack([rx.expand(-1, Hf, Wf), ry.expand(-1, Hf, Wf)], dim=1)
+
+
+RESNET18_WEIGHTS = "resnet18-f37072fd.pth"  # torchvision's ImageNet resnet18 file name (ResNet18_Weights.IMAGENET1K_V1)
+TORCH_CACHE = "torch-cache"  # the --pretrained value naming the torch hub cache
+
+
+def pretrained_path(source: str | Path) -> Path:
+    """The weights file `--pretrained` names: `torch-cache` (<torch hub dir>/checkpoints/resnet18-f37072fd.pth,
+    where torchvision keeps what it downloaded) or a path. FileNotFoundError (one line, naming the file to place)
+    when it is missing: nothing is ever downloaded."""
+    if str(source) == TORCH_CACHE:
+        path = Path(torch.hub.get_dir()) / "checkpoints" / RESNET18_WEIGHTS
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"--pretrained torch-cache: {path} is missing; place torchvision's ImageNet resnet18 weights "
+                f"({RESNET18_WEIGHTS}) there or give its path (nothing is downloaded)"
+            )
+        return path
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"--pretrained {source}: no such file; give torchvision's resnet18 weights ({RESNET18_WEIGHTS}) or "
+            "torch-cache"
+        )
+    return path
+
+
+def load_pretrained_backbone(model: CenterNet3D, source: str | Path) -> Path:
+    """Load torchvision's resnet18 ImageNet weights (a state-dict file, read with weights_only=True) into the
+    resnet18 backbone of `model`; its classifier (fc) is dropped. Returns the file read.
+
+    Raises FileNotFoundError (see `pretrained_path`), ValueError (one line) for a backbone that is not resnet18 or
+    a file that is not a resnet18 state dict.
+    """
+    path = pretrained_path(source)
+    if not isinstance(model.backbone, ResNet18Trunk):
+        raise ValueError(f"--pretrained {source}: the backbone is {model.cfg.backbone}; use --backbone resnet18")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a pickle with code, a truncated file, another format: all one line
+        raise ValueError(
+            f"--pretrained {path}: not a torch weights file ({' '.join(str(err).split())[:200]})"
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"--pretrained {path}: not a state dict of tensors (torchvision's resnet18 .pth)")
+    renamed = {"conv1.": "stem.0.", "bn1.": "stem.1.", **{f"layer{i}.": f"stages.{i - 1}." for i in range(1, 5)}}
+    trunk = {}
+    for key, value in state.items():
+        prefix = next((p for p in renamed if key.startswith(p)), None)
+        if prefix is not None:
+            trunk[renamed[prefix] + key[len(prefix) :]] = value
+    expected = model.backbone.state_dict()
+    missing = [k for k in expected if k not in trunk]
+    if missing:
+        raise ValueError(f"--pretrained {path}: not resnet18 weights (no {missing[0]!r} of {len(expected)} tensors)")
+    wrong = [k for k, v in expected.items() if trunk[k].shape != v.shape]
+    if wrong:
+        raise ValueError(
+            f"--pretrained {path}: not resnet18 weights ({wrong[0]} is {tuple(trunk[wrong[0]].shape)}, "
+            f"{tuple(expected[wrong[0]].shape)} expected)"
+        )
+    model.backbone.load_state_dict(trunk, strict=True)
+    return path
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -31,9 +31,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+import tyro
 
 from drivestack.common.artifacts import make_run_dir, write_json
 from drivestack.common.host import resolve_device, set_threads
@@ -52,7 +53,8 @@ from drivestack.perception.evaluate import FULL_SCENE, default_protocol, evaluat
 from drivestack.perception.infer import Detections, decode_outputs, merge_frames, normalize
 from drivestack.perception.loss import build_targets, detection_loss
 from drivestack.perception.merge import DEFAULT_RADIUS
-from drivestack.perception.model import CenterNet3D, count_parameters
+from drivestack.perception.model import CenterNet3D, count_parameters, load_pretrained_backbone, pretrained_path
+from drivestack.perception.sampling import epoch_order, mix_weights, sampling_probabilities
 
 WARMUP_FRACTION = 0.05  # of all steps, linear learning-rate warm-up
 FINAL_LR_FRACTION = 0.02  # the cosine ends at this fraction of --lr
@@ -62,14 +64,24 @@ FINAL_LR_FRACTION = 0.02  # the cosine ends at this fraction of --lr
 class TrainDetectorConfig:
     """Train the camera 3D detector (CenterNet-style, from scratch) on a nuScenes-format dataset."""
 
-    dataroot: Path | None = None
-    """nuScenes-format dataset (None: the embedded synthetic dataset, generated on first use)."""
+    dataroot: Annotated[tuple[Path, ...], tyro.conf.UseAppendAction] = ()
+    """nuScenes-format datasets trained on, mixed (repeat --dataroot; none: the embedded synthetic dataset,
+    generated on first use)."""
+    mix: tuple[float, ...] | None = None
+    """Mixing weights of the datasets, one per --dataroot: the share of training draws from each (None: in
+    proportion to their sizes, every image once per epoch)."""
+    class_balance: bool = False
+    """Class-balanced sampling (CBGS-like): every class (and "no box") gets the same share of each dataset's
+    draws (see perception.sampling)."""
     version: str | None = None
-    """Table folder under dataroot (None: the only one there, e.g. v1.0-trainval)."""
-    train_split: str = "train"
-    """Split trained on: a name in <version>/splits.json, an official nuScenes split, or "all"."""
+    """Table folder under each dataroot (None: the only one there, e.g. v1.0-trainval)."""
+    train_split: tuple[str, ...] = ("train",)
+    """Split trained on, one for every dataroot or one per dataroot: a name in <version>/splits.json, an official
+    nuScenes split or "all"; `<split>:first-half` / `:second-half` for half of each scene in time."""
     val_split: str | None = "val"
     """Split validated on (None: no validation)."""
+    val_dataroot: Path | None = None
+    """Dataset validated on (None: the first --dataroot)."""
     cameras: tuple[str, ...] = (CAMERA,)
     """Cameras whose keyframe images are trained on: nuScenes channel names or "all" (the six). Validation with
     several merges each sample's cameras and scores the full scene (full_scene_v1)."""
@@ -91,6 +103,10 @@ class TrainDetectorConfig:
     """Run directory (None: runs/detector/<dataset folder>-<seed>)."""
     resume: bool = False
     """Continue the run in run_dir from checkpoints/last.pt (weights, optimizer, epoch, step)."""
+    init: Path | None = None
+    """Fine-tune: start from this detector checkpoint's weights (a .pt, a run directory or release:<name>), with
+    its architecture and classes (the architecture options are then not used), a new optimiser and schedule (None:
+    from scratch, or from the pretrained backbone)."""
     val_every: int = 5
     """[epochs] between validations (0: only at the end)."""
     log_every: int = 10
@@ -107,6 +123,9 @@ class TrainDetectorConfig:
     """[px] network input height (multiple of 32)."""
     backbone: Backbone = ModelConfig.backbone
     """Backbone: slim (CPU default) or resnet18 (torchvision's, weights=None)."""
+    pretrained: str | None = None
+    """ImageNet weights for the resnet18 backbone, opt-in: a .pth file of torchvision's resnet18 state dict, or
+    torch-cache for <torch hub dir>/checkpoints/resnet18-f37072fd.pth. Never downloads (None: from scratch)."""
     widths: tuple[int, int, int, int] = ModelConfig.widths
     """Channels of the slim backbone's stages."""
     blocks: tuple[int, int, int, int] = ModelConfig.blocks
@@ -139,7 +158,40 @@ class TrainDetectorConfig:
         ).validate()
 
 
+def dataroots(cfg: TrainDetectorConfig) -> tuple[Path, ...]:
+    """The datasets trained on (a single path given programmatically counts as one)."""
+    if cfg.dataroot is None:
+        return ()
+    if isinstance(cfg.dataroot, (str, Path)):
+        return (Path(cfg.dataroot),)
+    return tuple(Path(d) for d in cfg.dataroot)
+
+
+def train_splits(cfg: TrainDetectorConfig) -> tuple[str, ...]:
+    """The training split of each dataset (one given: the same for all); ValueError for a count mismatch."""
+    splits = (cfg.train_split,) if isinstance(cfg.train_split, str) else tuple(cfg.train_split)
+    roots = max(1, len(dataroots(cfg)))
+    if len(splits) == 1:
+        return splits * roots
+    if len(splits) != roots:
+        raise ValueError(f"train_split={list(splits)}: give one split for all datasets or one per --dataroot ({roots})")
+    return splits
+
+
 def validate_config(cfg: TrainDetectorConfig) -> None:
+    train_splits(cfg)
+    if cfg.mix is not None:
+        mix_weights([1] * len(cfg.mix), cfg.mix)  # finite, >= 0, not all zero
+        if len(cfg.mix) != max(1, len(dataroots(cfg))):
+            raise ValueError(f"mix={list(cfg.mix)}: give one weight per --dataroot ({max(1, len(dataroots(cfg)))})")
+    if cfg.init is not None and cfg.pretrained is not None:
+        raise ValueError("init and pretrained both given; --init starts from a whole detector, drop --pretrained")
+    if cfg.pretrained is not None:
+        if Backbone(cfg.backbone) != Backbone.RESNET18:
+            raise ValueError(
+                f"pretrained={cfg.pretrained!r} loads torchvision's resnet18 weights; add --backbone resnet18"
+            )
+        pretrained_path(cfg.pretrained)  # FileNotFoundError naming the file to place, before any work
     for name, low in (("epochs", 1), ("batch_size", 1), ("threads", 0), ("val_every", 0), ("log_every", 1)):
         if getattr(cfg, name) < low:
             raise ValueError(f"{name}={getattr(cfg, name)}; allowed: >= {low}")
@@ -213,24 +265,28 @@ def _config_dict(cfg: TrainDetectorConfig) -> dict[str, Any]:
 def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
     """Train (or resume) a detector; returns the final validation metrics and the run's facts."""
     validate_config(cfg)
-    if cfg.dataroot is None:
+    roots = dataroots(cfg)
+    if not roots:
         raise ValueError("dataroot is required here (the drivestack CLI fills in the embedded synthetic dataset)")
     set_threads(cfg.threads)  # 0: torch's default
     device = resolve_device(cfg.device)
     amp = cfg.amp and device.type == "cuda"
-    run_dir = Path(cfg.run_dir or Path("runs/detector") / f"{Path(cfg.dataroot).name}-{cfg.seed}")
+    run_dir = Path(cfg.run_dir or Path("runs/detector") / f"{roots[0].name}-{cfg.seed}")
     last_path, best_path = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
     if cfg.resume and not last_path.is_file():
         raise FileNotFoundError(f"--resume: {last_path} does not exist; start the run without --resume")
     if not cfg.resume and last_path.exists():
         raise FileExistsError(f"{run_dir} already holds a run; continue it with --resume or choose another --run-dir")
 
-    # --- data: read the splits through the devkit, decode images once
-    nusc = open_nuscenes(cfg.dataroot, cfg.version)
+    # --- data: read the splits through the devkit (every dataset's), decode images once
+    datasets = [open_nuscenes(root, cfg.version) for root in roots]
     cameras = resolve_cameras(cfg.cameras)
     protocol = load_protocol(default_protocol(cameras))
     full_scene = protocol.get("gt_filter") == FULL_SCENE  # several cameras: merged per sample for validation
-    train_frames = load_frames(nusc, cfg.train_split, cameras)
+    per_dataset = [load_frames(n, split, cameras) for n, split in zip(datasets, train_splits(cfg))]
+    train_frames = [f for frames in per_dataset for f in frames]
+    val_root = Path(cfg.val_dataroot) if cfg.val_dataroot is not None else roots[0]
+    nusc = datasets[roots.index(val_root)] if val_root in roots else open_nuscenes(val_root, cfg.version)
     ego_frame = "sample" if full_scene else "camera"
     val_frames = load_frames(nusc, cfg.val_split, cameras, ego_frame) if cfg.val_split else []
     present = classes_present(train_frames)
@@ -239,13 +295,28 @@ def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
         raise ValueError(f"classes={list(cfg.classes)}: each must be a nuScenes detection name")
     if not classes:
         raise ValueError(f"split {cfg.train_split!r} has no annotated box of a detection class in view of the camera")
-    model_cfg = cfg.model_config(classes)
-    state: dict[str, Any] = {}
+    state: dict[str, Any] = load_checkpoint(last_path) if cfg.resume else {}
+    init_state: dict[str, Any] = load_checkpoint(cfg.init) if cfg.init is not None and not cfg.resume else {}
+    if cfg.init is not None:  # fine-tuning (also resumed): the checkpoint's architecture and classes
+        model_cfg = ModelConfig.from_dict((init_state or state)["model_config"])
+        if cfg.classes and classes != model_cfg.classes:
+            raise ValueError(
+                f"classes={list(classes)}, but --init {cfg.init} detects {list(model_cfg.classes)}; drop --classes"
+            )
+        classes = model_cfg.classes
+    else:
+        model_cfg = cfg.model_config(classes)
     if cfg.resume:
-        state = load_checkpoint(last_path)
         check_compatible(ModelConfig.from_dict(state["model_config"]), model_cfg, str(last_path))
     attributes = common_attributes(train_frames, classes)
     train = cache_frames(train_frames, classes, model_cfg.input_size, cfg.max_distance, cfg.progress)
+    probabilities = None  # None: each epoch a permutation of all images (one dataset, or mixed by size)
+    if cfg.class_balance or (cfg.mix is not None and len(roots) > 1):
+        dataset_index = torch.cat([torch.full((len(f),), d, dtype=torch.long) for d, f in enumerate(per_dataset)])
+        labels = train.targets.labels  # (N, M) the boxes trained on, -1 padding
+        present = (labels[..., None] == torch.arange(len(classes))).any(dim=1) if cfg.class_balance else None
+        mix = mix_weights([len(f) for f in per_dataset], cfg.mix)
+        probabilities = sampling_probabilities(dataset_index, mix, present)
     val = (
         cache_frames(val_frames, classes, model_cfg.input_size, cfg.max_distance, cfg.progress) if val_frames else None
     )
@@ -256,7 +327,9 @@ def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
 
     # --- model and optimiser (restored on --resume)
     torch.manual_seed(cfg.seed)
-    model = model_from_checkpoint(state) if state else CenterNet3D(model_cfg)
+    model = model_from_checkpoint(state or init_state) if state or init_state else CenterNet3D(model_cfg)
+    if cfg.pretrained is not None and not state:  # resumed runs carry their weights
+        load_pretrained_backbone(model, cfg.pretrained)
     model = model.to(device).to(memory_format=torch.channels_last).train()
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]  # biases and norms
@@ -288,7 +361,11 @@ def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
     )
     writer = SummaryWriter(str(run_dir / "tb"))
     info = {
-        "dataroot": str(cfg.dataroot),
+        "dataroot": str(roots[0]) if len(roots) == 1 else [str(r) for r in roots],
+        "mix": None if probabilities is None else mix.tolist(),
+        "class_balance": cfg.class_balance,
+        "pretrained": cfg.pretrained,
+        "init": None if cfg.init is None else str(cfg.init),
         "train_split": cfg.train_split,
         "val_split": cfg.val_split,
         "cameras": list(cameras),
@@ -350,7 +427,7 @@ def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
         )
     while epoch < cfg.epochs and not out_of_time:
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)  # per-epoch stream: resumable
-        order = torch.randperm(len(train), generator=gen)
+        order = epoch_order(len(train), gen, probabilities)
         for i in range(steps_per_epoch):
             idx = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             idx = idx.to(train.images.device)

@@ -13,8 +13,10 @@ the vehicles whose projected box reaches it. Everything fades into haze towards 
 Looks vary per image (sun direction, exposure, contrast, white balance, sky, asphalt and grass tones,
 haze, sensor noise), all drawn from the caller's torch.Generator: one (B, 16) draw per call, so a batch
 equals the same environments rendered one after another from the same generator, and images are
-bit-identical under a seed on the CPU. Poses use the ego's arc length plus ring distances, so nothing
-jumps at the ring seam; the ego itself is not drawn.
+bit-identical under a seed on the CPU. `render_cameras(..., variety=RenderVariety())` adds, opt-in, more
+randomisation for sim-to-real training (fog, metallic paint, asphalt wear and sensor effects: blur, vignetting,
+noise, gamma, JPEG), drawn in the same single draw; without it renders are unchanged. Poses use the ego's arc
+length plus ring distances, so nothing jumps at the ring seam; the ego itself is not drawn.
 """
 
 from __future__ import annotations
@@ -33,7 +35,22 @@ from drivestack.sim.camera import (
     pixel_rays,
     points_bbox,
 )
-from drivestack.sim.camera_shading import Lighting, draw_lighting, ground_color, noise, sky_color, vehicle_color
+from drivestack.sim.camera_shading import (
+    SUN_TINT,
+    Lighting,
+    RenderVariety,
+    VarietyDraw,
+    asphalt_wear,
+    draw_lighting,
+    draw_lighting_and_variety,
+    face_normal,
+    ground_color,
+    noise,
+    sensor_effects,
+    sky_color,
+    specular,
+    vehicle_color,
+)
 from drivestack.sim.config import is_truck
 from drivestack.sim.lidar import lidar_scan
 from drivestack.sim.raycast import (
@@ -50,7 +67,15 @@ from drivestack.sim.render import road_layer
 from drivestack.sim.road import RoadNetwork
 from drivestack.sim.state import WorldState
 
-__all__ = ["CameraFrame", "VehicleAppearance", "lidar_scan", "render_cameras", "vehicle_appearance", "vehicle_boxes"]
+__all__ = [
+    "CameraFrame",
+    "RenderVariety",
+    "VehicleAppearance",
+    "lidar_scan",
+    "render_cameras",
+    "vehicle_appearance",
+    "vehicle_boxes",
+]
 
 TILE = 16  # [px] side of the square tiles that vehicles are culled against
 PIXEL_BUDGET = 1 << 23  # rays (env x camera x pixel) rendered at once; bounds memory
@@ -242,6 +267,7 @@ def _ground_color(
     ground: torch.Tensor,
     shadow: torch.Tensor,
     light: Lighting,
+    draw: VarietyDraw | None = None,
 ) -> torch.Tensor:
     """Colours (B, q, 3) of the ground seen by rays `ground` (q,) (flat (C, T, R) indices) of B environments."""
     T, R = rays.dirs.shape[1:3]
@@ -257,7 +283,8 @@ def _ground_color(
     s_guess = s_ego + (gx - rx) * torch.cos(heading) + (gy - ry) * torch.sin(heading)
     px_size = (t_g / rig.intrinsic[cam, 0, 0]).expand(gx.shape[0], -1)  # [m] lateral size of a pixel there
     surface = road_layer(road, gx, gy, s_guess, px_size, marking_width=MARKING_WIDTH, iterations=2)
-    return ground_color(surface, gx, gy, t_g, shadow, light, rig.config.max_depth, road.lane_width)
+    color = ground_color(surface, gx, gy, t_g, shadow, light, rig.config.max_depth, road.lane_width)
+    return color if draw is None else asphalt_wear(color, gx, gy, surface.on_road, draw)
 
 
 def _render_chunk(
@@ -269,6 +296,7 @@ def _render_chunk(
     light: Lighting,
     rig: CameraRig,
     rays: _Rays,
+    draw: VarietyDraw | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     veh = state.vehicles
     B, N = veh.s.shape
@@ -286,7 +314,7 @@ def _render_chunk(
     for i in range(0, rays.ground.shape[0], step):  # chunks of ground rays bound the per-lane temporaries
         ground = rays.ground[i : i + step]
         color.view(B, -1, 3)[:, ground] = _ground_color(
-            road, veh.s[:, 0:1], ego_pose, rig, rays, ground, vh.shadow.view(B, -1)[:, ground], light
+            road, veh.s[:, 0:1], ego_pose, rig, rays, ground, vh.shadow.view(B, -1)[:, ground], light, draw
         )
 
     # Vehicles: the winning (pair, ray) element of every ray a vehicle covers.
@@ -313,6 +341,11 @@ def _render_chunk(
         b,
         cfg.max_depth,
     )
+    if draw is not None:  # metallic paint: the sun's highlight on top
+        view = rays.dirs[cam, vh.pair_tile[pair], r]
+        view = view / view.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        glint = specular(face_normal(vh.hits.face.view(-1)[elem], yaw), view, light, draw, b, n)
+        color.view(-1, 3)[rays_hit] += glint.unsqueeze(-1) * torch.tensor(SUN_TINT, device=dev)
 
     instance = torch.full((B * C * T * R,), -1, dtype=torch.long, device=dev)
     instance[rays_hit] = n
@@ -324,13 +357,20 @@ def _render_chunk(
     H, W = rig.height, rig.width
     # finish in tile order (contiguous, channels last), then reorder the uint8 result into images
     image = _untile(noise(light.finish(color), light, cfg.noise_std).permute(0, 1, 4, 2, 3), rays, H, W)
+    if draw is not None:
+        image = sensor_effects(image, draw)
     instance = _untile(instance.view(B, C, T, R), rays, H, W)
     return image, instance, visible.view(B, C, N), vh.full
 
 
 @torch.no_grad()
 def render_cameras(
-    road: RoadNetwork, state: WorldState, rig: CameraRig, appearance: VehicleAppearance, generator: torch.Generator
+    road: RoadNetwork,
+    state: WorldState,
+    rig: CameraRig,
+    appearance: VehicleAppearance,
+    generator: torch.Generator,
+    variety: RenderVariety | None = None,
 ) -> CameraFrame:
     """Render every camera of the rig in every environment.
 
@@ -341,6 +381,9 @@ def render_cameras(
             lighting variation.
         appearance: per-vehicle heights and colours (vehicle_appearance, drawn once per episode).
         generator: draws the per-image lighting ((B, 16) uniforms on the generator's device).
+        variety: opt-in extra randomisation per image for sim-to-real training (fog, metallic paint, asphalt wear,
+            blur, vignetting, noise, gamma, JPEG; sim.camera_shading.RenderVariety), drawn with the lighting in
+            one (B, 28) draw. None (the default): today's renders, bit for bit.
 
     Returns:
         CameraFrame: images, instance masks, per-vehicle pixel counts and visibility, 2D boxes.
@@ -355,7 +398,11 @@ def render_cameras(
             f"render_cameras: the camera rig is on {rig.device} but the state on {dev}; "
             "build the rig with camera_rig(config, device=state's device)"
         )
-    light = draw_lighting(rig.config, B, generator, dev)
+    draw = None
+    if variety is None:
+        light = draw_lighting(rig.config, B, generator, dev)
+    else:
+        light, draw = draw_lighting_and_variety(rig.config, variety.validate(), B, generator, dev)
     ego_pose, _, boxes_ego = vehicle_boxes(road, state, appearance)
     rays = _tile_rays(rig)
 
@@ -376,6 +423,7 @@ def render_cameras(
             light.index(slice(i, i + step)),
             rig,
             rays,
+            None if draw is None else draw.index(slice(i, i + step)),
         )
         for i in range(0, B, step)
     ]  # chunks of environments bound memory

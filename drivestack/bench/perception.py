@@ -4,6 +4,12 @@
 sample's cameras are merged (`perception.infer.merge_frames`) and scored over the full scene
 (perception/configs/full_scene_v1.json), the protocol chosen by default; `--protocol` chooses it explicitly.
 
+`--detections FILE` scores a nuScenes detection submission instead (anyone's detector, lidar or camera) with the
+same report, detector speed left out: the devkit reads every box as submitted (no score threshold, velocities as
+given), the ten classes are scored (mAP as the devkit's own DetectionEval gives it), under full_scene_v1 by default
+(2D AP per image of the six cameras: the boxes whose centre is in each image) or camera_front_v1 (the boxes whose
+centre is in CAM_FRONT's image). Only the tables and calibration are read, not the images.
+
 Writes into --out: submission.json (nuScenes detection format), metrics.json (mAP, NDS, per-class AP, TP
 errors, 2D COCO AP, speed, the eval protocol and devkit config), summary.md (the table printed at the end) and
 pr_curves.png (precision-recall per class at the four centre-distance thresholds).
@@ -26,13 +32,16 @@ import torch  # noqa: E402
 from drivestack.common.artifacts import check_out_dir  # noqa: E402
 from drivestack.common.host import host_info, resolve_device, set_threads  # noqa: E402
 from drivestack.common.nuscenes import open_nuscenes  # noqa: E402
+from drivestack.common.submission import read_submission  # noqa: E402
 from drivestack.perception.checkpoint import check_compatible, load_checkpoint, model_from_checkpoint  # noqa: E402
 from drivestack.perception.config import CAMERAS, ModelConfig, resolve_cameras, sort_classes  # noqa: E402
-from drivestack.perception.dataset import load_frames, read_image, resize_image  # noqa: E402
+from drivestack.perception.dataset import dataset_cameras, load_frames, read_image, resize_image  # noqa: E402
 from drivestack.perception.evaluate import (  # noqa: E402
     FULL_SCENE,
+    check_submission_samples,
     default_protocol,
     evaluate_detections,
+    evaluate_submission,
     load_protocol,
     protocol_scope,
 )
@@ -49,8 +58,14 @@ SPEED_IMAGE_SIZE = (800, 450)  # [px] (W, H) camera images are timed at (the syn
 class BenchPerceptionConfig:
     """Run the detector over a split: nuScenes mAP / NDS, 2D COCO AP, images/s and latency."""
 
-    checkpoint: Path
-    """Detector checkpoint (.pt), a training run directory (its checkpoints/best.pt) or `release:<name>`."""
+    checkpoint: Path | None = None
+    """Detector checkpoint (.pt), a training run directory (its checkpoints/best.pt) or `release:<name>`; or
+    give a detection submission with --detections instead."""
+    detections: Path | None = None
+    """A nuScenes detection submission (JSON, global frame; anyone's detector, lidar or camera) scored
+    with the same report instead of a checkpoint: every box as submitted (no score threshold, velocities as
+    given), the ten classes by default, no timing; the full-scene protocol by default (2D AP over the six
+    cameras)."""
     dataroot: Path | None = None
     """nuScenes-format dataset (None: the embedded synthetic dataset, generated on first use)."""
     version: str | None = None
@@ -74,7 +89,8 @@ class BenchPerceptionConfig:
     score_all_classes: bool = False
     """Score every class with ground truth, also those the detector has no output for (AP 0)."""
     classes: tuple[str, ...] | None = None
-    """Refuse a checkpoint whose classes differ from these (None: accept its classes)."""
+    """Refuse a checkpoint whose classes differ from these (None: accept its classes); with a submission
+    given by --detections, the classes scored (None: the official ten)."""
     input_width: int | None = None
     """Refuse a checkpoint trained at another network input width [px] (None: accept)."""
     input_height: int | None = None
@@ -188,9 +204,112 @@ def summary_markdown(metrics: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _source(cfg: BenchPerceptionConfig) -> None:
+    if cfg.checkpoint is not None and cfg.detections is not None:
+        raise ValueError(
+            "--checkpoint and --detections both given; score either a detector checkpoint or a detection "
+            "submission, not both"
+        )
+    if cfg.checkpoint is None and cfg.detections is None:
+        raise ValueError(
+            "nothing to score; give --checkpoint (a detector checkpoint, run directory or release:<name>) or "
+            "--detections (a nuScenes detection submission JSON)"
+        )
+
+
+def _protocol_and_cameras(cfg: BenchPerceptionConfig, full_by_default: bool) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The eval protocol and the cameras of a run (None options resolved; see the fields' docs)."""
+    protocol = load_protocol(cfg.protocol) if cfg.protocol is not None else None
+    if cfg.cameras is not None:
+        cameras = resolve_cameras(cfg.cameras)
+    elif protocol is not None:
+        cameras = CAMERAS if protocol.get("gt_filter") == FULL_SCENE else (protocol.get("camera", "CAM_FRONT"),)
+    else:
+        cameras = CAMERAS if full_by_default else ("CAM_FRONT",)
+    return protocol or load_protocol(default_protocol(cameras)), cameras
+
+
+def _write_report(out: Path, metrics: dict[str, Any], cfg: BenchPerceptionConfig, protocol: dict[str, Any]) -> None:
+    write_json(out / "metrics.json", metrics)
+    table = summary_markdown(metrics)
+    what = f"{cfg.detections}, " if cfg.detections is not None else ""
+    title = f"# perception benchmark: {what}{cfg.dataroot} split {cfg.split}, protocol {protocol['name']}"
+    write_text(out / "summary.md", f"{title}, cameras {', '.join(metrics['cameras'])}\n\n{table}")
+    print(table, end="")
+    print(
+        f"wrote {out / 'metrics.json'}, {out / 'summary.md'}, {out / 'submission.json'}"
+        + (f", {out / 'pr_curves.png'}" if cfg.plots else "")
+    )
+
+
+def run_submission_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
+    """Score the detection submission `cfg.detections` on the split (no detector, no timing); returns the metrics
+    dict also written to metrics.json."""
+    assert cfg.detections is not None
+    for name in ("input_width", "input_height"):
+        if getattr(cfg, name) is not None:
+            raise ValueError(f"{name.replace('_', '-')} applies to --checkpoint only; drop it with --detections")
+    classes = None
+    if cfg.classes is not None:
+        classes = sort_classes(cfg.classes)
+        if len(classes) != len(set(cfg.classes)):
+            raise ValueError(f"classes={list(cfg.classes)}: each must be a nuScenes detection name")
+    protocol, cameras = _protocol_and_cameras(cfg, full_by_default=True)
+    full_scene = protocol_scope(protocol, cameras)
+    if not cfg.detections.is_file():
+        raise FileNotFoundError(
+            f"--detections {cfg.detections}: no such file; give a nuScenes detection submission JSON"
+        )
+    if cfg.out is not None:
+        check_out_dir(cfg.out)
+    if cfg.dataroot is None:
+        from drivestack.sim.nuscenes_export import default_dataset
+
+        cfg = replace(cfg, dataroot=default_dataset(progress=cfg.progress))
+    assert cfg.dataroot is not None
+    nusc = open_nuscenes(cfg.dataroot, cfg.version)
+    if cfg.cameras is None and full_scene:  # the 2D AP over the cameras the dataset has
+        have = dataset_cameras(nusc)
+        cameras = tuple(c for c in cameras if c in have) or cameras
+    # The geometry alone: a submission is scored without the images (2D AP needs only the calibration).
+    frames = load_frames(nusc, cfg.split, cameras, "sample" if full_scene else "camera", require_images=False)
+    samples = [f for i, f in enumerate(frames) if i == 0 or f.sample_token != frames[i - 1].sample_token]
+    data = read_submission(cfg.detections, "detection", sample_tokens=[f.sample_token for f in samples])
+    out = check_out_dir(
+        cfg.out or Path("runs/bench") / f"perception-{Path(cfg.dataroot).name}-{cfg.split}-{cfg.detections.stem}"
+    )
+    check_submission_samples(data, [f.sample_token for f in samples], protocol, cfg.detections)
+    make_run_dir(out)
+    metrics = evaluate_submission(
+        nusc,
+        samples,
+        data,
+        out,
+        protocol,
+        classes=classes,
+        plots=cfg.plots,
+        images=frames if full_scene else None,
+        source=cfg.detections,
+    )
+    metrics.update(
+        detections=str(cfg.detections),
+        dataroot=str(cfg.dataroot),
+        split=cfg.split,
+        cameras=list(cameras),
+        num_images=len(frames),
+        host=host_info("cpu"),
+    )
+    _write_report(out, metrics, cfg, protocol)
+    return metrics
+
+
 def run_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
-    """Detect, score and time; returns the metrics dict also written to metrics.json."""
+    """Detect, score and time (or score a submission, `--detections`); returns the metrics dict also written to
+    metrics.json."""
     # Options first: a mistake is one line before the embedded dataset is generated or anything is read.
+    _source(cfg)
+    if cfg.detections is not None:
+        return run_submission_bench(cfg)
     for name in ("batch_size", "speed_batch", "speed_iters", "threads"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name}={getattr(cfg, name)}; allowed: >= 1")
@@ -198,12 +317,7 @@ def run_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
         raise ValueError(f"velocity={cfg.velocity!r}; allowed: tracker or zero")
     if cfg.num_workers < 0:
         raise ValueError(f"num_workers={cfg.num_workers}; allowed: >= 0")
-    protocol = load_protocol(cfg.protocol) if cfg.protocol is not None else None
-    if cfg.cameras is not None:
-        cameras = resolve_cameras(cfg.cameras)
-    else:
-        cameras = CAMERAS if protocol is not None and protocol.get("gt_filter") == FULL_SCENE else ("CAM_FRONT",)
-    protocol = protocol or load_protocol(default_protocol(cameras))
+    protocol, cameras = _protocol_and_cameras(cfg, full_by_default=False)
     full_scene = protocol_scope(protocol, cameras)
     threshold = float(protocol["score_threshold"])
     device = str(resolve_device(cfg.device))  # "auto": CUDA when present
@@ -216,6 +330,7 @@ def run_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
     assert cfg.dataroot is not None
     set_threads(cfg.threads)
 
+    assert cfg.checkpoint is not None
     state = load_checkpoint(resolve_checkpoint_path(cfg.checkpoint))
     have = ModelConfig.from_dict(state["model_config"])
     check_compatible(have, _expected(cfg, have), state["path"])
@@ -277,13 +392,5 @@ def run_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
         model_config=have.to_dict(),
         host=host_info(device),
     )
-    write_json(out / "metrics.json", metrics)
-    table = summary_markdown(metrics)
-    title = f"# perception benchmark: {cfg.dataroot} split {cfg.split}, protocol {protocol['name']}"
-    write_text(out / "summary.md", f"{title}, cameras {', '.join(cameras)}\n\n{table}")
-    print(table, end="")
-    print(
-        f"wrote {out / 'metrics.json'}, {out / 'summary.md'}, {out / 'submission.json'}"
-        + (f", {out / 'pr_curves.png'}" if cfg.plots else "")
-    )
+    _write_report(out, metrics, cfg, protocol)
     return metrics
