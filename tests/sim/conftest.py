@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from drivestack.sim.config import RoadConfig, merge_config
+from drivestack.sim.camera_render import VehicleAppearance, vehicle_appearance
+from drivestack.sim.config import EnvConfig, RoadConfig, TrafficConfig, merge_config
 from drivestack.sim.road import RoadNetwork, build_road
-from drivestack.sim.state import VehicleState
+from drivestack.sim.scenario import initial_state
+from drivestack.sim.state import VehicleState, WorldState
 
 CURVATURE = 1.0 / 500.0  # [1/m] peak curvature of the gently curved test highway
 
@@ -82,3 +84,13 @@ def merge_road() -> RoadNetwork:
 def make_vehicles():
     """The hand-built state helper `_make_vehicles(B=None, N=None, **fields) -> VehicleState`."""
     return _make_vehicles
+
+
+@pytest.fixture(scope="module")
+def traffic() -> tuple[RoadNetwork, WorldState, VehicleAppearance]:
+    """Three environments of gently curved highway traffic with trucks, and their vehicles' looks (camera tests)."""
+    config = EnvConfig(road=RoadConfig(max_curvature=1 / 500), traffic=TrafficConfig(truck_fraction=0.2)).validate()
+    road = build_road(config.road)
+    gen = torch.Generator().manual_seed(3)
+    world = initial_state(config, road, 3, gen)
+    return road, world, vehicle_appearance(world, gen)

@@ -16,11 +16,10 @@ from drivestack.sim.camera_render import (
     vehicle_appearance,
     vehicle_boxes,
 )
-from drivestack.sim.config import EnvConfig, RoadConfig, TrafficConfig
 from drivestack.sim.lidar import lidar_scan
 from drivestack.sim.raycast import body_parts
-from drivestack.sim.road import RoadNetwork, build_road
-from drivestack.sim.scenario import initial_state, is_truck
+from drivestack.sim.road import RoadNetwork
+from drivestack.sim.scenario import is_truck
 from drivestack.sim.state import WorldState
 
 
@@ -145,15 +144,6 @@ def test_render_distance_and_vehicle_budget(make_vehicles, highway_road) -> None
     assert (frame.full_pixels[0, 0, 1:3] > 0).all() and int(frame.full_pixels[0, 0, 3]) == 0  # 160 m > 150 m
     nearest = _render(highway_road, world, looks, max_vehicles=1)
     assert int(nearest.full_pixels[0, 0, 1]) > 0 and (nearest.full_pixels[0, 0, 2:] == 0).all()
-
-
-@pytest.fixture(scope="module")
-def traffic() -> tuple[RoadNetwork, WorldState, VehicleAppearance]:
-    config = EnvConfig(road=RoadConfig(max_curvature=1 / 500), traffic=TrafficConfig(truck_fraction=0.2)).validate()
-    road = build_road(config.road)
-    gen = torch.Generator().manual_seed(3)
-    world = initial_state(config, road, 3, gen)
-    return road, world, vehicle_appearance(world, gen)
 
 
 def test_images_are_deterministic_under_a_seed(traffic) -> None:

@@ -7,23 +7,10 @@ import pytest
 import torch
 
 from drivestack.sim.camera import CameraConfig, camera_rig
-from drivestack.sim.camera_render import CameraFrame, VehicleAppearance, render_cameras, vehicle_appearance
+from drivestack.sim.camera_render import CameraFrame, VehicleAppearance, render_cameras
 from drivestack.sim.camera_shading import RenderVariety, sensor_effects, variety_from_uniforms
-from drivestack.sim.config import EnvConfig, RoadConfig, TrafficConfig
-from drivestack.sim.road import RoadNetwork, build_road
-from drivestack.sim.scenario import initial_state
-from drivestack.sim.state import WorldState
 
 CONFIG = CameraConfig(width=160, height=90, channels=("CAM_FRONT", "CAM_BACK_LEFT"))
-
-
-@pytest.fixture(scope="module")
-def traffic() -> tuple[RoadNetwork, WorldState, VehicleAppearance]:
-    config = EnvConfig(road=RoadConfig(max_curvature=1 / 500), traffic=TrafficConfig(truck_fraction=0.2)).validate()
-    road = build_road(config.road)
-    gen = torch.Generator().manual_seed(3)
-    world = initial_state(config, road, 3, gen)
-    return road, world, vehicle_appearance(world, gen)
 
 
 def _render(traffic, seed: int, variety: RenderVariety | None = None, envs: slice = slice(0, 3)) -> CameraFrame:
