@@ -24,6 +24,7 @@ Submissions (detection and tracking results in and out) live in `drivestack.comm
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import math
@@ -244,10 +245,15 @@ def available_splits(nusc: NuScenes) -> list[str]:
     return sorted(names) + [ALL_SPLIT]
 
 
+_TEMPORARY_SPLITS: dict[str, list[str]] = {}  # split name -> scene names, while a `scene_split` block runs
+
+
 def split_scene_names(nusc: NuScenes, split: str) -> list[str]:
     """Scene names `split` lists (the module docstring gives the rule); ValueError for an unknown name."""
     if split == ALL_SPLIT:
         return [s["name"] for s in nusc.scene]
+    if split in _TEMPORARY_SPLITS:
+        return list(_TEMPORARY_SPLITS[split])
     custom = custom_splits(nusc)
     if split in custom:
         return list(custom[split])
@@ -274,6 +280,35 @@ def split_scenes(nusc: NuScenes, split: str) -> list[Record]:
             f"split {split!r} has no scene in {nusc.dataroot}; available: {', '.join(available_splits(nusc))}"
         )
     return sorted(scenes, key=lambda s: _timestamp(nusc.get("sample", s["first_sample_token"])))
+
+
+@contextlib.contextmanager
+def scene_split(nusc: NuScenes, scene_names: list[str]) -> Iterator[str]:
+    """A split name that holds exactly `scene_names` of the dataset, for code that takes a split (`split_scenes`,
+    `devkit_split`, the evaluators): an existing split when one holds exactly them ("all", splits.json, official),
+    else a temporary name this module answers inside the block. Not thread-safe (a module-level table).
+
+    Args:
+        nusc: the opened dataset.
+        scene_names: names of scenes in it (ValueError naming one that is not).
+    Yields:
+        The split name.
+    """
+    present = {s["name"] for s in nusc.scene}
+    wanted = set(scene_names)
+    missing = sorted(wanted - present)
+    if missing:
+        raise ValueError(f"scene {missing[0]!r} is not in {nusc.dataroot}; scenes there: {', '.join(sorted(present))}")
+    for name in available_splits(nusc):
+        if set(split_scene_names(nusc, name)) & present == wanted:
+            yield name
+            return
+    name = "scenes-" + hashlib.sha1(",".join(sorted(wanted)).encode()).hexdigest()[:8]
+    _TEMPORARY_SPLITS[name] = sorted(wanted)
+    try:
+        yield name
+    finally:
+        _TEMPORARY_SPLITS.pop(name, None)
 
 
 # where nuscenes-devkit looks split names up: the modules that hold (a copy of) these functions in their namespace

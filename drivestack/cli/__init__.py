@@ -29,6 +29,12 @@ COMMANDS: dict[tuple[str, str], tuple[str, str, str, str]] = {
         "DriveConfig",
         "run_drive",
     ),
+    ("replay", ""): (
+        "replay nuScenes logs: perception, tracker, shadow planners scored open loop (L2, collisions), MP4, MCAP",
+        "cli.replay",
+        "ReplayConfig",
+        "run_replay",
+    ),
     ("sim", "demo"): (
         "simulate one episode, write an MP4 and print the simulator's throughput",
         "cli.sim_demo",
@@ -90,7 +96,7 @@ COMMANDS: dict[tuple[str, str], tuple[str, str, str, str]] = {
         "run_train",
     ),
     ("bench", "perception"): (
-        "score the detector on a split (nuScenes mAP/NDS, 2D COCO AP) and time it",
+        "score the detector or any detection submission on a split (nuScenes mAP/NDS, 2D COCO AP), time the detector",
         "bench.perception",
         "BenchPerceptionConfig",
         "run_bench",

@@ -19,6 +19,7 @@ from drivestack.common.nuscenes import (
     find_version,
     open_nuscenes,
     scene_samples,
+    scene_split,
     split_sample_tokens,
     split_scenes,
 )
@@ -340,3 +341,16 @@ def test_real_scene_and_its_centerpoint_detections(real_root: Path) -> None:
     boxes = [b for bs in sub["results"].values() for b in bs]
     assert len(sub["results"]) == 40 and len(boxes) == 5545
     assert all(math.isnan(v) for b in boxes for v in b["velocity"])  # the export holds no velocities
+
+
+def test_scene_split_names_exactly_the_scenes(tiny_root: Path) -> None:
+    nusc = open_nuscenes(tiny_root)
+    names = sorted(s["name"] for s in nusc.scene)
+    with scene_split(nusc, names) as split:
+        assert split == "all"  # an existing split holding exactly them
+    with scene_split(nusc, names[:1]) as split:
+        assert [s["name"] for s in split_scenes(nusc, split)] == names[:1]
+    with pytest.raises(ValueError, match="unknown split"):
+        split_scenes(nusc, split)  # gone after the block
+    with pytest.raises(ValueError, match="'scene-nope' is not in"), scene_split(nusc, ["scene-nope"]):
+        pass
