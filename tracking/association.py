@@ -1,9 +1,13 @@
-"""Track-to-detection association: cost matrices, class and distance gating, Hungarian or greedy matching.
+"""Track-to-detection association: cost matrices and pair lists, class and distance gating, Hungarian or greedy.
 
-Costs are computed for every (track, detection) pair at once as [T, D] arrays. Pairs of different classes
-and pairs beyond the gate are invalid. The Hungarian matcher solves one assignment over the whole matrix in
-which an invalid pair is worth nothing, so it never competes with a valid one: that single solve is the
-same as one per class (the valid pairs form one block per class), without a Python loop over classes.
+Two forms. Dense: costs for every (track, detection) pair at once as [T, D] arrays (`center_distance`,
+`mahalanobis_distance`, `negative_log_likelihood`, `gate`, `match`; the baseline uses these). Pairs of different
+classes and pairs beyond the gate are invalid. The Hungarian matcher solves one assignment over the whole
+matrix in which an invalid pair is worth nothing, so it never competes with a valid one: that single solve is
+the same as one per class (the valid pairs form one block per class), without a Python loop over classes.
+
+Pair lists (the tracker): `near_pairs` lists only the candidate pairs of one group (environment and class)
+within a reach, and `match_pairs` matches them, so B environments cost B times one, never B^2.
 """
 
 from __future__ import annotations
@@ -128,3 +132,133 @@ def greedy_match(cost: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.nd
     if not rows_out:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     return np.concatenate(rows_out), np.concatenate(cols_out)
+
+
+def group_pairs(key_a: np.ndarray, key_b: np.ndarray, num_keys: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every index pair (a [P], b [P]) with key_a[a] == key_b[b], for integer keys in [0, num_keys).
+
+    Association and NMS only ever compare boxes of one group (one environment and one class), so they work on
+    this list rather than on a dense [A, B] matrix: with B environments of ~20 boxes each the dense matrix
+    grows as B^2, the list as B. No Python loop: each b is repeated once per a of its key."""
+    order_a = np.argsort(key_a, kind="stable")
+    count_a = np.bincount(key_a, minlength=num_keys)  # [K]
+    start_a = np.cumsum(count_a) - count_a  # [K] first position of each key in order_a
+    per_b = count_a[key_b]  # [B] partners of each b
+    b = np.repeat(np.arange(len(key_b)), per_b)  # [P]
+    offset = np.arange(len(b)) - np.repeat(np.cumsum(per_b) - per_b, per_b)  # [P] 0.. per_b - 1
+    a = order_a[start_a[key_b[b]] + offset]
+    return a, b
+
+
+def match_pairs(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    cost: np.ndarray,
+    threshold: float,
+    matcher: Matcher = Matcher.HUNGARIAN,
+    group: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`match` over a list of valid pairs (rows [P], cols [P], cost [P], every pair already gated) rather than a
+    dense matrix: pairs whose row and column have no other candidate are taken as they are; the rest (the
+    conflicts) go to the matcher. Greedy runs on the pair list itself (`greedy_pairs`); Hungarian solves one
+    dense problem per `group` [P] (e.g. the environment; None: one for all) over only the rows and columns in
+    conflict. Pairs of different groups never share a row or a column, so this equals solving each group on its
+    own, and the work grows with the conflicts, never with (all rows) x (all columns)."""
+    if not len(rows):
+        return rows, cols
+    alone = (np.bincount(rows)[rows] == 1) & (np.bincount(cols)[cols] == 1)  # [P] no competitor either way
+    if alone.all():
+        return rows, cols
+    conflict = ~alone
+    rc, cc, cost = rows[conflict], cols[conflict], cost[conflict]
+    if Matcher(matcher) is Matcher.GREEDY:
+        r, c = greedy_pairs(rc, cc, cost)
+        return np.concatenate([rows[alone], r]), np.concatenate([cols[alone], c])
+    out_r, out_c = [rows[alone]], [cols[alone]]
+    if group is None:
+        blocks = [np.arange(len(rc))]
+    else:
+        g = group[conflict]
+        order = np.argsort(g, kind="stable")
+        blocks = np.split(order, np.flatnonzero(np.diff(g[order])) + 1)
+    for idx in blocks:  # a loop over the groups that have conflicts, each a small dense problem
+        r_ids, r_of = np.unique(rc[idx], return_inverse=True)
+        c_ids, c_of = np.unique(cc[idx], return_inverse=True)
+        dense = np.full((len(r_ids), len(c_ids)), np.inf)
+        dense[r_of, c_of] = cost[idx]
+        r, c = match(dense, np.isfinite(dense), threshold, Matcher.HUNGARIAN)
+        out_r.append(r_ids[r])
+        out_c.append(c_ids[c])
+    return np.concatenate(out_r), np.concatenate(out_c)
+
+
+def greedy_pairs(rows: np.ndarray, cols: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`greedy_match` on a pair list (rows [P], cols [P], cost [P]): rounds of mutually cheapest pairs, each
+    round one sort of the pairs left per side. Ties go to the lower column (for a row) and the lower row (for a
+    column), as the dense version's argmin."""
+    taken_r, taken_c = [], []
+    free_r = np.ones(rows.max() + 1, dtype=bool)
+    free_c = np.ones(cols.max() + 1, dtype=bool)
+    while len(rows):
+        mutual = _first_of_each(rows, np.lexsort((cols, cost, rows)))  # per row: cheapest, then lowest column
+        mutual &= _first_of_each(cols, np.lexsort((rows, cost, cols)))
+        r, c = rows[mutual], cols[mutual]  # never empty: the cheapest pair left is mutual
+        taken_r.append(r)
+        taken_c.append(c)
+        free_r[r] = False
+        free_c[c] = False
+        left = free_r[rows] & free_c[cols]
+        rows, cols, cost = rows[left], cols[left], cost[left]
+    return np.concatenate(taken_r), np.concatenate(taken_c)
+
+
+def _first_of_each(key: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Mask [P]: the first entry of each key in `order` (a sort by key)."""
+    k = key[order]
+    first = np.empty(len(key), dtype=bool)
+    first[0] = True
+    np.not_equal(k[1:], k[:-1], out=first[1:])
+    mask = np.zeros(len(key), dtype=bool)
+    mask[order[first]] = True
+    return mask
+
+
+DENSE_PAIRS = 1 << 16  # up to this many track x detection entries, candidates come from one dense matrix
+
+
+def near_pairs(
+    key_a: np.ndarray,
+    xy_a: np.ndarray,
+    reach_a: np.ndarray,
+    key_b: np.ndarray,
+    xy_b: np.ndarray,
+    reach_b: np.ndarray | float,
+    num_keys: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (a [P], b [P]) of the same key whose ground-plane centres [.., 2] lie closer than reach_a[a] +
+    reach_b[b] [m], and that distance [P]. A dense [A, B] test when small (one environment), else only within
+    keys (`group_pairs`); the result is the same set either way. Distances are of differences, so exact for
+    far-apart boxes (a pair too far apart for float64 is never near)."""
+    # differences first (exact for far-apart boxes), clipped so that no square overflows (1e150 m: never near)
+    if len(key_a) * len(key_b) <= DENSE_PAIRS:
+        dx = np.abs(xy_b[:, 0] - xy_a[:, :1])  # [A, B]
+        dy = np.abs(xy_b[:, 1] - xy_a[:, 1:])
+        np.minimum(dx, _FAR, out=dx)
+        np.minimum(dy, _FAR, out=dy)
+        dx *= dx
+        dy *= dy
+        dx += dy
+        reach = reach_a[:, None] + reach_b  # [A, B] or [A, 1]
+        near = (dx < reach * reach) & (key_a[:, None] == key_b)
+        a, b = np.nonzero(near)
+        return a, b, np.sqrt(dx[a, b])
+    a, b = group_pairs(key_a, key_b, num_keys)
+    dx = np.minimum(np.abs(xy_b[b, 0] - xy_a[a, 0]), _FAR)
+    dy = np.minimum(np.abs(xy_b[b, 1] - xy_a[a, 1]), _FAR)
+    d2 = dx * dx + dy * dy
+    reach = reach_a[a] + (reach_b[b] if np.ndim(reach_b) else reach_b)
+    near = d2 < reach * reach
+    return a[near], b[near], np.sqrt(d2[near])
+
+
+_FAR = 1e150  # [m] coordinate differences are clipped here before squaring

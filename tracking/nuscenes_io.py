@@ -50,12 +50,12 @@ def read_detection_submission(path: Path, nusc: NuScenes, scenes: list[dict[str,
     results = drop_far_boxes(submission, ego_xy, path)["results"]  # a stray box far away is a fault, not a track
     out = []
     for scene in scenes:
-        frames = [_parse_sample(Path(path), s, results.get(s["token"], [])) for s in samples[scene["token"]]]
+        frames = [parse_sample(Path(path), s, results.get(s["token"], [])) for s in samples[scene["token"]]]
         out.append(SceneFrames(scene["name"], scene["token"], frames))
     return out
 
 
-def _parse_sample(path: Path, sample: dict[str, Any], boxes: list[dict[str, Any]]) -> FrameDetections:
+def parse_sample(path: Path, sample: dict[str, Any], boxes: list[dict[str, Any]]) -> FrameDetections:
     """One frame of the tracked classes from validated boxes (see `drivestack.common.submission`)."""
     token = sample["token"]
     boxes = [b for b in boxes if b["detection_name"] in NAME_TO_LABEL]  # barrier, traffic cone, ...: untracked

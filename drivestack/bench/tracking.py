@@ -9,7 +9,8 @@ frame). With --seeds N (oracle only) everything is repeated over N oracle seeds 
 means. Writes, under --out (default runs/bench/tracking/<name>; per seed in seed<k>/ when N > 1): the two
 submissions, the devkit's metric files, tracking.json (all figures, per seed, and the configs), tracking.md
 (the side-by-side table) and tracking.png (tracks in bird's-eye view and MOTAR over recall, the curve AMOTA
-averages).
+averages). With --ablation the tracker is also scored with each of its stages undone, one row each
+(`ablations`), in ablation.md and tracking.json.
 """
 
 from __future__ import annotations
@@ -28,12 +29,13 @@ from drivestack.common.artifacts import check_out_dir
 from drivestack.common.nuscenes import open_nuscenes, split_scenes
 from drivestack.common.submission import write_submission
 from drivestack.report import format_number, make_run_dir, markdown_table, save_figure, write_json, write_text
+from drivestack.tracking.association import Matcher, Metric
 from drivestack.tracking.baseline import NearestNeighbourConfig, NearestNeighbourTracker
 from drivestack.tracking.data_classes import FrameDetections, FrameTracks
 from drivestack.tracking.evaluate import evaluate_submission, load_details, summary_row, tracking_config
 from drivestack.tracking.nuscenes_io import SceneFrames, read_detection_submission, tracks_to_submission
 from drivestack.tracking.oracle import OracleConfig, ground_truth_frames, oracle_detections
-from drivestack.tracking.tracker import Tracker, TrackerConfig
+from drivestack.tracking.tracker import MultiTracker, OutputBox, Tracker, TrackerConfig
 
 METHODS = ("tracker", "baseline")
 TABLE = (
@@ -80,12 +82,49 @@ class BenchTrackingConfig:
     """Objects per frame of the synthetic speed stream."""
     speed_frames: int = 2000
     """Frames of the synthetic speed stream (0: skip it)."""
+    speed_envs: int = 0
+    """Also time `MultiTracker` on this many environments of 20 objects each (one call per frame for all) against
+    a loop of as many `Tracker`s, the closed loop's case (0: skip)."""
     name: str | None = None
     """Run name (default: <dataroot name>_<split>_<oracle or detection file stem>)."""
     out: Path | None = None
     """Output folder (default runs/bench/tracking/<name>)."""
     plot: bool = True
     """Write tracking.png."""
+    ablation: bool = False
+    """Also score the tracker with each of its stages turned back (one row each, on the last seed's
+    detections) and write ablation.md: what each stage is worth on this data."""
+
+
+def ablations(cfg: TrackerConfig) -> list[tuple[str, TrackerConfig]]:
+    """The tracker `cfg` with one stage undone per row (first row: `cfg` itself; last: all undone, the tracker
+    of issue 16: one set of noises for all classes and no centre-distance gate, Hungarian NLL, no pre-filter,
+    one association stage, filtered boxes)."""
+    classes = cfg.classes
+    uniform = classes.uniform(pos_std=0.5, accel_std=1.0, init_speed_std=15.0, max_distance=4.0)
+    no_filter = replace(classes, min_score=(0.0,) * 7)
+    before = replace(
+        cfg,
+        classes=replace(classes.uniform(pos_std=0.5, accel_std=1.0, init_speed_std=15.0), min_score=(0.0,) * 7),
+        metric=Metric.NLL,
+        matcher=Matcher.HUNGARIAN,
+        nms=False,
+        two_stage=False,
+        output_box=OutputBox.FILTERED,
+        gate_sigmas=1e6,  # no centre-distance gate: the NLL gate alone, as before
+    )
+    before = replace(before, classes=replace(before.classes, max_distance=(1e-6,) * 7))
+    return [
+        ("tracker (all stages)", cfg),
+        ("- BEV NMS", replace(cfg, nms=False)),
+        ("- two-stage association (one stage, every detection may start a track)", replace(cfg, two_stage=False)),
+        ("- score pre-filter (min_score 0)", replace(cfg, classes=no_filter)),
+        ("- per-class table (car's gate, one noise set for all classes)", replace(cfg, classes=uniform)),
+        ("- greedy (Hungarian instead)", replace(cfg, matcher=Matcher.HUNGARIAN)),
+        ("- NLL cost (centre distance instead)", replace(cfg, metric=Metric.CENTER)),
+        ("- filtered box output (the detection's box instead)", replace(cfg, output_box=OutputBox.DETECTION)),
+        ("issue 16's tracker (all of the above undone)", before),
+    ]
 
 
 def synthetic_stream(
@@ -148,6 +187,32 @@ def stream_fps(tracker: Tracker | NearestNeighbourTracker, frames: list[FrameDet
         _, elapsed = run_tracker(tracker, [SceneFrames("stream", "stream", frames)])
         best = min(best, elapsed)
     return len(frames) / best
+
+
+def multi_env_fps(num_envs: int, num_objects: int = 20, num_frames: int = 20, repeats: int = 2) -> dict[str, float]:
+    """Environment-frames per second of one `MultiTracker` stepping `num_envs` noisy synthetic streams together,
+    and of a loop of `num_envs` `Tracker`s on the same frames (best of `repeats` each)."""
+    streams = [synthetic_stream(num_objects, num_frames, seed=b) for b in range(num_envs)]
+    best_multi = best_loop = math.inf
+    for _ in range(repeats):
+        multi = MultiTracker(num_envs=num_envs)
+        t0 = time.perf_counter()
+        for k in range(num_frames):
+            multi.step([s[k] for s in streams])
+        best_multi = min(best_multi, time.perf_counter() - t0)
+        single = [Tracker() for _ in range(num_envs)]
+        t0 = time.perf_counter()
+        for k in range(num_frames):
+            for b in range(num_envs):  # the loop MultiTracker replaces
+                single[b].step(streams[b][k])
+        best_loop = min(best_loop, time.perf_counter() - t0)
+    frames = num_envs * num_frames
+    return {
+        "envs": num_envs,
+        "objects_per_env": num_objects,
+        "multi_env_frames_per_s": frames / best_multi,
+        "loop_env_frames_per_s": frames / best_loop,
+    }
 
 
 def _table(rows: dict[str, dict[str, float]]) -> str:
@@ -227,9 +292,10 @@ def _score_methods(
 def run_bench(cfg: BenchTrackingConfig) -> dict[str, Any]:
     """Track, score and time both trackers; print the table and write the files (see the module docstring)."""
     trackers = Tracker(cfg.tracker), NearestNeighbourTracker(cfg.baseline)  # validates their configs
-    if cfg.speed_objects < 1 or cfg.speed_frames < 0:
+    if cfg.speed_objects < 1 or cfg.speed_frames < 0 or cfg.speed_envs < 0:
         raise ValueError(
-            f"speed_objects must be >= 1 and speed_frames >= 0, got {cfg.speed_objects}, {cfg.speed_frames}"
+            f"speed_objects must be >= 1, speed_frames and speed_envs >= 0, got {cfg.speed_objects}, "
+            f"{cfg.speed_frames}, {cfg.speed_envs}"
         )
     if cfg.seeds < 1 or (cfg.seeds > 1 and cfg.detections != "oracle"):
         raise ValueError(f"seeds must be >= 1, and 1 unless --detections oracle (got {cfg.seeds})")
@@ -299,11 +365,21 @@ def run_bench(cfg: BenchTrackingConfig) -> dict[str, Any]:
             "cpu_load_average_1min": _load(),
         }
     table = _table(rows)
+    if cfg.speed_envs:
+        results["speed_envs"] = multi = multi_env_fps(cfg.speed_envs)
+        table += (
+            f"\n\nMultiTracker, {cfg.speed_envs} environments x 20 objects: "
+            f"{multi['multi_env_frames_per_s']:.0f} environment-frames/s in one call per frame, "
+            f"{multi['loop_env_frames_per_s']:.0f} with a loop of Trackers"
+        )
     if cfg.seeds > 1:
         table += f"\n\nmean over oracle seeds {results['seeds']}; AMOTA min over seeds: " + ", ".join(
             f"{m} {results['methods'][m]['amota_min_over_seeds']:.3f}" for m in METHODS
         )
     print(table)
+    if cfg.ablation:
+        results["ablation"] = _ablation(cfg, nusc, scenes, detections, out / "ablation")
+        write_text(out / "ablation.md", f"# tracker ablation: {name}\n\n{results['ablation']['table']}\n")
     write_json(out / "tracking.json", results)
     write_text(out / "tracking.md", f"# tracking benchmark: {name}\n\n{table}\n")
     if cfg.plot:
@@ -316,6 +392,32 @@ def run_bench(cfg: BenchTrackingConfig) -> dict[str, Any]:
         )
     print(f"\nwrote {out}/tracking.json, tracking.md" + (", tracking.png" if cfg.plot else ""))
     return results
+
+
+def _ablation(
+    cfg: BenchTrackingConfig, nusc: Any, scenes: list[dict[str, Any]], detections: list[SceneFrames], out: Path
+) -> dict[str, Any]:
+    """Score each row of `ablations(cfg.tracker)` on `detections` (the last seed's); returns the rows and a table."""
+    rows = {}
+    for label, tcfg in tqdm(ablations(cfg.tracker), desc="ablation", unit="variant", leave=False):
+        tracks, _ = run_tracker(Tracker(tcfg), detections)
+        key = f"{len(rows):02d}"
+        summary = evaluate_submission(tracks_to_submission(tracks), nusc, cfg.split, scenes, out / key, cfg.eval_config)
+        rows[label] = {**summary_row(summary), "per_class_amota": summary["label_metrics"]["amota"]}
+    classes = sorted(next(iter(rows.values()))["per_class_amota"])
+    header = ["variant", "AMOTA", "AMOTP m", "MOTA", "IDS", "FP", "FN", *classes]
+    cells = (
+        [
+            label,
+            *(format_number(r[k], f".{d}f") for k, d in (("amota", 3), ("amotp", 3), ("mota", 3))),
+            *(format_number(r[k], ".0f") for k in ("ids", "fp", "fn")),
+            *(format_number(r["per_class_amota"][c], ".2f") for c in classes),
+        ]
+        for label, r in rows.items()
+    )
+    table = markdown_table(header, cells)
+    print(f"\nablation (each row undoes one stage of the first):\n{table}")
+    return {"rows": rows, "table": table}
 
 
 def _load() -> float:

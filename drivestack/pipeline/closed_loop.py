@@ -52,7 +52,7 @@ from drivestack.sim.config import EnvConfig
 from drivestack.sim.randomness import mix64_int
 from drivestack.sim.state import WorldState
 from drivestack.tracking.data_classes import FrameTracks
-from drivestack.tracking.tracker import Tracker, TrackerConfig
+from drivestack.tracking.tracker import MultiTracker, TrackerConfig
 
 PERCEPTION = ("privileged", "oracle", "detector")
 STAGES = ("render", "detect", "merge", "track", "scene", "policy", "sim")
@@ -192,7 +192,7 @@ class DriveResult:
 
 
 class PerceivedWorld:
-    """The perceived path's state over episodes: cameras, detector, one tracker per environment, the global
+    """The perceived path's state over episodes: cameras, detector, the environments' batched tracker, the global
     frame and the latest tracks; `camera_frame` runs render -> detect -> merge -> track, `scene` builds the
     policy's scene from the latest tracks."""
 
@@ -212,7 +212,7 @@ class PerceivedWorld:
         self.light = torch.Generator(device=device).manual_seed(seed)
         self.noise = torch.Generator(device=device).manual_seed(seed + 1)
         tracker_cfg = tracker or perceived.default_tracker_config(cfg.perception)
-        self.trackers = [Tracker(tracker_cfg) for _ in range(env.num_envs)]
+        self.tracker = MultiTracker(tracker_cfg, num_envs=env.num_envs)
         B, N = env.state.vehicles.shape
         self.frame_ref = perceived.GlobalFrame(env.road, env.state.vehicles.s[:, 0])
         self.appearance = self._appearance(env.state, torch.ones(B, dtype=torch.bool, device=device), None)
@@ -243,10 +243,10 @@ class PerceivedWorld:
         state = self.env.state
         self.frame_ref.reset(mask, state.vehicles.s[:, 0])
         self.appearance = self._appearance(state, mask, self.appearance)
-        for b in mask.nonzero().squeeze(1).tolist():
-            self.trackers[b].reset()
-            self.tracks[b] = FrameTracks(f"env{b}", 0.0, *_empty_tracks())
         done = mask.cpu().numpy()
+        self.tracker.reset(done)
+        for b in np.flatnonzero(done).tolist():
+            self.tracks[b] = FrameTracks(f"env{b}", 0.0, *_empty_tracks())
         self.score.reset(done)
         if self.video is not None:
             with self.timer("video_write"):
@@ -256,7 +256,7 @@ class PerceivedWorld:
         """render -> detect -> merge -> track for all B environments at `state`'s time."""
         cfg, timer = self.cfg, self.timer
         with timer("track"):
-            self.frame_ref.advance(state.vehicles.s[:, 0], self.trackers)
+            self.frame_ref.advance(state.vehicles.s[:, 0], self.tracker)
         s_ego = self.frame_ref.s_unwrapped
         with timer("render"):
             frame, ego_pose, boxes_global, boxes_ego = perceived.render(
@@ -280,7 +280,7 @@ class PerceivedWorld:
         with timer("merge"):
             merged = perceived.merge(dets, cfg.merge_radius)
         with timer("track"):
-            self.tracks = perceived.track(self.trackers, merged, ego_pose, state.time.double().cpu().numpy())
+            self.tracks = perceived.track(self.tracker, merged, ego_pose, state.time.double().cpu().numpy())
         with timer("score"):
             visible = perceived.visible_mask(frame, state, cfg.min_visible_pixels).any(dim=1)  # (B, N)
             self.score.add(visible, boxes_ego, boxes_global, velocity, merged.boxes, merged.env, self.tracks)

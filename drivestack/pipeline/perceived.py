@@ -1,8 +1,7 @@
 """The perceived path's stages: cameras -> boxes per camera -> merged in the ego frame -> tracks -> planning Scene.
 
-One function per stage, each over the B environments of a closed-loop batch at once, except `track`, which
-steps one `tracking.Tracker` per environment (a Python loop over B: the tracker is numpy and sequential by
-nature; the loop's timing reports it as its own stage).
+One function per stage, each over the B environments of a closed-loop batch at once (`track` steps one
+`tracking.MultiTracker` for all of them: one table of every environment's tracks, association within each).
 
 Boxes are (x, y, z, w, l, h, yaw) as everywhere (nuScenes order); the global frame is the simulator's
 (`sim.raycast.vehicle_boxes`) with the ego's arc length unwrapped, so it never jumps at the ring's seam while an
@@ -25,13 +24,11 @@ from drivestack.sim.camera_render import CameraFrame, VehicleAppearance, render_
 from drivestack.sim.config import is_truck
 from drivestack.sim.road import RoadNetwork
 from drivestack.sim.state import WorldState
-from drivestack.tracking import kalman
 from drivestack.tracking.data_classes import NAME_TO_LABEL, FrameDetections, FrameTracks
-from drivestack.tracking.tracker import Tracker, TrackerConfig
+from drivestack.tracking.tracker import MultiTracker, TrackerConfig
 
 CAR, TRUCK = NAME_TO_LABEL["car"], NAME_TO_LABEL["truck"]  # tracking labels of the simulator's two classes
 REBASE_AFTER = 100.0  # [m] past the section's end the unwrapped ego arc length is moved back by one ring length
-_VX, _VY = kalman.NUM_AXES, kalman.NUM_AXES + 1  # velocity columns of the tracker's table (mean row 1)
 
 
 @dataclass
@@ -67,10 +64,10 @@ class GlobalFrame:
         self.s_unwrapped = torch.where(mask, s, self.s_unwrapped)
         self._s_last = torch.where(mask, s, self._s_last)
 
-    def advance(self, s: torch.Tensor, trackers: list[Tracker]) -> None:
+    def advance(self, s: torch.Tensor, tracker: MultiTracker) -> None:
         """Follow the egos to ring arc lengths `s` (B,); re-base environments that ran past the tables' end and
-        move their trackers' tracks into the re-based frame (rigid transform of positions, yaws, velocities; the
-        per-axis covariances are kept, exact on straight sections)."""
+        move their tracks into the re-based frame (`MultiTracker.transform`: a rigid move of positions, yaws and
+        velocities; the per-axis covariances are kept, exact on straight sections)."""
         self.s_unwrapped = self.s_unwrapped + self.road.delta_s(s, self._s_last)
         self._s_last = s.clone()
         over = self.s_unwrapped > self.road.length + REBASE_AFTER
@@ -79,15 +76,10 @@ class GlobalFrame:
         old, new = self.s_unwrapped[over], self.s_unwrapped[over] - self.road.length
         ox, oy, oh, _ = (t.double().cpu().numpy() for t in self.road.reference(old))
         nx, ny, nh, _ = (t.double().cpu().numpy() for t in self.road.reference(new))
-        for k, b in enumerate(over.nonzero().squeeze(1).tolist()):  # rare: once per ring lap of an environment
-            table = trackers[b].table.copy()
-            c, s_ = math.cos(nh[k] - oh[k]), math.sin(nh[k] - oh[k])
-            dx, dy = table[:, 0] - ox[k], table[:, 1] - oy[k]
-            table[:, 0], table[:, 1] = nx[k] + c * dx - s_ * dy, ny[k] + s_ * dx + c * dy
-            table[:, 3] += nh[k] - oh[k]
-            vx, vy = table[:, _VX].copy(), table[:, _VY].copy()
-            table[:, _VX], table[:, _VY] = c * vx - s_ * vy, s_ * vx + c * vy
-            trackers[b].table = table
+        rotation = nh - oh  # p' = n + R (p - o) = R p + (n - R o)
+        c, s_ = np.cos(rotation), np.sin(rotation)
+        translation = np.stack([nx - (c * ox - s_ * oy), ny - (s_ * ox + c * oy)], axis=1)
+        tracker.transform(over.nonzero().squeeze(1).cpu().numpy(), rotation, translation)
         self.s_unwrapped = torch.where(over, self.s_unwrapped - self.road.length, self.s_unwrapped)
 
 
@@ -200,32 +192,29 @@ def to_global(boxes_ego: torch.Tensor, env: torch.Tensor, ego_pose: torch.Tensor
 
 
 def track(
-    trackers: list[Tracker], dets: CameraDetections, ego_pose: torch.Tensor, times: np.ndarray
+    tracker: MultiTracker, dets: CameraDetections, ego_pose: torch.Tensor, times: np.ndarray
 ) -> list[FrameTracks]:
-    """Track stage: each environment's merged boxes (moved to the global frame) into its own tracker.
+    """Track stage: every environment's merged boxes, moved to the global frame, into the batched tracker (one
+    Kalman predict and update for all environments' tracks; association within each environment).
 
     Args:
-        trackers: B trackers, one per environment.
+        tracker: the B environments' tracker.
         dets: merged detections of the frame, ego frame.
         ego_pose: (B, 4) the egos' global poses.
-        times: (B,) [s] each environment's episode time (the trackers' clocks).
+        times: (B,) [s] each environment's episode time (the tracker's clocks).
     Returns:
-        The B trackers' outputs (global frame).
+        The B environments' tracks (global frame).
     """
     boxes = to_global(dets.boxes, dets.env, ego_pose).double().cpu().numpy()  # (M, 7)
-    packed = boxes[:, [0, 1, 2, 6, 3, 4, 5]]  # the tracker's order: x y z yaw w l h
-    velocity = dets.velocity.double().cpu().numpy()
-    # the velocity is global already; vx, vy NaN together where unknown
-    score, label = dets.scores.double().cpu().numpy(), dets.labels.cpu().numpy()
-    env = dets.env.cpu().numpy()
-    order = np.argsort(env, kind="stable")
-    bounds = np.searchsorted(env[order], np.arange(len(trackers) + 1))
-    out = []
-    for b, tracker in enumerate(trackers):  # note: the one Python loop over environments (numpy trackers)
-        rows = order[bounds[b] : bounds[b + 1]]
-        frame = FrameDetections(f"env{b}", float(times[b]), packed[rows], velocity[rows], score[rows], label[rows])
-        out.append(tracker.step(frame))
-    return out
+    frame = FrameDetections(
+        "batch",
+        0.0,
+        boxes[:, [0, 1, 2, 6, 3, 4, 5]],  # the tracker's order: x y z yaw w l h
+        dets.velocity.double().cpu().numpy(),  # global already; vx, vy NaN together where unknown
+        dets.scores.double().cpu().numpy(),
+        dets.labels.cpu().numpy(),
+    )
+    return tracker.step_packed(frame, dets.env.cpu().numpy(), np.asarray(times, dtype=np.float64))
 
 
 def tracks_to_scene(

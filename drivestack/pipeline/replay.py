@@ -77,6 +77,7 @@ from drivestack.planning.open_loop_metrics import (  # noqa: E402
 from drivestack.report import format_number, make_run_dir, markdown_table, write_json, write_text  # noqa: E402
 from drivestack.tracking.baseline import NearestNeighbourConfig, NearestNeighbourTracker  # noqa: E402
 from drivestack.tracking.data_classes import NAME_TO_LABEL, TRACKING_NAMES, FrameDetections, FrameTracks  # noqa: E402
+from drivestack.tracking.nuscenes_io import parse_sample  # noqa: E402
 from drivestack.tracking.oracle import OracleConfig, oracle_detections  # noqa: E402
 from drivestack.tracking.tracker import Tracker, TrackerConfig  # noqa: E402
 
@@ -414,8 +415,6 @@ def read_submission_frames(path: Path, nusc: NuScenes, logs: list[SceneLog]) -> 
 
     The file may hold results for other samples of the dataset (a whole split's submission); ValueError when a
     sample is not in the dataset at all, or when none of the replayed keyframes has results."""
-    from drivestack.tracking.nuscenes_io import _parse_sample
-
     submission = read_submission(path, "detection", sample_tokens=[s["token"] for s in nusc.sample])
     ours = {s["token"] for log in logs for s in log.samples}
     if not ours & set(submission["results"]):
@@ -425,7 +424,7 @@ def read_submission_frames(path: Path, nusc: NuScenes, logs: list[SceneLog]) -> 
         )
     ego_xy = {s["token"]: log.translation[i, :2].tolist() for log in logs for i, s in enumerate(log.samples)}
     results = drop_far_boxes(submission, ego_xy, path)["results"]
-    return [[_parse_sample(path, s, results.get(s["token"], [])) for s in log.samples] for log in logs]
+    return [[parse_sample(path, s, results.get(s["token"], [])) for s in log.samples] for log in logs]
 
 
 class CameraSource:

@@ -115,3 +115,41 @@ def test_bench_opens_a_mini_folder_without_version(tiny_nuscenes: Path, tmp_path
     )
     assert result["scenes"] == 1 and result["frames"] == 8
     assert result["methods"]["tracker"]["metrics"]["amota"] > 0.5
+
+
+def test_bench_ablation_and_multi_env_speed(tiny_nuscenes: Path, tmp_path: Path) -> None:
+    from drivestack.bench.tracking import BenchTrackingConfig, ablations, run_bench
+    from drivestack.tracking.tracker import TrackerConfig
+
+    result = run_bench(
+        BenchTrackingConfig(
+            dataroot=tiny_nuscenes,
+            split="tiny",
+            out=tmp_path / "run",
+            speed_frames=0,
+            speed_envs=3,
+            plot=False,
+            ablation=True,
+        )
+    )
+    rows = result["ablation"]["rows"]
+    assert list(rows) == [label for label, _ in ablations(TrackerConfig())]
+    # the first row is the tracker itself: the same figures as the main table
+    assert rows["tracker (all stages)"]["amota"] == result["methods"]["tracker"]["metrics"]["amota"]
+    assert "| - BEV NMS |" in (tmp_path / "run" / "ablation.md").read_text()
+    speed = result["speed_envs"]
+    assert speed["envs"] == 3 and speed["multi_env_frames_per_s"] > 0 and speed["loop_env_frames_per_s"] > 0
+
+
+def test_ablation_rows_undo_one_stage_each() -> None:
+    from dataclasses import asdict
+
+    from drivestack.bench.tracking import ablations
+    from drivestack.tracking.tracker import TrackerConfig
+
+    base = asdict(TrackerConfig())
+    rows = ablations(TrackerConfig())
+    for label, cfg in rows[1:-1]:
+        changed = {k for k, v in asdict(cfg).items() if v != base[k]}
+        assert len(changed) == 1, (label, changed)
+    assert {k for k, v in asdict(rows[-1][1]).items() if v != base[k]} >= {"nms", "two_stage", "matcher"}

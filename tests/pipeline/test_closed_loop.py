@@ -18,7 +18,7 @@ from drivestack.sim.batched_env import BatchedDrivingEnv
 from drivestack.sim.camera import CameraConfig, camera_rig
 from drivestack.sim.camera_render import vehicle_appearance
 from drivestack.sim.config import env_config
-from drivestack.tracking.tracker import Tracker, TrackerConfig
+from drivestack.tracking.tracker import MultiTracker, TrackerConfig
 
 HIGHWAY = replace(env_config("drivestack/Highway-v0"), duration=4.0)
 SMALL = dict(width=192, height=108, min_visible_pixels=1)  # cheap images; a far car still shows a pixel or two
@@ -80,7 +80,7 @@ def test_a_car_seen_by_two_cameras_is_one_track() -> None:
     assert sorted(dets.camera.tolist()) == [0, 1], "both cameras see the car"
     merged = perceived.merge(dets, radius=2.0)
     assert len(merged.scores) == 1
-    tracks = perceived.track([Tracker()], merged, ego_pose, [0.0])
+    tracks = perceived.track(MultiTracker(num_envs=1), merged, ego_pose, [0.0])
     assert len(tracks[0]) == 1
     assert abs(tracks[0].translation[0, 0] - float(boxes_global[0, 1, 0])) < 1.5
 
@@ -137,7 +137,7 @@ def test_global_frame_rebase_moves_tracks_with_it() -> None:
     road = env.road
     length = road.length
     frame = perceived.GlobalFrame(road, torch.tensor([length - 10.0]))
-    tracker = Tracker()
+    tracker = MultiTracker(num_envs=1)
     s_point = torch.tensor([length + 150.0])  # a car 150 m past the seam, unwrapped
     x, y, yaw = road.to_global(s_point, torch.tensor([4.0]), torch.tensor([0.0]))
     box = torch.tensor([[x.item(), y.item(), 0.8, 1.8, 4.5, 1.6, yaw.item()]])
@@ -149,8 +149,8 @@ def test_global_frame_rebase_moves_tracks_with_it() -> None:
         torch.zeros(1, dtype=torch.long),
         torch.full((1, 2), float("nan")),
     )
-    perceived.track([tracker], dets, torch.zeros(1, 4), [0.0])  # the ego pose is the origin: the box is global
-    frame.advance(road.wrap(torch.tensor([length + 120.0])), [tracker])  # 130 m on: past the re-base point
+    perceived.track(tracker, dets, torch.zeros(1, 4), [0.0])  # the ego pose is the origin: the box is global
+    frame.advance(road.wrap(torch.tensor([length + 120.0])), tracker)  # 130 m on: past the re-base point
     assert abs(frame.s_unwrapped.item() - 120.0) < 1e-3
     x2, y2, _ = road.to_global(s_point - length, torch.tensor([4.0]), torch.tensor([0.0]))
     assert abs(tracker.table[0, 0] - x2.item()) < 0.05 and abs(tracker.table[0, 1] - y2.item()) < 0.05
