@@ -73,6 +73,12 @@ class EvalResult(Episodes):
         return {"policy": self.policy, "summary": self.summary(), "episodes": per_episode}
 
     @classmethod
+    def concatenate(cls, parts: list[EvalResult], wall_time: float) -> EvalResult:
+        """One result from parts that scored consecutive episode ranges (in order) of the same policy and seed."""
+        arrays = {f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Episodes)}
+        return cls(policy=parts[0].policy, wall_time=wall_time, **arrays)
+
+    @classmethod
     def from_json(cls, data: dict) -> EvalResult:
         arrays = {
             k: np.asarray(v, dtype=bool if k in ("crashed", "off_road") else np.float64)
@@ -90,6 +96,7 @@ def evaluate(
     seed: int = 0,
     num_envs: int | None = None,
     progress: bool = True,
+    first_episode: int = 0,
 ) -> EvalResult:
     """Run exactly `episodes` episodes of `policy` and collect their outcomes.
 
@@ -102,16 +109,24 @@ def evaluate(
         num_envs: B, environments stepped together (default 512; never more than `episodes`, at most
             `MAX_NUM_ENVS`). The result is the same for every B (up to float rounding on CUDA).
         progress: show a tqdm progress bar over episodes.
+        first_episode: score episodes first_episode..first_episode+episodes-1 of the seed instead (a part of a
+            larger evaluation run elsewhere: `EvalResult.concatenate` of the parts equals the whole, rows and
+            figures, for a policy that decides per environment (every one but `random`)).
     Returns:
-        EvalResult with one row per episode, episodes 0..episodes-1 of the seed in order.
+        EvalResult with one row per episode, episodes first_episode.. of the seed in order.
     """
     check_number("episodes", episodes, low=1, integer=True)
+    check_number("first_episode", first_episode, low=0, integer=True)
     if num_envs is not None:
         check_number("num_envs", num_envs, low=1, high=MAX_NUM_ENVS, integer=True)
     B = min(episodes, MAX_EVAL_ENVS if num_envs is None else num_envs)  # more environments than episodes idle
     start = time.perf_counter()
     env = BatchedDrivingEnv(env_config, num_envs=B, device=device, seed=seed, autoreset=True)
-    env.reset()  # environment i runs episodes i, i + B, ...: the first `episodes` ids are the ones scored
+    env.reset()  # environment i runs episodes i, i + B, ...
+    if first_episode > 0:  # a reset without a seed starts the B ids after the highest so far
+        env.episode.fill_(first_episode - 1)
+        env.reset()  # ... or first + i, first + i + B, ...: the first `episodes` ids from there are scored
+    last = first_episode + episodes
     collected = 0
     keys = EPISODE_INFO_KEYS
     rows: dict[str, list[np.ndarray]] = {k: [] for k in keys}
@@ -125,7 +140,7 @@ def evaluate(
         done = terminated | truncated
         if not bool(done.any()):
             continue
-        take = done & (info["episode_id"] < episodes)  # episodes past the N-th are not scored
+        take = done & (info["episode_id"] < last)  # episodes past the N-th are not scored
         if bool(take.any()):
             for k in keys:
                 rows[k].append(info[k][take].cpu().numpy())

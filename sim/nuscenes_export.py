@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -34,8 +35,16 @@ from tqdm import tqdm
 
 from drivestack.common.artifacts import atomic_dir, check_out_dir, write_json
 from drivestack.common.checks import check_number
-from drivestack.common.host import resolve_device
-from drivestack.sim.nuscenes_rollout import calibration, env_config, simulate
+from drivestack.common.host import resolve_device, using_threads
+from drivestack.sim.config import EnvConfig
+from drivestack.sim.nuscenes_rollout import (
+    SceneBatch,
+    calibration,
+    env_config,
+    merge_batches,
+    scene_batches,
+    simulate_batch,
+)
 from drivestack.sim.nuscenes_schema import (
     KEYFRAME_INTERVAL,
     START_TIME,
@@ -97,11 +106,16 @@ class DatasetConfig:
     truck_fraction: float = 0.15
     """[-] fraction of the traffic that are trucks (category vehicle.truck)."""
     batch_scenes: int = 16
-    """Scenes simulated and rendered together (bounds memory)."""
+    """Scenes simulated and rendered together (bounds memory). The scenes of a batch share random streams, so the
+    dataset depends on it; with --ray each batch is one task (more, smaller batches: more parallelism)."""
     overwrite: bool = False
     """Replace a non-empty output directory (only once the new dataset is complete)."""
     device: str = "cpu"
     """torch device of the simulation and rendering: cpu, cuda, cuda:<index> or auto."""
+    threads: int = 1
+    """torch CPU threads of the simulation and rendering (0: torch's default, one per core). A few pixels' float
+    rounding depends on it, so the same dataset needs the same count (--ray tasks use it too). On a busy 2-core
+    machine 1 thread rendered 7x faster than 2."""
 
     def validate(self) -> DatasetConfig:
         checks = [
@@ -137,6 +151,7 @@ class DatasetConfig:
             ),
             (self.vehicles_per_km > 0.0, "vehicles_per_km", "> 0", self.vehicles_per_km),
             (self.batch_scenes >= 1, "batch_scenes", ">= 1", self.batch_scenes),
+            (self.threads >= 0, "threads", ">= 0 (0: torch's default)", self.threads),
         ]
         for ok, name, allowed, value in checks:
             if not ok:
@@ -220,35 +235,91 @@ def _size(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
 
-def export_dataset(cfg: DatasetConfig, progress: bool = True) -> ExportSummary:
-    """Simulate `cfg.scenes` scenes and write them as a nuScenes dataset at `cfg.out` (atomically).
+@dataclass(frozen=True)
+class Layout:
+    """What every part of an export derives from the config alone (a shard in another process derives the same)."""
 
-    Returns the summary also printed as the final line (scenes, keyframes, images, size, time, keyframes/s).
-    """
-    cfg.validate()
-    start = time.perf_counter()
-    out = Path(cfg.out)
-    _check_out(out, cfg.overwrite)
+    env: EnvConfig
+    train_names: list[str]
+    val_names: list[str]
+    logfiles: list[str]  # (B,) one log per scene
+    dates: list[str]  # (B,) YYYY-MM-DD
+    timestamps: np.ndarray  # (B, K) int64 [us] keyframe times
+
+
+def export_layout(cfg: DatasetConfig) -> Layout:
+    """Scene names, logs and keyframe times of `cfg` (validated)."""
     env = env_config(cfg)
-    num_train = cfg.scenes - cfg.num_val
-    train_names, val_names = scene_names(num_train, cfg.num_val)
-    road = build_road(env.road, resolve_device(cfg.device))  # "auto": CUDA when present
-    offset = global_offset(road)
+    train_names, val_names = scene_names(cfg.scenes - cfg.num_val, cfg.num_val)
     B, K = cfg.scenes, cfg.num_keyframes
-
     # One log per scene: scenes start a whole minute apart (longer scenes: further apart), seed-dependent day.
     spacing = 60 * (1 + int(cfg.seconds) // 60)
     starts = [START_TIME + 86_400 * (cfg.seed % 3650) + spacing * b for b in range(B)]
     stamps = [datetime.fromtimestamp(t, tz=timezone.utc) for t in starts]
-    logfiles = [f"{VEHICLE}-{d:%Y-%m-%d-%H-%M-%S}+0000" for d in stamps]
     timestamps = np.array(starts, dtype=np.int64)[:, None] * 1_000_000 + np.arange(K, dtype=np.int64)[None, :] * int(
         KEYFRAME_INTERVAL * 1e6
     )  # (B, K) [us]
+    return Layout(
+        env=env,
+        train_names=train_names,
+        val_names=val_names,
+        logfiles=[f"{VEHICLE}-{d:%Y-%m-%d-%H-%M-%S}+0000" for d in stamps],
+        dates=[f"{d:%Y-%m-%d}" for d in stamps],
+        timestamps=timestamps,
+    )
+
+
+ShardRunner = Callable[[DatasetConfig, Path, list[tuple[int, int]]], list[SceneBatch]]
+"""Runs `export_shard(cfg, root, first, nb)` for every (first, nb) of the list, anywhere that sees `root`, and
+returns the SceneBatches (any order); `drivestack.distributed` has one on Ray."""
+
+
+def export_shard(cfg: DatasetConfig, root: Path, first: int, nb: int) -> SceneBatch:
+    """Simulate scenes first..first+nb-1 (one of `scene_batches`) and write their sensor files under `root` (the
+    export's temporary directory, its folders already made); returns what they add to the tables.
+
+    A function of (cfg, first) alone: run twice, it writes the same bytes (a retried shard overwrites its files).
+    """
+    lay = export_layout(cfg)
+    writer = _Writer(Path(root), lay.logfiles, lay.timestamps, cfg.jpeg_quality)
+    try:
+        with using_threads(cfg.threads):
+            road = build_road(lay.env.road, resolve_device(cfg.device))
+            batch = simulate_batch(
+                cfg, lay.env, road, global_offset(road), first, nb, writer, lambda n: writer.keyframe_done()
+            )
+        writer.finish()
+    finally:
+        writer.close()
+    return batch
+
+
+def export_dataset(cfg: DatasetConfig, progress: bool = True, run_shards: ShardRunner | None = None) -> ExportSummary:
+    """Simulate `cfg.scenes` scenes and write them as a nuScenes dataset at `cfg.out` (atomically).
+
+    `run_shards`: None simulates the batches of scenes here, one after another; otherwise it runs
+    `export_shard` for each batch (e.g. on a Ray cluster) and this process merges. Both write the same bytes.
+    Returns the summary also printed as the final line (scenes, keyframes, images, size, time, keyframes/s).
+    """
+    cfg.validate()
+    with using_threads(cfg.threads):  # the previous count is restored after
+        return _export(cfg, progress, run_shards)
+
+
+def _export(cfg: DatasetConfig, progress: bool, run_shards: ShardRunner | None) -> ExportSummary:
+    start = time.perf_counter()
+    out = Path(cfg.out)
+    _check_out(out, cfg.overwrite)
+    lay = export_layout(cfg)
+    road = build_road(lay.env.road, resolve_device(cfg.device))  # "auto": CUDA when present
+    offset = global_offset(road)
+    B, K = cfg.scenes, cfg.num_keyframes
+    batches = scene_batches(cfg.scenes, cfg.batch_scenes)
 
     # Built in a hidden sibling directory and renamed onto `out` once complete (a replaced `out` is deleted last):
     # an interrupted export leaves nothing behind and an existing dataset intact.
     with atomic_dir(out) as tmp:
-        writer = _Writer(tmp, logfiles, timestamps, cfg.jpeg_quality)
+        writer = _Writer(tmp, lay.logfiles, lay.timestamps, cfg.jpeg_quality)
         try:
             for channel in (*cfg.channels, "LIDAR_TOP"):
                 (tmp / "samples" / channel).mkdir(parents=True)
@@ -257,29 +328,37 @@ def export_dataset(cfg: DatasetConfig, progress: bool = True) -> ExportSummary:
             map_token = make_token(cfg.seed, "map", "drivestack-highway")
             write_map_mask(tmp / "maps" / f"{map_token}.png", road, offset)
 
-            def keyframes_done(n: int) -> None:
-                writer.keyframe_done()
-                bar.update(n)
+            if run_shards is None:
 
-            with tqdm(total=B * K, desc="nuScenes export", unit="keyframe", disable=not progress) as bar:
-                rec, descriptions, crashes = simulate(cfg, env, road, offset, timestamps, writer, keyframes_done)
-            writer.finish()
+                def keyframes_done(n: int) -> None:
+                    writer.keyframe_done()
+                    bar.update(n)
+
+                with tqdm(total=B * K, desc="nuScenes export", unit="keyframe", disable=not progress) as bar:
+                    done = [
+                        simulate_batch(cfg, lay.env, road, offset, first, nb, writer, keyframes_done)
+                        for first, nb in batches
+                    ]
+                writer.finish()
+            else:
+                done = run_shards(cfg, tmp, batches)
+            rec, descriptions, crashes = merge_batches(done, lay.timestamps)
             info = DatasetInfo(
                 seed=cfg.seed,
                 cameras=tuple(cfg.channels),
                 width=cfg.width,
                 height=cfg.height,
                 calibration=calibration(cfg.channels, cfg.width, cfg.height),
-                logfiles=logfiles,
-                dates=[f"{d:%Y-%m-%d}" for d in stamps],
-                names=train_names + val_names,
+                logfiles=lay.logfiles,
+                dates=lay.dates,
+                names=lay.train_names + lay.val_names,
                 descriptions=descriptions,
                 map_token=map_token,
             )
             tables = build_tables(rec, info)
             for name, records in tables.items():
                 write_json(tmp / cfg.version / f"{name}.json", records, indent=0)
-            write_json(tmp / cfg.version / "splits.json", {"train": train_names, "val": val_names}, indent=1)
+            write_json(tmp / cfg.version / "splits.json", {"train": lay.train_names, "val": lay.val_names}, indent=1)
             size = _size(tmp)
             _check_out(out, cfg.overwrite)  # again: `out` may have been filled meanwhile
         finally:
@@ -317,7 +396,8 @@ def default_dataset(cache_dir: Path | None = None, progress: bool = True, **over
     for key in ("out", "overwrite"):
         params.pop(key, None)
     probe = DatasetConfig(out=Path("."), **params).validate()  # type: ignore[arg-type]
-    key = {k: v for k, v in asdict(probe).items() if k not in ("out", "overwrite", "device")}
+    # device and threads change a few pixels' float rounding, never the scenes: one cached dataset for all
+    key = {k: v for k, v in asdict(probe).items() if k not in ("out", "overwrite", "device", "threads")}
     digest = hashlib.md5(json.dumps({"format": FORMAT_VERSION, **key}, sort_keys=True, default=str).encode())
     root = Path(cache_dir or cache_root()) / "datasets" / f"nuscenes-synthetic-{digest.hexdigest()[:12]}"
     marker = root / probe.version / "scene.json"

@@ -5,8 +5,10 @@ changes (decided for the ego with the traffic's parameters), so a scene does not
 scene starts with its ego far enough from the ring seam that it cannot reach it within the scene (the
 state is rotated along the ring), so global poses are continuous and the devkit's `box_velocity` works.
 
-At each keyframe `capture` renders the exported cameras and the LIDAR_TOP scan; `simulate` hands the
-files to a writer and collects the per-vehicle arrays the tables are built from.
+At each keyframe `capture` renders the exported cameras and the LIDAR_TOP scan; `simulate_batch` hands the
+files of one batch of scenes to a writer and collects the per-vehicle arrays the tables are built from;
+`merge_batches` joins the batches (simulated here one after another by `simulate`, or anywhere: each batch is a
+function of the config and its first scene alone, which is what `drivestack data make --ray` shards on).
 """
 
 from __future__ import annotations
@@ -139,7 +141,8 @@ Write = Callable[[int, int, str, np.ndarray], None]
 
 @dataclass
 class Keyframe:
-    """Per-keyframe arrays of B scenes and N vehicle slots (numpy, dataset global frame)."""
+    """Per-keyframe arrays of B scenes and N vehicle slots (numpy, dataset global frame); `SceneBatch` stacks
+    them over keyframes, (B, K, ...)."""
 
     ego_pose: np.ndarray  # (B, 4) x, y, z [m], yaw [rad]
     boxes: np.ndarray  # (B, N, 7) x, y, z, w, l, h [m], yaw [rad]
@@ -213,61 +216,96 @@ def calibration(
     return out
 
 
-def simulate(
+@dataclass
+class SceneBatch:
+    """What one batch of consecutive scenes leaves for the tables: scenes first..first+nb-1 (numpy)."""
+
+    first: int  # index of the batch's first scene in the dataset
+    frames: Keyframe  # the Keyframe arrays stacked over keyframes: (nb, K, ...)
+    is_truck: np.ndarray  # (nb, N) bool
+    descriptions: list[str]  # (nb,)
+    crashes: int  # scenes whose ego crashed (0 expected)
+
+    @property
+    def num_scenes(self) -> int:
+        return len(self.descriptions)
+
+
+def scene_batches(num_scenes: int, batch_scenes: int) -> list[tuple[int, int]]:
+    """(first scene, number of scenes) of each batch: the unit of simulation, of random streams and of sharding.
+
+    The scenes of a batch share their random streams (seeded by the batch's first scene), so a batch is
+    simulated whole, in one process; batches are independent of each other and may run anywhere, in any order.
+    """
+    return [(first, min(batch_scenes, num_scenes - first)) for first in range(0, num_scenes, batch_scenes)]
+
+
+def simulate_batch(
     cfg: DatasetConfig,
     env: EnvConfig,
     road: RoadNetwork,
     offset: np.ndarray,
-    timestamps: np.ndarray,
+    first: int,
+    nb: int,
     write: Write,
-    on_keyframes: Callable[[int], None],
-) -> tuple[Recording, list[str], int]:
-    """Simulate and capture all scenes, `cfg.batch_scenes` at a time; sensor files go to `write`.
-
-    Returns the recording, a description per scene and the number of scenes whose ego crashed (0 expected).
-    `on_keyframes(n)` is called after every batch keyframe with the number of scenes captured (progress).
-    """
+    on_keyframes: Callable[[int], None] = lambda n: None,
+) -> SceneBatch:
+    """Simulate and capture scenes first..first+nb-1 together (one of `scene_batches`); sensor files go to
+    `write` (with the scenes' dataset indices). `on_keyframes(nb)` is called after every batch keyframe."""
     device = road.device
     rig = camera_rig(CameraConfig(channels=tuple(cfg.channels), width=cfg.width, height=cfg.height), device)
     lqr = lqr_table(env, device)
     substeps = int(round(KEYFRAME_INTERVAL * env.sim_frequency))
-    frames: list[list[Keyframe]] = []
-    trucks, descriptions, crashes = [], [], 0
-    for first in range(0, cfg.scenes, cfg.batch_scenes):
-        nb = min(cfg.batch_scenes, cfg.scenes - first)
-        # Separate random streams: the traffic does not change with the sensors exported.
-        gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + 2 * first)
-        render_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + 2 * first + 1)
-        state = start_state(env, road, cfg.seconds, nb, gen)
-        s_start = state.vehicles.s[:, 0].clone()
-        appearance = vehicle_appearance(state, render_gen)
-        batch = []
-        for k in range(cfg.num_keyframes):
-            for i in range(substeps if k > 0 else 0):
-                state = sim_step(state, road, env, (k - 1) * substeps + i, lqr, gen)
-            arrays, images, clouds = capture(
-                road, state, rig, appearance, render_gen, offset, (cfg.lidar_beams, cfg.lidar_azimuths)
-            )
-            for b in range(nb):  # file hand-off only: the writer encodes in its threads
-                for c, channel in enumerate(rig.channels):
-                    write(first + b, k, channel, images[b, c])
-                write(first + b, k, "LIDAR_TOP", clouds[b])
-            batch.append(arrays)
-            on_keyframes(nb)
-        assert bool((state.vehicles.s[:, 0] >= s_start).all()), "an ego crossed the ring seam"  # by construction
-        frames.append(batch)
-        veh = state.vehicles
-        trucks.append(is_truck(veh.length).cpu().numpy())
-        crashes += int(state.crashed.sum())
-        descriptions += [
-            f"Synthetic highway (drivestack simulator, seed {cfg.seed}): {cfg.lanes} lanes, "
-            f"{env.traffic.num_vehicles - 1} vehicles on a {env.road.length:.0f} m ring, ego desired speed "
-            f"{float(veh.desired_speed[b, 0]):.1f} m/s, {int(state.lane_changes[b])} ego lane changes"
-            for b in range(nb)
-        ]
+    # Separate random streams: the traffic does not change with the sensors exported.
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + 2 * first)
+    render_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + 2 * first + 1)
+    state = start_state(env, road, cfg.seconds, nb, gen)
+    s_start = state.vehicles.s[:, 0].clone()
+    appearance = vehicle_appearance(state, render_gen)
+    frames = []
+    for k in range(cfg.num_keyframes):
+        for i in range(substeps if k > 0 else 0):
+            state = sim_step(state, road, env, (k - 1) * substeps + i, lqr, gen)
+        arrays, images, clouds = capture(
+            road, state, rig, appearance, render_gen, offset, (cfg.lidar_beams, cfg.lidar_azimuths)
+        )
+        for b in range(nb):  # file hand-off only: the writer encodes in its threads
+            for c, channel in enumerate(rig.channels):
+                write(first + b, k, channel, images[b, c])
+            write(first + b, k, "LIDAR_TOP", clouds[b])
+        frames.append(arrays)
+        on_keyframes(nb)
+    assert bool((state.vehicles.s[:, 0] >= s_start).all()), "an ego crossed the ring seam"  # by construction
+    veh = state.vehicles
+    descriptions = [
+        f"Synthetic highway (drivestack simulator, seed {cfg.seed}): {cfg.lanes} lanes, "
+        f"{env.traffic.num_vehicles - 1} vehicles on a {env.road.length:.0f} m ring, ego desired speed "
+        f"{float(veh.desired_speed[b, 0]):.1f} m/s, {int(state.lane_changes[b])} ego lane changes"
+        for b in range(nb)
+    ]
+    stacked = Keyframe(**{f.name: np.stack([getattr(a, f.name) for a in frames], axis=1) for f in fields(Keyframe)})
+    return SceneBatch(
+        first=first,
+        frames=stacked,
+        is_truck=is_truck(veh.length).cpu().numpy(),
+        descriptions=descriptions,
+        crashes=int(state.crashed.sum()),
+    )
 
-    def stack(name: str) -> np.ndarray:  # (B, K, ...) from batches of keyframes
-        return np.concatenate([np.stack([getattr(f, name) for f in batch], axis=1) for batch in frames])
+
+def merge_batches(batches: list[SceneBatch], timestamps: np.ndarray) -> tuple[Recording, list[str], int]:
+    """The recording of the whole dataset from its batches (any order; every scene exactly once), a description
+    per scene and the number of scenes whose ego crashed."""
+    batches = sorted(batches, key=lambda batch: batch.first)
+    covered = [(batch.first, batch.num_scenes) for batch in batches]
+    expected, first = [], 0
+    for _, nb in covered:
+        expected.append((first, nb))
+        first += nb
+    assert covered == expected and first == timestamps.shape[0], f"batches {covered} do not cover the scenes"
+
+    def stack(name: str) -> np.ndarray:  # (B, K, ...)
+        return np.concatenate([getattr(batch.frames, name) for batch in batches])
 
     recording = Recording(
         timestamps=timestamps,
@@ -277,6 +315,28 @@ def simulate(
         annotated=stack("annotated"),
         visibility=stack("visibility"),
         num_lidar_pts=stack("num_lidar_pts"),
-        is_truck=np.concatenate(trucks),
+        is_truck=np.concatenate([batch.is_truck for batch in batches]),
     )
-    return recording, descriptions, crashes
+    descriptions = [text for batch in batches for text in batch.descriptions]
+    return recording, descriptions, sum(batch.crashes for batch in batches)
+
+
+def simulate(
+    cfg: DatasetConfig,
+    env: EnvConfig,
+    road: RoadNetwork,
+    offset: np.ndarray,
+    timestamps: np.ndarray,
+    write: Write,
+    on_keyframes: Callable[[int], None],
+) -> tuple[Recording, list[str], int]:
+    """Simulate and capture all scenes, `cfg.batch_scenes` at a time, in this process; sensor files go to `write`.
+
+    Returns the recording, a description per scene and the number of scenes whose ego crashed (0 expected).
+    `on_keyframes(n)` is called after every batch keyframe with the number of scenes captured (progress).
+    """
+    batches = [
+        simulate_batch(cfg, env, road, offset, first, nb, write, on_keyframes)
+        for first, nb in scene_batches(cfg.scenes, cfg.batch_scenes)
+    ]
+    return merge_batches(batches, timestamps)
