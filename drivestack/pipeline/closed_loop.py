@@ -213,6 +213,8 @@ class PerceivedWorld:
         self.noise = torch.Generator(device=device).manual_seed(seed + 1)
         tracker_cfg = tracker or perceived.default_tracker_config(cfg.perception)
         self.tracker = MultiTracker(tracker_cfg, num_envs=env.num_envs)
+        # a camera detector (or the oracle without velocities) measures no motion: new tracks get a velocity prior
+        self.measures_no_velocity = cfg.perception == "detector" or not cfg.oracle_velocity
         B, N = env.state.vehicles.shape
         self.frame_ref = perceived.GlobalFrame(env.road, env.state.vehicles.s[:, 0])
         self.appearance = self._appearance(env.state, torch.ones(B, dtype=torch.bool, device=device), None)
@@ -281,6 +283,10 @@ class PerceivedWorld:
             merged = perceived.merge(dets, cfg.merge_radius)
         with timer("track"):
             self.tracks = perceived.track(self.tracker, merged, ego_pose, state.time.double().cpu().numpy())
+            if self.measures_no_velocity:
+                ego_yaw, ego_speed = ego_pose[:, 3].double(), state.vehicles.speed[:, 0].double()
+                ego_velocity = torch.stack([ego_speed * torch.cos(ego_yaw), ego_speed * torch.sin(ego_yaw)], 1)
+                self.tracks = perceived.velocity_prior(self.tracks, self.tracker.table, ego_velocity.cpu().numpy())
         with timer("score"):
             visible = perceived.visible_mask(frame, state, cfg.min_visible_pixels).any(dim=1)  # (B, N)
             self.score.add(visible, boxes_ego, boxes_global, velocity, merged.boxes, merged.env, self.tracks)

@@ -10,6 +10,7 @@ episode runs (`GlobalFrame` re-bases it, tracks included, before the road's tabl
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -25,7 +26,7 @@ from drivestack.sim.config import is_truck
 from drivestack.sim.road import RoadNetwork
 from drivestack.sim.state import WorldState
 from drivestack.tracking.data_classes import NAME_TO_LABEL, FrameDetections, FrameTracks
-from drivestack.tracking.tracker import MultiTracker, TrackerConfig
+from drivestack.tracking.tracker import ENV, HITS, ID, MultiTracker, TrackerConfig
 
 CAR, TRUCK = NAME_TO_LABEL["car"], NAME_TO_LABEL["truck"]  # tracking labels of the simulator's two classes
 REBASE_AFTER = 100.0  # [m] past the section's end the unwrapped ego arc length is moved back by one ring length
@@ -215,6 +216,36 @@ def track(
         dets.labels.cpu().numpy(),
     )
     return tracker.step_packed(frame, dets.env.cpu().numpy(), np.asarray(times, dtype=np.float64))
+
+
+def velocity_prior(tracks: list[FrameTracks], table: np.ndarray, ego_velocity: np.ndarray) -> list[FrameTracks]:
+    """The tracks whose velocity no frame has measured yet (born this frame from a detection without velocity: one
+    hit) move with the ego, not at the tracker's prior of zero.
+
+    A camera detector measures no motion, so a new track's velocity is the filter's prior mean, 0, until a second
+    frame; to a planner that is a stopped car, and a car 20 m behind in the next lane that reads as stopped makes a
+    lane change look safe. Traffic on a road moves with the ego far more often than it stands, so until the second
+    frame the scene takes the ego's own velocity for it (relative speed zero).
+
+    Args:
+        tracks: the B environments' tracks of this frame (not modified: the tracker's outputs are views).
+        table: the `MultiTracker.table` after this frame (columns ENV, ID, HITS).
+        ego_velocity: (B, 2) [m/s] the egos' global velocities.
+    Returns:
+        The tracks, with those velocities replaced.
+    """
+    span = 1 << 40  # (environment, track id) as one int64 key: ids count per environment
+    one_hit = table[:, HITS] == 1
+    unknown_keys = table[one_hit, ENV].astype(np.int64) * span + table[one_hit, ID].astype(np.int64)
+    if not len(unknown_keys):
+        return tracks
+    env = np.repeat(np.arange(len(tracks)), [len(t) for t in tracks])
+    ids = np.concatenate([t.track_id for t in tracks]).astype(np.int64)
+    unknown = np.isin(env * span + ids, unknown_keys)
+    velocity = np.concatenate([t.velocity for t in tracks]).reshape(-1, 2).copy()
+    velocity[unknown] = ego_velocity[env[unknown]]
+    bounds = np.cumsum([0] + [len(t) for t in tracks])
+    return [dataclasses.replace(t, velocity=velocity[a:b]) for t, a, b in zip(tracks, bounds[:-1], bounds[1:])]
 
 
 def tracks_to_scene(

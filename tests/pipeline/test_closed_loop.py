@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,6 +19,7 @@ from drivestack.sim.batched_env import BatchedDrivingEnv
 from drivestack.sim.camera import CameraConfig, camera_rig
 from drivestack.sim.camera_render import vehicle_appearance
 from drivestack.sim.config import env_config
+from drivestack.tracking.data_classes import FrameDetections
 from drivestack.tracking.tracker import MultiTracker, TrackerConfig
 
 HIGHWAY = replace(env_config("drivestack/Highway-v0"), duration=4.0)
@@ -163,3 +165,20 @@ def test_on_substep_sees_every_simulation_step() -> None:
     env.step(torch.ones(2, dtype=torch.long), on_substep=lambda j, state: seen.append((j, float(state.time[0]))))
     assert [j for j, _ in seen] == list(range(HIGHWAY.substeps))
     assert all(abs(t - 0.1 * (j + 1)) < 1e-5 for j, t in seen)
+
+
+def test_new_tracks_without_measured_velocity_move_with_the_ego() -> None:
+    """A track born from a camera box (no velocity) reads as moving with the ego, not stopped, until a second frame."""
+    tracker = MultiTracker(num_envs=2)
+    ego_velocity = np.array([[25.0, 0.0], [0.0, 20.0]])
+
+    def frame(t: float, x: float) -> list:
+        box = np.array([[x, 4.0, 0.8, 0.0, 1.8, 4.5, 1.6]])  # x y z yaw w l h
+        dets = FrameDetections("f", t, box, np.full((1, 2), np.nan), np.ones(1), np.array([perceived.CAR]))
+        return [dets, dets.select(np.zeros(1, dtype=bool))]  # environment 1 sees nothing
+
+    first = perceived.velocity_prior(tracker.step(frame(0.0, 10.0)), tracker.table, ego_velocity)
+    assert np.allclose(first[0].velocity, [[25.0, 0.0]]) and len(first[1]) == 0
+    second = perceived.velocity_prior(tracker.step(frame(0.5, 20.0)), tracker.table, ego_velocity)
+    assert not np.allclose(second[0].velocity, [[25.0, 0.0]])  # measured now: the tracker's own estimate
+    assert second[0].velocity[0, 0] > 5.0  # it moved 10 m in 0.5 s
