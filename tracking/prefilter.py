@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from drivestack.tracking.association import near_pairs
+from drivestack.tracking.association import DENSE_PAIRS, near_pairs
+
+_ALONG = np.array([[0.5, -0.5, -0.5, 0.5]])  # corner offsets in units of the box length, counter-clockwise
+_LEFT = np.array([[0.5, 0.5, -0.5, -0.5]])  # and of its width
 
 
 def bev_corners(box: np.ndarray, origin: np.ndarray | None = None) -> np.ndarray:
@@ -22,8 +25,8 @@ def bev_corners(box: np.ndarray, origin: np.ndarray | None = None) -> np.ndarray
     `origin` [P, 2] (default 0): pass one box's centre so that far-away pairs keep their precision."""
     yaw, w, l = box[:, 3], box[:, 4], box[:, 5]
     c, s = np.cos(yaw), np.sin(yaw)
-    lx = np.array([0.5, -0.5, -0.5, 0.5])[None] * l[:, None]  # [P, 4] along the heading
-    ly = np.array([0.5, 0.5, -0.5, -0.5])[None] * w[:, None]  # [P, 4] to the left
+    lx = _ALONG * l[:, None]  # [P, 4] along the heading
+    ly = _LEFT * w[:, None]  # [P, 4] to the left
     centre = box[:, :2] if origin is None else box[:, :2] - origin
     x = centre[:, :1] + c[:, None] * lx - s[:, None] * ly
     y = centre[:, 1:] + s[:, None] * lx + c[:, None] * ly
@@ -81,22 +84,34 @@ def nms(box: np.ndarray, score: np.ndarray, group: np.ndarray, num_groups: int, 
     if n < 2:
         return keep
     w, l = box[:, 4], box[:, 5]  # noqa: E741
-    reach = 0.5 * np.sqrt(w * w + l * l)  # [N] circumscribed radius: only boxes whose circles meet overlap
-    i, j, _ = near_pairs(group, box[:, :2], reach, group, box[:, :2], reach, num_groups)
-    pair = i < j  # each unordered pair once (and not a box with itself)
-    if not pair.any():
-        return keep
-    i, j = i[pair], j[pair]
-    # cheap bound first: the overlap of the boxes' axis-aligned hulls bounds their intersection from above
     c, s = np.abs(np.cos(box[:, 3])), np.abs(np.sin(box[:, 3]))
-    half = 0.5 * np.stack([c * l + s * w, s * l + c * w], axis=1)  # [N, 2] half extents along x, y
-    gap = half[i] + half[j] - np.abs(box[i, :2] - box[j, :2])  # [Q, 2] hull overlap per axis
+    half = 0.5 * np.stack([c * l + s * w, s * l + c * w], axis=1)  # [N, 2] axis-aligned hull half extents
     area = w * l
-    bound = np.minimum(np.maximum(gap, 0.0).prod(axis=1), np.minimum(area[i], area[j]))
-    maybe = bound > iou[i] * (area[i] + area[j] - bound)  # IoU <= bound / (A + B - bound); one group, one iou
-    if not maybe.any():
-        return keep
-    i, j = i[maybe], j[maybe]
+    if n * n <= DENSE_PAIRS:  # one environment: a dense test of the hulls' x overlap finds the candidates
+        gap_x = (half[:, None, 0] + half[:, 0]) - np.abs(box[:, None, 0] - box[:, 0])  # [N, N]
+        i, j = np.nonzero(np.triu((gap_x > 0.0) & (group[:, None] == group), 1))  # each unordered pair once
+        if not len(i):
+            return keep
+        gap = half[i] + half[j] - np.abs(box[i, :2] - box[j, :2])  # [Q, 2] hull overlap per axis
+        bound = np.minimum(np.maximum(gap, 0.0).prod(axis=1), np.minimum(area[i], area[j]))
+        maybe = bound > iou[i] * (area[i] + area[j] - bound)  # IoU <= bound / (A + B - bound); one group, one iou
+        if not maybe.any():
+            return keep
+        i, j = i[maybe], j[maybe]
+    else:
+        reach = 0.5 * np.sqrt(w * w + l * l)  # [N] circumscribed radius: only boxes whose circles meet overlap
+        i, j, _ = near_pairs(group, box[:, :2], reach, group, box[:, :2], reach, num_groups)
+        pair = i < j  # each unordered pair once (and not a box with itself)
+        if not pair.any():
+            return keep
+        i, j = i[pair], j[pair]
+        # cheap bound first: the overlap of the boxes' axis-aligned hulls bounds their intersection from above
+        gap = half[i] + half[j] - np.abs(box[i, :2] - box[j, :2])  # [Q, 2] hull overlap per axis
+        bound = np.minimum(np.maximum(gap, 0.0).prod(axis=1), np.minimum(area[i], area[j]))
+        maybe = bound > iou[i] * (area[i] + area[j] - bound)  # IoU <= bound / (A + B - bound); one group, one iou
+        if not maybe.any():
+            return keep
+        i, j = i[maybe], j[maybe]
     rank = np.empty(n, dtype=np.int64)
     rank[np.lexsort((np.arange(n), -score))] = np.arange(n)  # 0: best; ties by index
     first = rank[i] < rank[j]
@@ -105,8 +120,12 @@ def nms(box: np.ndarray, score: np.ndarray, group: np.ndarray, num_groups: int, 
     hi, lo = hi[over], lo[over]
     if not len(hi):
         return keep
-    kept = np.zeros(n, dtype=bool)
     removed = np.zeros(n, dtype=bool)
+    removed[lo] = True
+    if not removed[hi].any():  # no chain (no suppressed box suppresses another): every better box is kept
+        return ~removed
+    removed[:] = False
+    kept = np.zeros(n, dtype=bool)
     while True:  # rounds: usually 1-3 (the longest chain of overlapping boxes)
         blocked = np.zeros(n, dtype=bool)
         blocked[lo[~removed[hi]]] = True  # a better overlapping box is still undecided or kept

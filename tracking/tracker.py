@@ -6,9 +6,10 @@ Every track lives in the global frame (detections in the ego frame are moved the
 1. pre-filter: drop detections below their class's `min_score`; per-class BEV NMS (`tracking.prefilter`);
 2. predict every track to the frame's time (any time step; frames must come in time order);
 3. associate within each class, greedily on the negative log-likelihood of the centre under the predicted
-   innovation covariance, gated per class by centre distance (widened by the track's own position
-   uncertainty) and by the chi-square gate; first the detections at or above their class's
-   `birth_score`, then the low-score ones, which may only extend tracks left unmatched (two stages);
+   innovation covariance (for a track with one hit, whose velocity is still unknown: under a prior that
+   moves a vehicle along its heading, `heading_prior`), gated per class by centre distance (widened by the
+   track's own position uncertainty) and by the chi-square gate; first the detections at or above their
+   class's `birth_score`, then the low-score ones, which may only extend tracks left unmatched (two stages);
 4. update matched tracks with the detection box (and its velocity, when the detector gives one: a NaN
    velocity means unknown and is never used as a measurement);
 5. lifecycle: a track is *tentative* until it has `min_hits` hits, then *confirmed*; a track missed more
@@ -71,6 +72,13 @@ class TrackerConfig:
     """Largest cost of a valid pair with metric nll or mahalanobis (13.8: chi-square, 2 dof, 99.9 %)."""
     max_log_det: float = 5.0
     """Cap on the ln(det S / det R) term of metric=nll, so a track with no velocity yet can still be matched."""
+    heading_prior: bool = True
+    """A vehicle moves along its heading: a track with one hit (velocity still unknown) is associated under a
+    velocity prior of std init_speed_std along its box's heading and init_speed_std x sin(yaw_std) across it
+    (a heading error of yaw_std at any speed), not the filter's isotropic one. Pedestrians stay isotropic.
+    It only shapes the association cost (the filter's per-axis blocks cannot hold the correlation; the first
+    update then sets the velocity by two-point differencing, as the filter's wide prior makes it). Without it a
+    newborn prefers a detection that did not move: in a platoon, the car behind, now where the one ahead was."""
     two_stage: bool = True
     """Associate detections at or above classes.birth_score first, then the lower ones with the tracks left
     (they only extend tracks). False: one stage, and every unmatched detection starts a track."""
@@ -183,6 +191,7 @@ def _kf(table: np.ndarray) -> kalman.KalmanState:
 
 
 _EMPTY_INT = np.zeros(0, dtype=np.int64)
+PEDESTRIAN = TRACKING_NAMES.index("pedestrian")  # the class that may move in any direction
 _CENTER_MARGIN = 1e3  # [m] metric=center: a pair is worth (this - distance), more than any gated distance
 
 
@@ -203,12 +212,16 @@ class MultiTracker:
         pos_var = p.array("pos_std") ** 2  # [C]
         other = np.array([c.z_std, c.yaw_std, c.size_std, c.size_std, c.size_std]) ** 2
         self._r = np.concatenate([np.stack([pos_var, pos_var], 1), np.tile(other, (NUM_CLASSES, 1))], 1)  # [C, 7]
+        self._r_xy = pos_var  # [C] the measurement variance of x, and of y
         accel = p.array("accel_std")
         self._accel_psd = np.zeros((NUM_CLASSES, kalman.NUM_AXES))  # [C, 7]
         self._accel_psd[:, :3] = accel[:, None] ** 2
         self._accel_psd[:, 3] = c.yaw_accel_std**2
         self._walk_psd = np.array([0.0, 0.0, 0.0, 0.0, c.size_walk_std, c.size_walk_std, c.size_walk_std]) ** 2
         self._metric, self._matcher = Metric(c.metric), Matcher(c.matcher)
+        # heading prior: (lateral / longitudinal velocity std)^2 of a newborn per class; pedestrians isotropic
+        self._lateral = np.full(NUM_CLASSES, math.sin(min(c.yaw_std, 0.5 * math.pi)) ** 2)
+        self._lateral[PEDESTRIAN] = 1.0
         self._min_score = np.maximum(p.array("min_score"), c.min_detection_score)  # [C]
         self._birth_score = p.array("birth_score") if c.two_stage else np.zeros(NUM_CLASSES)  # [C]
         self._nms_iou = p.array("nms_iou")
@@ -330,7 +343,8 @@ class MultiTracker:
         table[:, DET] = -1
         self._time, self._tokens = times.copy(), list(tokens)
 
-        rows, cols = self._associate(table, box, label, score, denv)
+        is_high = score >= self._birth_score[label]  # [M'] may start a track; first-stage detection
+        rows, cols = self._associate(table, box, label, is_high, denv)
         if len(rows):
             table[rows] = self._update(table[rows], box[cols], velocity[cols], label[cols])
             table[rows, SCORE] = score[cols]
@@ -342,7 +356,7 @@ class MultiTracker:
             alive = table[:, MISSES] <= limit
             if not alive.all():
                 table = table[alive]
-        new = score >= self._birth_score[label]
+        new = is_high
         new[cols] = False
         if new.any():
             table = np.concatenate([table, self._births(box, velocity, label, score, denv, keep, new)])
@@ -425,50 +439,90 @@ class MultiTracker:
         return self._transitions[dt]
 
     def _associate(
-        self, table: np.ndarray, box: np.ndarray, label: np.ndarray, score: np.ndarray, env: np.ndarray
+        self,
+        table: np.ndarray,
+        box: np.ndarray,
+        label: np.ndarray,
+        is_high: np.ndarray,
+        env: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Matched (track rows [K], detection rows [K]): same environment and class only, gated, in two stages."""
+        """Matched (track rows [K], detection rows [K]): same environment and class only, gated, in two stages
+        (first the detections where `is_high` [M] holds: score at or above their class's birth_score)."""
         if not len(table) or not len(box):
             return _EMPTY_INT, _EMPTY_INT
         c = self.config
         t_label = table[:, LABEL].astype(np.int64)
-        t_key = table[:, ENV].astype(np.int64) * NUM_CLASSES + t_label
-        var = table[:, VAR_XY]  # [T, 2] predicted position variance
+        if self.num_envs == 1:  # the key is the class
+            t_key, d_key = t_label, label
+        else:
+            t_key, d_key = table[:, ENV].astype(np.int64) * NUM_CLASSES + t_label, env * NUM_CLASSES + label
+        # predicted position variance [T]; x and y share it exactly (same noises, same gains: `_kf` per axis)
+        var = table[:, VAR_XY.start]
         # the centre-distance gate of each track: its class's, widened by its own position uncertainty
-        gate = self._max_distance[t_label] + c.gate_sigmas * np.sqrt(0.5 * (var[:, 0] + var[:, 1]))  # [T]
-        ti, di, dist = near_pairs(
-            t_key, table[:, :2], gate, env * NUM_CLASSES + label, box[:, :2], 0.0, self.num_envs * NUM_CLASSES
-        )  # [P] candidates: same environment and class, within the gate
+        gate = self._max_distance[t_label] + c.gate_sigmas * np.sqrt(var)  # [T]
+        ti, di, dist = near_pairs(t_key, table[:, :2], gate, d_key, box[:, :2], 0.0, self.num_envs * NUM_CLASSES)
+        # [P] candidates: same environment and class, within the gate
         if not len(ti):
             return _EMPTY_INT, _EMPTY_INT
         if self._metric is Metric.CENTER:  # Hungarian: most pairs first, then the least summed distance
             cost, threshold = dist, _CENTER_MARGIN
         else:
             pair_label = label[di]
-            r = self._r[pair_label, :2]  # [P, 2]
-            s = var[ti] + r  # [P, 2] innovation variance
+            r = self._r_xy[pair_label]  # [P] measurement variance of x and of y
+            s = var[ti] + r  # [P] innovation variance (x and y)
             dx = box[di, 0] - table[ti, 0]
             dy = box[di, 1] - table[ti, 1]
-            cost = dx * dx / s[:, 0] + dy * dy / s[:, 1]
+            cost = dx * dx / s + dy * dy / s
             if self._metric is Metric.NLL:
-                cost += np.minimum(np.log(s[:, 0] * s[:, 1] / (r[:, 0] * r[:, 1])), c.max_log_det)
+                cost += np.minimum(np.log(s * s / (r * r)), c.max_log_det)
+            if c.heading_prior:  # tracks with one hit: their velocity is unknown, its direction is not
+                young = np.flatnonzero(table[ti, HITS] == 1)
+                if len(young):
+                    cost[young] = self._newborn_cost(table[ti[young]], dx[young], dy[young], r[young])
             threshold = c.mahalanobis_gate
             # within the class's own gate a pair is always valid (a lidar box's centre can jump a few metres along
             # a partly seen car, beyond what R allows); beyond it only if also likely under S
             within = dist < self._max_distance[pair_label]
             cost = np.where(within, np.minimum(cost, threshold * (1.0 - 1e-9)), cost)
             valid = within | (cost < threshold)
-            ti, di, cost = ti[valid], di[valid], cost[valid]
-        high = score[di] >= self._birth_score[label[di]]
-        group = env[di]  # Hungarian solves each environment's conflicts on their own
-        rows, cols = match_pairs(ti[high], di[high], cost[high], threshold, self._matcher, group[high])
-        if c.two_stage and not high.all():  # second stage: low-score detections extend the tracks left over
-            free = np.ones(len(table), dtype=bool)
-            free[rows] = False
-            low = ~high & free[ti]
-            r2, c2 = match_pairs(ti[low], di[low], cost[low], threshold, self._matcher, group[low])
+            if not valid.all():
+                ti, di, cost = ti[valid], di[valid], cost[valid]
+        hungarian = self._matcher is Matcher.HUNGARIAN
+        group = env[di] if hungarian else None  # Hungarian solves each environment's conflicts on their own
+        if not c.two_stage or is_high.all():  # one stage (the common case when the detector is confident)
+            return match_pairs(ti, di, cost, threshold, self._matcher, group)
+        high = is_high[di]
+        rows, cols = match_pairs(
+            ti[high], di[high], cost[high], threshold, self._matcher, group[high] if hungarian else None
+        )
+        # second stage: low-score detections extend the tracks left over
+        free = np.ones(len(table), dtype=bool)
+        free[rows] = False
+        low = ~high & free[ti]
+        if low.any():
+            r2, c2 = match_pairs(
+                ti[low], di[low], cost[low], threshold, self._matcher, group[low] if hungarian else None
+            )
             rows, cols = np.concatenate([rows, r2]), np.concatenate([cols, c2])
         return rows, cols
+
+    def _newborn_cost(self, track: np.ndarray, dx: np.ndarray, dy: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """The association cost [P] of pairs whose track has one hit, under the heading prior
+        (`TrackerConfig.heading_prior`): the displacement (dx, dy) [P] [m] split along and across the track's
+        heading, each with its own innovation variance. track [P, WIDTH]: the pairs' track rows; r [P]: the
+        measurement variance of x (and of y)."""
+        yaw = track[:, 3]
+        cos, sin = np.cos(yaw), np.sin(yaw)
+        along = dx * cos + dy * sin
+        across = dy * cos - dx * sin
+        # one hit: the position variance is r (birth) + dt^2 init_speed_std^2 + Q (motion), the same on both axes
+        motion = np.maximum(track[:, VAR_XY.start] - r, 0.0)
+        s_along = r + r + motion  # [P] birth position + measurement + motion along the heading
+        s_across = r + r + motion * self._lateral[track[:, LABEL].astype(np.intp)]
+        cost = along * along / s_along + across * across / s_across
+        if self._metric is Metric.NLL:
+            cost += np.minimum(np.log(s_along * s_across / (r * r)), self.config.max_log_det)
+        return cost
 
     def _update(self, matched: np.ndarray, box: np.ndarray, velocity: np.ndarray, label: np.ndarray) -> np.ndarray:
         """Matched table rows [K, WIDTH] updated with their detections' boxes [K, 7] and velocities [K, 2]."""

@@ -111,6 +111,7 @@ def ablations(cfg: TrackerConfig) -> list[tuple[str, TrackerConfig]]:
         nms=False,
         two_stage=False,
         output_box=OutputBox.FILTERED,
+        heading_prior=False,
         gate_sigmas=1e6,  # no centre-distance gate: the NLL gate alone, as before
     )
     before = replace(before, classes=replace(before.classes, max_distance=(1e-6,) * 7))
@@ -121,6 +122,7 @@ def ablations(cfg: TrackerConfig) -> list[tuple[str, TrackerConfig]]:
         ("- score pre-filter (min_score 0)", replace(cfg, classes=no_filter)),
         ("- per-class table (car's gate, one noise set for all classes)", replace(cfg, classes=uniform)),
         ("- greedy (Hungarian instead)", replace(cfg, matcher=Matcher.HUNGARIAN)),
+        ("- heading prior for newborns (the filter's isotropic velocity prior)", replace(cfg, heading_prior=False)),
         ("- NLL cost (centre distance instead)", replace(cfg, metric=Metric.CENTER)),
         ("- filtered box output (the detection's box instead)", replace(cfg, output_box=OutputBox.DETECTION)),
         ("issue 16's tracker (all of the above undone)", before),

@@ -94,3 +94,46 @@ def test_the_devkit_scores_exactly_our_split(tmp_path: Path) -> None:
         # ground truth scored, mean over the two classes: per scene 12 car boxes (the moving car leaves the range
         # after 4 frames) and 8 pedestrian ones
         assert m["gt"] == pytest.approx(10 * len(scenes)), split
+
+
+def test_an_annotated_class_without_ground_truth_in_range_is_not_scored(tmp_path: Path) -> None:
+    # a truck annotated 80 m away (tracking_nips_2019 scores trucks to 50 m): the devkit must still know the class
+    # (before: "Unknown tracking_name truck"), and it is neither scored nor reported nor in the means
+    from nuscenes_fixture import CAR, PEDESTRIAN, TRUCK, ObjectSpec, SceneSpec, write_dataset
+
+    objects = [
+        ObjectSpec(CAR, (10.0, 0.0, 1.0), (5.0, 0.0), (1.9, 4.5, 1.6), 0.0),
+        ObjectSpec(PEDESTRIAN, (5.0, -6.0, 1.0), (0.0, 1.0), (0.6, 0.7, 1.8), 0.0),
+        ObjectSpec(TRUCK, (80.0, 0.0, 1.0), (0.0, 0.0), (2.5, 8.0, 3.0), 0.0),
+    ]
+    scene = SceneSpec("scene-far-truck", objects, 6)
+    root = write_dataset(tmp_path / "ds", [scene], {"val": ["scene-far-truck"]}, channels=("LIDAR_TOP",))
+    nusc = open_nuscenes(root)
+    scenes = split_scenes(nusc, "val")
+    gt = ground_truth_frames(nusc, scenes[0])
+    assert 6 in set(np.concatenate([f.label for f in gt]).tolist())  # the truck is in the tracks (label 6)
+    m = evaluate_submission(tracks_to_submission([gt]), nusc, "val", scenes, tmp_path / "eval")
+    assert m["eval_config"]["tracking_names"] == ["car", "pedestrian"]
+    assert set(m["label_metrics"]["amota"]) == {"car", "pedestrian"}
+    assert m["amota"] == pytest.approx(1.0) and m["ids"] == 0
+    assert m["gt"] == pytest.approx((6 + 6) / 2)  # mean over the two scored classes, not three
+    details = json.loads((tmp_path / "eval" / "metrics_details.json").read_text())
+    assert set(details) == {"car", "pedestrian"}
+
+
+def test_scored_metrics_follow_the_devkit_rule() -> None:
+    from drivestack.tracking.evaluate import scored_metrics
+
+    summary = {
+        "label_metrics": {
+            "amota": {"car": 0.8, "pedestrian": 0.4, "truck": float("nan")},
+            "ids": {"car": 3.0, "pedestrian": 1.0, "truck": float("nan")},
+        },
+        "amota": 0.6,
+        "ids": 4.0,
+    }
+    m = scored_metrics(summary, ["car", "pedestrian"])
+    assert m["amota"] == pytest.approx(0.6) and m["ids"] == 4.0  # averaged / summed over the scored classes
+    assert m["label_metrics"]["amota"] == {"car": 0.8, "pedestrian": 0.4}
+    m = scored_metrics(summary, ["car"])
+    assert m["amota"] == pytest.approx(0.8) and m["ids"] == 3.0
