@@ -90,28 +90,20 @@ def nms(box: np.ndarray, score: np.ndarray, group: np.ndarray, num_groups: int, 
     if n * n <= DENSE_PAIRS:  # one environment: a dense test of the hulls' x overlap finds the candidates
         gap_x = (half[:, None, 0] + half[:, 0]) - np.abs(box[:, None, 0] - box[:, 0])  # [N, N]
         i, j = np.nonzero(np.triu((gap_x > 0.0) & (group[:, None] == group), 1))  # each unordered pair once
-        if not len(i):
-            return keep
-        gap = half[i] + half[j] - np.abs(box[i, :2] - box[j, :2])  # [Q, 2] hull overlap per axis
-        bound = np.minimum(np.maximum(gap, 0.0).prod(axis=1), np.minimum(area[i], area[j]))
-        maybe = bound > iou[i] * (area[i] + area[j] - bound)  # IoU <= bound / (A + B - bound); one group, one iou
-        if not maybe.any():
-            return keep
-        i, j = i[maybe], j[maybe]
     else:
         reach = 0.5 * np.sqrt(w * w + l * l)  # [N] circumscribed radius: only boxes whose circles meet overlap
         i, j, _ = near_pairs(group, box[:, :2], reach, group, box[:, :2], reach, num_groups)
         pair = i < j  # each unordered pair once (and not a box with itself)
-        if not pair.any():
-            return keep
         i, j = i[pair], j[pair]
-        # cheap bound first: the overlap of the boxes' axis-aligned hulls bounds their intersection from above
-        gap = half[i] + half[j] - np.abs(box[i, :2] - box[j, :2])  # [Q, 2] hull overlap per axis
-        bound = np.minimum(np.maximum(gap, 0.0).prod(axis=1), np.minimum(area[i], area[j]))
-        maybe = bound > iou[i] * (area[i] + area[j] - bound)  # IoU <= bound / (A + B - bound); one group, one iou
-        if not maybe.any():
-            return keep
-        i, j = i[maybe], j[maybe]
+    if not len(i):
+        return keep
+    # cheap bound first: the overlap of the boxes' axis-aligned hulls bounds their intersection from above
+    gap = half[i] + half[j] - np.abs(box[i, :2] - box[j, :2])  # [Q, 2] hull overlap per axis
+    bound = np.minimum(np.maximum(gap, 0.0).prod(axis=1), np.minimum(area[i], area[j]))
+    maybe = bound > iou[i] * (area[i] + area[j] - bound)  # IoU <= bound / (A + B - bound); one group, one iou
+    if not maybe.any():
+        return keep
+    i, j = i[maybe], j[maybe]
     rank = np.empty(n, dtype=np.int64)
     rank[np.lexsort((np.arange(n), -score))] = np.arange(n)  # 0: best; ties by index
     first = rank[i] < rank[j]
