@@ -142,6 +142,13 @@ def _signal_handlers() -> dict[int, Any]:
     return {signum: handler for signum, handler in handlers.items() if handler is not None}
 
 
+def episode_ranges(episodes: int, parts: int) -> list[tuple[int, int]]:
+    """(first episode, count) of `parts` consecutive ranges covering 0..episodes-1 (sizes differ by at most 1)."""
+    parts = max(1, min(parts, episodes))
+    bounds = [episodes * i // parts for i in range(parts + 1)]
+    return [(bounds[i], bounds[i + 1] - bounds[i]) for i in range(parts)]
+
+
 def cluster_cpus() -> int:
     """CPUs of the connected Ray cluster (at least 1)."""
     ray = import_ray()

@@ -86,3 +86,8 @@ def make_policy(spec: str, env_config: EnvConfig, device: str | torch.device = "
     policy = load_policy(path, str(device))
     policy.check_env_config(env_config)
     return policy
+
+
+def portable_spec(spec: str) -> str:
+    """A policy spec another process can open wherever it starts (a Ray worker): existing paths made absolute."""
+    return str(Path(spec).absolute()) if spec not in BASELINES and Path(spec).exists() else spec

@@ -11,12 +11,18 @@ perception, and one of time per stage. Ctrl-C writes what finished.
 
 from __future__ import annotations
 
+import contextlib
+import time
+import warnings
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Annotated
 
+from drivestack import distributed
 from drivestack.common.artifacts import check_out_dir, make_run_dir, write_json
 from drivestack.common.checks import check_number
 from drivestack.common.host import resolve_device, using_threads
+from drivestack.distributed import RAY_OPTION
 from drivestack.pipeline.closed_loop import (
     PERCEPTION,
     STAGES,
@@ -25,8 +31,9 @@ from drivestack.pipeline.closed_loop import (
     VideoSpec,
     drive,
     loop_speed,
+    merge_results,
 )
-from drivestack.planning.policy import make_policy
+from drivestack.planning.policy import make_policy, portable_spec
 from drivestack.release import resolve_checkpoint_path, resolve_policy_spec
 from drivestack.report import DRIVING_COLUMNS, driving_cells, format_number
 from drivestack.sim.config import ENV_CONFIGS, EnvConfig, env_config
@@ -73,6 +80,11 @@ class DriveConfig(LoopConfig):
     videos: int = 1
     """MP4s of the perceived path's first N episodes under --out/videos (0: none): cameras with the tracks' boxes
     beside a bird's-eye view, one frame per camera frame."""
+    ray: Annotated[str | None, RAY_OPTION] = None
+    """Spread each path's episodes over Ray workers (consecutive episode ranges, one task per CPU): `--ray` alone
+    starts a local instance, `--ray auto` joins this machine's cluster, `--ray ray://HOST:10001` a remote one
+    (--out must be on a filesystem every node sees). The same driving figures as without; needs the extra: pip
+    install -e ".[ray]"."""
 
     def validate(self) -> tuple[EnvConfig, LoopConfig]:  # type: ignore[override]
         """Check every option before any work (one-line ValueError naming it); returns the env and loop configs."""
@@ -150,6 +162,67 @@ def print_tables(results: dict[str, DriveResult], title: str) -> None:
     console.print(tt)
 
 
+def _report_path(path: str, result: DriveResult, video_dir: Path) -> DriveResult:
+    print(f"{path}: {loop_speed(result)}")
+    if result.videos:
+        print(f"wrote {len(result.videos)} video(s) to {video_dir}")
+    return result
+
+
+def drive_part(
+    policy_spec: str,
+    config: EnvConfig,
+    loop: LoopConfig,
+    episodes: int,
+    first_episode: int,
+    num_envs: int,
+    seed: int,
+    device: str,
+    threads: int,
+    video: VideoSpec | None,
+) -> DriveResult:
+    """Episodes first_episode..first_episode+episodes-1 of one path (a Ray task of `drivestack drive --ray`)."""
+    with using_threads(threads):
+        policy = make_policy(resolve_policy_spec(policy_spec), config, device, seed)
+        return drive(
+            policy,
+            config,
+            loop,
+            episodes,
+            num_envs,
+            seed,
+            device,
+            progress=False,
+            video=video,
+            first_episode=first_episode,
+        )
+
+
+def _drive_on_ray(cfg: DriveConfig, config: EnvConfig, loop: LoopConfig, video: VideoSpec | None) -> DriveResult:
+    """One path's episodes as Ray tasks of consecutive episode ranges (one per CPU of the cluster), merged."""
+    if cfg.policy == "random":
+        warnings.warn(
+            "--ray: the random policy draws every environment's maneuver from one generator, so its figures depend "
+            "on how the episodes are split",
+            stacklevel=2,
+        )
+    ranges = distributed.episode_ranges(cfg.episodes, distributed.cluster_cpus())
+    if loop.detector is not None:
+        loop = replace(loop, detector=Path(loop.detector).absolute())
+    if video is not None:
+        video = VideoSpec(video.count, Path(video.out_dir).absolute())
+    device = str(resolve_device(cfg.device))
+    arguments = [
+        (portable_spec(cfg.policy), config, loop, n, first, cfg.num_envs, cfg.seed, device, cfg.threads, video)
+        for first, n in ranges
+    ]
+    start = time.perf_counter()
+    parts = distributed.run_tasks(
+        drive_part, arguments, desc=f"drive {loop.perception} (Ray)", unit="part", num_cpus=max(1, cfg.threads)
+    )
+    return merge_results(parts, wall=time.perf_counter() - start)
+
+
 def run_drive(cfg: DriveConfig) -> dict:
     """Drive both paths, print the tables, write drive.json; returns its content."""
     config, loop = cfg.validate()
@@ -164,26 +237,24 @@ def _run(cfg: DriveConfig, config: EnvConfig, loop: LoopConfig) -> dict:
     results: dict[str, DriveResult] = {}
     interrupted = False
     video_dir = Path(cfg.out) / "videos"
-    for path in paths:
-        video = VideoSpec(min(cfg.videos, cfg.episodes), video_dir) if path != "privileged" else None
-        result = drive(
-            policy,
-            config,
-            replace(loop, perception=path),
-            cfg.episodes,
-            cfg.num_envs,
-            cfg.seed,
-            device,
-            progress=True,
-            video=video,
-        )
-        results[path] = result
-        print(f"{path}: {loop_speed(result)}")
-        if result.videos:
-            print(f"wrote {len(result.videos)} video(s) to {video_dir}")
-        if result.interrupted:
-            interrupted = True
-            break
+    with distributed.ray_session(cfg.ray) if cfg.ray is not None else contextlib.nullcontext():
+        for path in paths:
+            video = VideoSpec(min(cfg.videos, cfg.episodes), video_dir) if path != "privileged" else None
+            path_loop = replace(loop, perception=path)
+            if cfg.ray is not None:
+                try:
+                    result = _drive_on_ray(cfg, config, path_loop, video)
+                except KeyboardInterrupt:  # the unfinished path's parts are cancelled; the finished paths are kept
+                    interrupted = True
+                    break
+            else:
+                result = drive(
+                    policy, config, path_loop, cfg.episodes, cfg.num_envs, cfg.seed, device, progress=True, video=video
+                )
+            results[path] = _report_path(path, result, video_dir)
+            if result.interrupted:
+                interrupted = True
+                break
     title = (
         f"{cfg.env}, policy {cfg.policy}, {cfg.episodes} episodes of {cfg.seconds:g} s, seed {cfg.seed}, "
         f"{len(loop.cameras)} cameras {loop.width}x{loop.height} at {loop.camera_hz:g} Hz, {device}"

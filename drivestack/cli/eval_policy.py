@@ -27,7 +27,7 @@ from drivestack.common.checks import check_number
 from drivestack.common.host import resolve_device, using_threads
 from drivestack.distributed import RAY_OPTION
 from drivestack.planning.evaluate import EvalResult, evaluate
-from drivestack.planning.policy import BASELINES, Policy, make_policy
+from drivestack.planning.policy import BASELINES, Policy, make_policy, portable_spec
 from drivestack.planning.scene import scene_from_world
 from drivestack.release import resolve_policy_spec
 from drivestack.report import DRIVING_COLUMNS, driving_cells, make_run_dir, save_figure, write_json
@@ -287,13 +287,6 @@ def evaluate_spec(
         )
 
 
-def episode_ranges(episodes: int, parts: int) -> list[tuple[int, int]]:
-    """(first episode, count) of `parts` consecutive ranges covering 0..episodes-1 (sizes differ by at most 1)."""
-    parts = max(1, min(parts, episodes))
-    bounds = [episodes * i // parts for i in range(parts + 1)]
-    return [(bounds[i], bounds[i + 1] - bounds[i]) for i in range(parts)]
-
-
 def _evaluate_on_ray(cfg: EvalPolicyConfig, config: EnvConfig, labels: list[str]) -> dict[str, EvalResult]:
     """Every policy's episodes as Ray tasks of consecutive episode ranges (two per CPU of the cluster: the slow
     ones do not hold the rest up), joined in episode order. Each result's wall time is the whole Ray evaluation's."""
@@ -306,8 +299,8 @@ def _evaluate_on_ray(cfg: EvalPolicyConfig, config: EnvConfig, labels: list[str]
             stacklevel=2,
         )
     with distributed.ray_session(cfg.ray):
-        ranges = episode_ranges(cfg.episodes, 2 * distributed.cluster_cpus())
-        specs = [_portable(spec) for spec in cfg.policies]
+        ranges = distributed.episode_ranges(cfg.episodes, 2 * distributed.cluster_cpus())
+        specs = [portable_spec(spec) for spec in cfg.policies]
         arguments = [
             (spec, config, n, first, cfg.device, cfg.seed, cfg.num_envs, cfg.threads)
             for spec in specs
@@ -322,8 +315,3 @@ def _evaluate_on_ray(cfg: EvalPolicyConfig, config: EnvConfig, labels: list[str]
     return {
         label: EvalResult.concatenate(parts[i * k : (i + 1) * k], wall_time=elapsed) for i, label in enumerate(labels)
     }
-
-
-def _portable(spec: str) -> str:
-    """A policy spec a worker can open wherever it starts: existing paths made absolute."""
-    return str(Path(spec).absolute()) if spec not in BASELINES and Path(spec).exists() else spec

@@ -177,6 +177,8 @@ class DriveResult:
     decision_agreement: float | None  # share of decisions equal to the policy's on the ground-truth scene
     interrupted: bool = False
     videos: list[Path] = field(default_factory=list)  # MP4s of the recorded episodes, by episode id
+    score: PerceptionScore | None = None  # the perception figures' sums (`perception` is their summary)
+    agreement: tuple[int, int] = (0, 0)  # decisions equal to the ground-truth scene's, of all compared
 
     def to_json(self) -> dict:
         """The episodes (summary and per-episode arrays; no summary when none finished), perception, timing."""
@@ -204,8 +206,11 @@ class PerceivedWorld:
         timer: StageTimer,
         video: VideoSpec | None = None,
         tracker: TrackerConfig | None = None,
+        first_episode: int = 0,
+        last_episode: int | None = None,
     ) -> None:
         self.env, self.cfg, self.seed, self.timer = env, cfg, seed, timer
+        self.last_episode = last_episode if last_episode is not None else 2**62  # episode ids below it are scored
         device = env.device
         self.rig = camera_rig(CameraConfig(channels=cfg.cameras, width=cfg.width, height=cfg.height), device)
         self.detector = Detector.from_checkpoint(cfg.detector, device=device) if cfg.perception == "detector" else None
@@ -221,7 +226,7 @@ class PerceivedWorld:
         self.tracks: list[FrameTracks] = [FrameTracks(f"env{b}", 0.0, *_empty_tracks()) for b in range(B)]
         self.score = PerceptionScore(B, N)
         self.video = (
-            DriveVideos(video.out_dir, cfg.perception, video.count, B, env.road, self.rig, cfg.camera_hz)
+            DriveVideos(video.out_dir, cfg.perception, video.count, B, env.road, self.rig, cfg.camera_hz, first_episode)
             if video is not None and video.count > 0
             else None
         )  # None: nothing is recorded, nothing copied
@@ -289,7 +294,8 @@ class PerceivedWorld:
                 self.tracks = perceived.velocity_prior(self.tracks, self.tracker.table, ego_velocity.cpu().numpy())
         with timer("score"):
             visible = perceived.visible_mask(frame, state, cfg.min_visible_pixels).any(dim=1)  # (B, N)
-            self.score.add(visible, boxes_ego, boxes_global, velocity, merged.boxes, merged.env, self.tracks)
+            scored = (self.env.episode < self.last_episode).cpu().numpy()  # unscored episodes leave no figures
+            self.score.add(visible, boxes_ego, boxes_global, velocity, merged.boxes, merged.env, self.tracks, scored)
         if self.video is not None:
             with timer("video"):
                 self.video.camera_frame(state, frame, ego_pose, self.tracks)
@@ -335,6 +341,7 @@ def drive(
     decisions: list[torch.Tensor] | None = None,
     video: VideoSpec | None = None,
     tracker: TrackerConfig | None = None,
+    first_episode: int = 0,
 ) -> DriveResult:
     """Drive episodes 0..episodes-1 of `seed` with `policy` on the scene `cfg.perception` gives.
 
@@ -350,18 +357,26 @@ def drive(
         decisions: if given, each policy step's (B,) maneuvers are appended (for tests).
         video: MP4s of the perceived path's first episodes (None or count 0: none; the privileged path has none).
         tracker: the trackers' settings (None: `perceived.default_tracker_config` of the perception source).
+        first_episode: drive episodes first_episode..first_episode+episodes-1 of the seed instead (a part of a run
+            spread over workers; `merge_results` joins the parts).
     Returns:
         DriveResult. A KeyboardInterrupt returns what finished so far, with `interrupted` set.
     """
     cfg.validate(env_config)
     check_number("episodes", episodes, low=1, integer=True)
     check_number("num_envs", num_envs, low=1, integer=True)
+    check_number("first_episode", first_episode, low=0, integer=True)
     B = min(episodes, num_envs)
     device = torch.device(device)
     timer = StageTimer(device)
     env = BatchedDrivingEnv(env_config, num_envs=B, device=device, seed=seed, autoreset=True)
-    env.reset()
-    world = PerceivedWorld(env, cfg, seed, timer, video, tracker) if cfg.perception != "privileged" else None
+    env.reset()  # environment i runs episodes i, i + B, ...
+    if first_episode > 0:  # a reset without a seed starts the B ids after the highest so far
+        env.episode.fill_(first_episode - 1)
+        env.reset()  # ... or first + i, first + i + B, ...
+    world = None
+    if cfg.perception != "privileged":
+        world = PerceivedWorld(env, cfg, seed, timer, video, tracker, first_episode, first_episode + episodes)
     stride, substeps = cfg.camera_stride(env_config), env_config.substeps
     shadow = world is not None and not isinstance(policy, RandomPolicy)  # stateless policies can be asked twice
     agree = total = 0
@@ -393,7 +408,9 @@ def drive(
             if shadow:
                 with timer("shadow"):
                     truth = policy.act(scene_from_world(env.state, env.road))
-                    agree, total = agree + int((truth == action).sum()), total + B
+                    scored = env.episode < first_episode + episodes  # (B,) unscored episodes are not compared
+                    agree += int(((truth == action) & scored).sum())
+                    total += int(scored.sum())
             staged = timer.total()
             step_start = time.perf_counter()
             _, _, terminated, truncated, info = env.step(action, on_substep if world is not None else None)
@@ -403,7 +420,7 @@ def drive(
             ticks += substeps
             done = terminated | truncated
             if bool(done.any()):
-                take = done & (info["episode_id"] < episodes)  # episodes past the N-th are not scored
+                take = done & (info["episode_id"] < first_episode + episodes)  # later episodes are not scored
                 for k in EPISODE_INFO_KEYS:
                     rows[k].append(info[k][take].cpu().numpy())
                 collected += int(take.sum())
@@ -425,6 +442,33 @@ def drive(
         decision_agreement=agree / total if total else None,
         interrupted=interrupted,
         videos=videos,
+        score=world.score if world is not None else None,
+        agreement=(agree, total),
+    )
+
+
+def merge_results(parts: list[DriveResult], wall: float) -> DriveResult:
+    """One result of parts that drove consecutive episode ranges (in order) of the same policy, loop and seed: the
+    episodes in order, the perception sums and stage times added up, ticks/s over `wall` [s], the whole run's."""
+    ticks = sum(p.timing["ticks"] for p in parts)
+    timer = StageTimer(torch.device("cpu"))
+    for p in parts:
+        for stage, ms in p.timing["ms_per_tick"].items():
+            timer.seconds[stage] = timer.seconds.get(stage, 0.0) + (ms or 0.0) * p.timing["ticks"] / 1e3
+        for stage, n in p.timing["calls"].items():
+            timer.calls[stage] = timer.calls.get(stage, 0) + n
+    scores = [p.score for p in parts if p.score is not None]
+    score = PerceptionScore.merged(scores) if scores else None
+    agree, total = sum(p.agreement[0] for p in parts), sum(p.agreement[1] for p in parts)
+    return DriveResult(
+        episodes=EvalResult.concatenate([p.episodes for p in parts], wall_time=wall),
+        perception=score.summary() if score is not None else None,
+        timing=timer.summary(ticks, wall),
+        decision_agreement=agree / total if total else None,
+        interrupted=any(p.interrupted for p in parts),
+        videos=[v for p in parts for v in p.videos],
+        score=score,
+        agreement=(agree, total),
     )
 
 

@@ -53,6 +53,20 @@ class PerceptionScore:
         self._pos_err: list[list[float]] = [[] for _ in BANDS]
         self._vel_err: list[list[float]] = [[] for _ in BANDS]
 
+    @classmethod
+    def merged(cls, parts: list[PerceptionScore]) -> PerceptionScore:
+        """One score of several runs' camera frames together (parts of a run spread over workers)."""
+        out = cls(1, 1)
+        for p in parts:
+            for name in ("frames", "ground_truth", "detected", "boxes", "true_boxes", "id_switches", "track_matches"):
+                setattr(out, name, getattr(out, name) + getattr(p, name))
+            out._seen_band += p._seen_band
+            out._found_band += p._found_band
+            for k in range(len(BANDS)):
+                out._pos_err[k] += p._pos_err[k]
+                out._vel_err[k] += p._vel_err[k]
+        return out
+
     def reset(self, mask: np.ndarray) -> None:
         """Environments in `mask` (B,) bool start new episodes (their vehicles are new vehicles)."""
         self._last_id[mask] = -1
@@ -66,6 +80,7 @@ class PerceptionScore:
         det_boxes: torch.Tensor,
         det_env: torch.Tensor,
         tracks: list[FrameTracks],
+        scored: np.ndarray | None = None,
     ) -> None:
         """Score one camera frame.
 
@@ -75,12 +90,14 @@ class PerceptionScore:
                 true global velocities.
             det_boxes: (M, 7) merged boxes, ego frame; det_env: (M,) their environments.
             tracks: the B trackers' outputs of this frame (global frame).
+            scored: (B,) bool environments whose episode is scored (None: all); the others are left out.
         """
         self.frames += 1
         visible = visible.cpu().numpy()
         ego, glob, vel = (t.double().cpu().numpy() for t in (boxes_ego, boxes_global, velocity))
         dets, det_env = det_boxes.double().cpu().numpy(), det_env.cpu().numpy()
-        for b in range(visible.shape[0]):  # scoring, per environment (the Hungarian matching is per frame anyway)
+        envs = range(visible.shape[0]) if scored is None else np.flatnonzero(scored)
+        for b in envs:  # scoring, per environment (the Hungarian matching is per frame anyway)
             seen = np.flatnonzero(visible[b])
             dist = np.hypot(ego[b, seen, 0], ego[b, seen, 1])
             near = seen[dist <= MAX_RANGE]

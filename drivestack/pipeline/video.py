@@ -109,19 +109,28 @@ class DriveVideos:
         out_dir: folder of the videos (`<name>_episode<k>.mp4`, k the episode id).
         name: file name prefix (the perception source).
         num_videos: record episode ids 0..num_videos-1.
-        num_envs: B, environments stepped together (slot i runs episode ids i, i + B, ...).
+        num_envs: B, environments stepped together (slot i runs episode ids first + i, first + i + B, ...).
         road: the road (for the bird's-eye view).
         rig: the cameras (their images and the box projections).
         fps: [Hz] video frame rate (the camera rate: real time).
+        first_episode: slot i starts with episode id first_episode + i (a part of a run spread over workers).
     """
 
     def __init__(
-        self, out_dir: Path, name: str, num_videos: int, num_envs: int, road: RoadNetwork, rig: CameraRig, fps: float
+        self,
+        out_dir: Path,
+        name: str,
+        num_videos: int,
+        num_envs: int,
+        road: RoadNetwork,
+        rig: CameraRig,
+        fps: float,
+        first_episode: int = 0,
     ) -> None:
         self.out_dir, self.name, self.fps = Path(out_dir), name, fps
         self.num_videos, self.road, self.rig = num_videos, road, rig
         self.num_envs = num_envs
-        self.episode_ids = np.arange(num_envs)  # (B,) host copy of the env's episode ids
+        self.episode_ids = first_episode + np.arange(num_envs)  # (B,) host copy of the env's episode ids
         self.recording: dict[int, _Episode] = {}  # environment slot -> its recording
         self.maneuver = np.full(num_envs, int(Maneuver.IDLE))
         self.written: list[Path] = []

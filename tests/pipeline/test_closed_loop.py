@@ -182,3 +182,20 @@ def test_new_tracks_without_measured_velocity_move_with_the_ego() -> None:
     second = perceived.velocity_prior(tracker.step(frame(0.5, 20.0)), tracker.table, ego_velocity)
     assert not np.allclose(second[0].velocity, [[25.0, 0.0]])  # measured now: the tracker's own estimate
     assert second[0].velocity[0, 0] > 5.0  # it moved 10 m in 0.5 s
+
+
+def test_parts_of_a_run_merge_into_the_whole() -> None:
+    """Episodes 0-1 and 2-4 driven apart (as Ray workers do) and merged equal episodes 0-4 driven at once."""
+    from drivestack.pipeline.closed_loop import merge_results
+
+    env = replace(HIGHWAY, duration=2.0)
+    policy = make_policy("rule", env)
+    cfg = LoopConfig(perception="oracle", **SMALL)
+    run = lambda n, first: drive(policy, env, cfg, n, num_envs=2, seed=3, progress=False, first_episode=first)  # noqa: E731
+    whole = run(5, 0)
+    merged = merge_results([run(2, 0), run(3, 2)], wall=1.0)
+    for name in ("returns", "distances", "crashed", "lane_changes"):
+        assert np.array_equal(getattr(merged.episodes, name), getattr(whole.episodes, name)), name
+    frames = merged.perception.pop("camera_frames"), whole.perception.pop("camera_frames")  # batched frames: per part
+    assert merged.perception == whole.perception and min(frames) > 0  # every figure over the same episodes' frames
+    assert merged.agreement == whole.agreement and merged.timing["ticks"] > 0

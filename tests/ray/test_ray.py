@@ -90,7 +90,8 @@ def test_data_make_shard_whose_worker_dies_is_redone(ray_local, single_dataset, 
 
 @needs_ray
 def test_eval_policy_on_ray_gives_the_same_figures(ray_local, tmp_path):
-    from drivestack.cli.eval_policy import EvalPolicyConfig, episode_ranges, run_eval
+    from drivestack.cli.eval_policy import EvalPolicyConfig, run_eval
+    from drivestack.distributed import episode_ranges
 
     assert episode_ranges(5, 4) == [(0, 1), (1, 1), (2, 1), (3, 2)]
     assert episode_ranges(2, 8) == [(0, 1), (1, 1)]
@@ -105,6 +106,35 @@ def test_eval_policy_on_ray_gives_the_same_figures(ray_local, tmp_path):
         }
     written = json.loads((tmp_path / "ray" / "eval.json").read_text())
     assert written["policies"]["rule"]["episodes"] == one["policies"]["rule"]["episodes"]
+
+
+@needs_ray
+def test_drive_on_ray_gives_the_same_figures(ray_local, tmp_path):
+    from drivestack.cli.drive import DriveConfig, run_drive
+
+    cfg = DriveConfig(
+        perception="oracle",
+        policy="rule",
+        episodes=3,
+        num_envs=2,
+        seconds=2.0,
+        width=96,
+        height=54,
+        videos=1,
+        out=tmp_path / "one",
+    )
+    one = run_drive(cfg)
+    spread = run_drive(replace(cfg, out=tmp_path / "ray", ray="local"))  # 2 parts: episodes 0 and 1-2
+    for path in ("privileged", "oracle"):
+        a, b = one["paths"][path], spread["paths"][path]
+        assert a["episodes"] == b["episodes"]
+        assert {k: v for k, v in a["summary"].items() if k != "wall_time"} == {
+            k: v for k, v in b["summary"].items() if k != "wall_time"
+        }
+    a, b = (dict(r["paths"]["oracle"]["perception_in_loop"]) for r in (one, spread))
+    a.pop("camera_frames"), b.pop("camera_frames")  # frames of a batch: counted per part
+    assert a == b
+    assert spread["videos"] == ["videos/oracle_episode000.mp4"] and (tmp_path / "ray" / spread["videos"][0]).is_file()
 
 
 @needs_ray
