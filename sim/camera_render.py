@@ -36,6 +36,7 @@ from drivestack.sim.camera import (
     points_bbox,
 )
 from drivestack.sim.camera_shading import (
+    NUM_LIGHTING_DRAWS,
     SUN_TINT,
     Lighting,
     RenderVariety,
@@ -45,6 +46,7 @@ from drivestack.sim.camera_shading import (
     draw_lighting_and_variety,
     face_normal,
     ground_color,
+    lighting_from_uniforms,
     noise,
     sensor_effects,
     sky_color,
@@ -369,8 +371,9 @@ def render_cameras(
     state: WorldState,
     rig: CameraRig,
     appearance: VehicleAppearance,
-    generator: torch.Generator,
+    generator: torch.Generator | None,
     variety: RenderVariety | None = None,
+    lighting: torch.Tensor | None = None,
 ) -> CameraFrame:
     """Render every camera of the rig in every environment.
 
@@ -384,6 +387,9 @@ def render_cameras(
         variety: opt-in extra randomisation per image for sim-to-real training (fog, metallic paint, asphalt wear,
             blur, vignetting, noise, gamma, JPEG; sim.camera_shading.RenderVariety), drawn with the lighting in
             one (B, 28) draw. None (the default): today's renders, bit for bit.
+        lighting: (B, 16) the lighting's uniforms in [0, 1) (`camera_shading.lighting_from_uniforms`), given by the
+            caller (e.g. drawn once per episode) instead of drawn from `generator` (then unused, may be None);
+            not with `variety`.
 
     Returns:
         CameraFrame: images, instance masks, per-vehicle pixel counts and visibility, 2D boxes.
@@ -399,7 +405,14 @@ def render_cameras(
             "build the rig with camera_rig(config, device=state's device)"
         )
     draw = None
-    if variety is None:
+    if lighting is not None:
+        if variety is not None or lighting.shape != (B, NUM_LIGHTING_DRAWS):
+            raise ValueError(
+                f"render_cameras: lighting must be ({B}, {NUM_LIGHTING_DRAWS}) uniforms and comes without variety; "
+                f"got {tuple(lighting.shape)}{' with variety' if variety is not None else ''}"
+            )
+        light = lighting_from_uniforms(rig.config, lighting.to(dev))
+    elif variety is None:
         light = draw_lighting(rig.config, B, generator, dev)
     else:
         light, draw = draw_lighting_and_variety(rig.config, variety.validate(), B, generator, dev)

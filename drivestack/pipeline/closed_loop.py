@@ -214,7 +214,7 @@ class PerceivedWorld:
         device = env.device
         self.rig = camera_rig(CameraConfig(channels=cfg.cameras, width=cfg.width, height=cfg.height), device)
         self.detector = Detector.from_checkpoint(cfg.detector, device=device) if cfg.perception == "detector" else None
-        self.light = torch.Generator(device=device).manual_seed(seed)
+        self.lighting = perceived.episode_lighting(seed, env.episode)  # (B, 16): per episode, drawn at its start
         self.noise = torch.Generator(device=device).manual_seed(seed + 1)
         tracker_cfg = tracker or perceived.default_tracker_config(cfg.perception)
         self.tracker = MultiTracker(tracker_cfg, num_envs=env.num_envs)
@@ -250,6 +250,8 @@ class PerceivedWorld:
         state = self.env.state
         self.frame_ref.reset(mask, state.vehicles.s[:, 0])
         self.appearance = self._appearance(state, mask, self.appearance)
+        self.lighting = self.lighting.clone()
+        self.lighting[mask] = perceived.episode_lighting(self.seed, self.env.episode[mask])
         done = mask.cpu().numpy()
         self.tracker.reset(done)
         for b in np.flatnonzero(done).tolist():
@@ -267,7 +269,7 @@ class PerceivedWorld:
         s_ego = self.frame_ref.s_unwrapped
         with timer("render"):
             frame, ego_pose, boxes_global, boxes_ego = perceived.render(
-                self.env.road, state, self.rig, self.appearance, self.light, s_ego
+                self.env.road, state, self.rig, self.appearance, self.lighting, s_ego
             )
             velocity = perceived.gt_velocity(state, boxes_global)
         with timer("detect"):

@@ -22,7 +22,9 @@ from drivestack.perception.merge import merge_cameras
 from drivestack.planning.scene import Scene, scene_from_agents
 from drivestack.sim.camera import CameraRig
 from drivestack.sim.camera_render import CameraFrame, VehicleAppearance, render_cameras, vehicle_boxes
+from drivestack.sim.camera_shading import NUM_LIGHTING_DRAWS
 from drivestack.sim.config import is_truck
+from drivestack.sim.randomness import EpisodeDraws
 from drivestack.sim.road import RoadNetwork
 from drivestack.sim.state import WorldState
 from drivestack.tracking.data_classes import NAME_TO_LABEL, FrameDetections, FrameTracks
@@ -89,19 +91,29 @@ def render(
     state: WorldState,
     rig: CameraRig,
     appearance: VehicleAppearance,
-    generator: torch.Generator,
+    lighting: torch.Tensor,
     s_ego: torch.Tensor,
 ) -> tuple[CameraFrame, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Render stage: the cameras of B environments and the ground truth that comes with them.
+    """Render stage: the cameras of B environments (under `lighting`, (B, 16) uniforms: each episode's sun, sky
+    and ground, `episode_lighting`) and the ground truth that comes with them.
 
     Returns:
         frame: images (B, C, 3, H, W) uint8 and per-camera visible pixel counts (B, C, N).
         ego_pose: (B, 4) global x, y [m], 0, yaw [rad].
         boxes_global, boxes_ego: (B, N, 7) every vehicle's box in the global and ego frames (row 0 the ego).
     """
-    frame = render_cameras(road, state, rig, appearance, generator)
+    frame = render_cameras(road, state, rig, appearance, None, lighting=lighting)
     ego_pose, boxes_global, boxes_ego = vehicle_boxes(road, state, appearance, s_ego)
     return frame, ego_pose, boxes_global, boxes_ego
+
+
+LIGHTING_STREAM = 0x4C49474854  # added to the seed: the lighting's counter-based stream is not the traffic's
+
+
+def episode_lighting(seed: int, episodes: torch.Tensor) -> torch.Tensor:
+    """(E, 16) the lighting uniforms of episodes `episodes` (E,): one sun, sky and ground per episode, a function of
+    (seed, episode id) alone (`sim.randomness`), so an episode looks the same whatever the batch it runs in."""
+    return EpisodeDraws(seed + LIGHTING_STREAM, episodes).rand((len(episodes), NUM_LIGHTING_DRAWS))
 
 
 def gt_velocity(state: WorldState, boxes_global: torch.Tensor) -> torch.Tensor:

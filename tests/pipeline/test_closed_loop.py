@@ -73,7 +73,7 @@ def test_a_car_seen_by_two_cameras_is_one_track() -> None:
     rig = camera_rig(CameraConfig(channels=("CAM_FRONT", "CAM_FRONT_LEFT"), width=400, height=225))
     appearance = vehicle_appearance(state, torch.Generator().manual_seed(0))
     frame, ego_pose, boxes_global, boxes_ego = perceived.render(
-        env.road, state, rig, appearance, torch.Generator().manual_seed(0), state.vehicles.s[:, 0]
+        env.road, state, rig, appearance, perceived.episode_lighting(0, env.episode), state.vehicles.s[:, 0]
     )
     velocity = perceived.gt_velocity(state, boxes_global)
     dets = perceived.oracle_detect(
@@ -199,3 +199,12 @@ def test_parts_of_a_run_merge_into_the_whole() -> None:
     frames = merged.perception.pop("camera_frames"), whole.perception.pop("camera_frames")  # batched frames: per part
     assert merged.perception == whole.perception and min(frames) > 0  # every figure over the same episodes' frames
     assert merged.agreement == whole.agreement and merged.timing["ticks"] > 0
+
+
+def test_an_episode_looks_the_same_in_any_batch() -> None:
+    """Each episode's lighting is a function of (seed, episode id): episode 3 alone equals episode 3 among others,
+    and the lighting differs between episodes."""
+    alone = perceived.episode_lighting(5, torch.tensor([3]))
+    batch = perceived.episode_lighting(5, torch.tensor([0, 1, 2, 3]))
+    assert torch.equal(alone[0], batch[3]) and not torch.equal(batch[0], batch[1])
+    assert alone.shape == (1, 16) and float(alone.min()) >= 0.0 and float(alone.max()) < 1.0
