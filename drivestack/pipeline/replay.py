@@ -30,7 +30,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see drivestack.bench.perception
 
 import contextlib  # noqa: E402
-import json  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -46,22 +45,22 @@ from tqdm import tqdm  # noqa: E402
 
 from drivestack.common import nuscenes as ds_nuscenes  # noqa: E402
 from drivestack.common.artifacts import check_out_dir  # noqa: E402
-from drivestack.common.geometry import quaternion_to_matrix, quaternion_to_yaw, wrap_angle  # noqa: E402
+from drivestack.common.geometry import wrap_angle  # noqa: E402
 from drivestack.common.nuscenes import (  # noqa: E402
     find_version,
     open_nuscenes,
-    sample_ego_pose,
-    sample_time,
-    scene_samples,
     split_scenes,
 )
-from drivestack.common.submission import drop_far_boxes, read_submission  # noqa: E402
+from drivestack.pipeline.replay_log import (  # noqa: E402
+    SceneLog,
+    check_map_files,
+    drivable_fn,
+    read_scene_log,
+    to_ego,
+)
+from drivestack.pipeline.replay_sources import CameraSource, read_submission_frames  # noqa: E402
 from drivestack.planning.open_loop import (  # noqa: E402
-    NUM_WAYPOINTS,
-    WAYPOINT_DT,
     Agents,
-    DrivableFn,
-    EgoStatus,
     ShadowPlannerConfig,
     constant_velocity,
     plan_idm,
@@ -76,17 +75,12 @@ from drivestack.planning.open_loop_metrics import (  # noqa: E402
 )
 from drivestack.report import format_number, make_run_dir, markdown_table, write_json, write_text  # noqa: E402
 from drivestack.tracking.baseline import NearestNeighbourConfig, NearestNeighbourTracker  # noqa: E402
-from drivestack.tracking.data_classes import NAME_TO_LABEL, TRACKING_NAMES, FrameDetections, FrameTracks  # noqa: E402
-from drivestack.tracking.nuscenes_io import parse_sample  # noqa: E402
+from drivestack.tracking.data_classes import TRACKING_NAMES, FrameTracks  # noqa: E402
 from drivestack.tracking.oracle import OracleConfig, oracle_detections  # noqa: E402
 from drivestack.tracking.tracker import Tracker, TrackerConfig  # noqa: E402
 
 PLANNERS = ("idm", "cv")  # the shadow planner and the constant-velocity ego-status baseline
 PLANNER_LABELS = {"idm": "IDM shadow planner", "cv": "constant velocity (ego status)"}
-FUTURE_TOLERANCE = 0.2  # [s] a waypoint's logged future is the keyframe nearest its time, at most this far off
-EGO_HISTORY = 0.2  # [s] the ego's speed and yaw rate: difference with the pose nearest this long before
-EGO_HISTORY_MAX = 0.6  # [s] poses farther back (or ahead, for the first keyframe) are not used
-COLLISION_CATEGORIES = ("vehicle.", "human.pedestrian.")  # ground-truth boxes the ego may collide with
 DETECTOR_PREFIX = "detector:"
 
 
@@ -158,193 +152,6 @@ class ReplayConfig:
         return "detector" if self.detections.startswith(DETECTOR_PREFIX) else "submission"
 
 
-# ------------------------------------------------------------------------------------------------ the log
-
-
-@dataclass
-class SceneLog:
-    """What the log of one scene says, per keyframe (K keyframes in time order)."""
-
-    name: str
-    token: str
-    samples: list[dict[str, Any]]
-    times: np.ndarray  # (K,) [s]
-    translation: np.ndarray  # (K, 3) [m] ego pose (rear axle), global
-    rotation: np.ndarray  # (K, 4) ego quaternion (w, x, y, z)
-    yaw: np.ndarray  # (K,) [rad] ego yaw, global
-    ego: EgoStatus  # (K,) speed, yaw rate, velocity (ego frame)
-    ego_causal: np.ndarray  # (K,) bool: the state came from earlier poses (False: the first keyframe, from later)
-    future: np.ndarray  # (K, T) int: keyframe index of each waypoint's logged future, -1 where none
-    gt_xy: np.ndarray  # (K, N, 2) [m] ground-truth vehicle and pedestrian boxes, global, padded to N
-    gt_yaw: np.ndarray  # (K, N) [rad]
-    gt_size: np.ndarray  # (K, N, 2) [m] (w, l)
-    gt_present: np.ndarray  # (K, N) bool
-    map_mask: Any = None  # the devkit's MapMask of the scene's log, None without one
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    @property
-    def has_future(self) -> np.ndarray:
-        """(K,) bool: every waypoint has its logged future."""
-        return (self.future >= 0).all(axis=1)
-
-
-def check_map_files(dataroot: Path, version: str) -> None:
-    """FileNotFoundError naming a map record whose mask file is missing (the devkit would fail on an assert);
-    a record with an empty filename has no mask and is fine (the planner then runs without a map)."""
-    path = Path(dataroot) / version / "map.json"
-    try:
-        records = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return  # open_nuscenes names the table's fault
-    for record in records if isinstance(records, list) else []:
-        name = record.get("filename", "") if isinstance(record, dict) else ""
-        if name and not (Path(dataroot) / name).is_file():
-            raise FileNotFoundError(
-                f"map mask {Path(dataroot) / name} of map record {record.get('token', '?')} ({path}) is missing; "
-                'put the map PNG there (the nuScenes maps/ folder) or set its filename to "" to replay without a map'
-            )
-
-
-def scene_map(nusc: NuScenes, scene: dict[str, Any]) -> Any:
-    """The MapMask of the scene's log (the devkit's), None when its map record has no mask file."""
-    log = nusc.get("log", scene["log_token"])
-    record = next((m for m in nusc.map if log["token"] in m["log_tokens"]), None)
-    if record is None or not record.get("filename"):
-        return None
-    return record["mask"]
-
-
-def _pose_track(nusc: NuScenes, sample: dict[str, Any], t_from: float, t_to: float) -> np.ndarray:
-    """Ego poses (P, 4) = (t [s], x, y, yaw) of the reference channel's sample_data chain between t_from and t_to
-    around `sample` (sweeps included where the dataset has them), in time order."""
-    channel = "LIDAR_TOP" if "LIDAR_TOP" in sample["data"] else next(iter(sample["data"]))
-    start = nusc.get("sample_data", sample["data"][channel])
-    rows = []
-    for direction in ("prev", "next"):
-        sd = start
-        while sd is not None:
-            t = sd["timestamp"] * 1e-6
-            if not t_from <= t <= t_to:
-                break
-            pose = nusc.get("ego_pose", sd["ego_pose_token"])
-            rows.append(
-                (
-                    t,
-                    pose["translation"][0],
-                    pose["translation"][1],
-                    float(quaternion_to_yaw(np.array(pose["rotation"]))),
-                )
-            )
-            sd = nusc.get("sample_data", sd[direction]) if sd[direction] else None
-    return np.array(sorted(set(rows)), dtype=np.float64).reshape(-1, 4)
-
-
-def ego_status(nusc: NuScenes, samples: list[dict[str, Any]], yaw: np.ndarray) -> tuple[EgoStatus, np.ndarray]:
-    """The ego's speed, yaw rate and velocity at each keyframe (K,), and whether each is causal.
-
-    Differences of the logged ego poses (sweeps included where the dataset has them): with the pose nearest
-    EGO_HISTORY before the keyframe (within EGO_HISTORY_MAX); at a scene's first keyframe without an earlier pose,
-    with the nearest later one instead (the log has nothing earlier; marked non-causal)."""
-    K = len(samples)
-    speed, yaw_rate, velocity = np.zeros(K), np.zeros(K), np.zeros((K, 2))
-    causal = np.ones(K, dtype=bool)
-    for i, sample in enumerate(samples):  # a loop over keyframes
-        t = sample_time(sample)
-        poses = _pose_track(nusc, sample, t - EGO_HISTORY_MAX, t + EGO_HISTORY_MAX)
-        now = poses[np.argmin(np.abs(poses[:, 0] - t))]
-        before = poses[poses[:, 0] < t - 0.02]
-        if len(before):
-            other = before[np.argmin(np.abs(before[:, 0] - (t - EGO_HISTORY)))]
-        else:
-            after = poses[poses[:, 0] > t + 0.02]
-            if not len(after):
-                continue  # a lone pose: standing still as far as the log tells
-            other, causal[i] = after[np.argmin(np.abs(after[:, 0] - (t + EGO_HISTORY)))], False
-        dt = now[0] - other[0]
-        d_global = (now[1:3] - other[1:3]) / dt  # [m/s]
-        c, s = np.cos(yaw[i]), np.sin(yaw[i])
-        velocity[i] = [c * d_global[0] + s * d_global[1], -s * d_global[0] + c * d_global[1]]
-        speed[i] = velocity[i, 0]
-        yaw_rate[i] = wrap_angle(now[3] - other[3]) / dt
-    return EgoStatus(speed, yaw_rate, velocity), causal
-
-
-def read_scene_log(nusc: NuScenes, scene: dict[str, Any], use_map: bool = True) -> SceneLog:
-    """The log of one scene: ego poses and state, each waypoint's future keyframe, ground-truth boxes, map."""
-    samples = scene_samples(nusc, scene)
-    K = len(samples)
-    times = np.array([sample_time(s) for s in samples])
-    poses = [sample_ego_pose(nusc, s) for s in samples]
-    translation = np.array([p["translation"] for p in poses], dtype=np.float64).reshape(K, 3)
-    rotation = np.array([p["rotation"] for p in poses], dtype=np.float64).reshape(K, 4)
-    yaw = quaternion_to_yaw(rotation)
-    ego, causal = ego_status(nusc, samples, yaw)
-    # each waypoint's logged future: the keyframe nearest its time, within FUTURE_TOLERANCE
-    want = times[:, None] + WAYPOINT_DT * np.arange(1, NUM_WAYPOINTS + 1)[None, :]  # (K, T)
-    nearest = np.abs(times[None, None, :] - want[:, :, None]).argmin(axis=2)  # (K, T)
-    future = np.where(np.abs(times[nearest] - want) <= FUTURE_TOLERANCE, nearest, -1)
-    # ground-truth vehicles and pedestrians per keyframe, padded
-    boxes = []
-    for sample in samples:
-        anns = [nusc.get("sample_annotation", t) for t in sample["anns"]]
-        anns = [a for a in anns if a["category_name"].startswith(COLLISION_CATEGORIES)]
-        boxes.append(anns)
-    N = max([len(b) for b in boxes] + [0])
-    gt_xy, gt_yaw = np.zeros((K, N, 2)), np.zeros((K, N))
-    gt_size, gt_present = np.ones((K, N, 2)), np.zeros((K, N), dtype=bool)
-    for i, anns in enumerate(boxes):
-        n = len(anns)
-        if n:
-            gt_xy[i, :n] = [a["translation"][:2] for a in anns]
-            gt_yaw[i, :n] = quaternion_to_yaw(np.array([a["rotation"] for a in anns], dtype=np.float64))
-            gt_size[i, :n] = [a["size"][:2] for a in anns]
-            gt_present[i, :n] = True
-    return SceneLog(
-        scene["name"],
-        scene["token"],
-        samples,
-        times,
-        translation,
-        rotation,
-        yaw,
-        ego,
-        causal,
-        future,
-        gt_xy,
-        gt_yaw,
-        gt_size,
-        gt_present,
-        scene_map(nusc, scene) if use_map else None,
-    )
-
-
-def to_ego(log: SceneLog, xy: np.ndarray, index: np.ndarray | None = None) -> np.ndarray:
-    """Global points (K, ..., 2) into the ego frame of each keyframe (or of keyframes `index` (K,))."""
-    i = np.arange(len(log)) if index is None else index
-    c, s = np.cos(log.yaw[i]), np.sin(log.yaw[i])
-    shape = (len(i),) + (1,) * (xy.ndim - 2)
-    dx, dy = xy[..., 0] - log.translation[i, 0].reshape(shape), xy[..., 1] - log.translation[i, 1].reshape(shape)
-    c, s = c.reshape(shape), s.reshape(shape)
-    return np.stack([c * dx + s * dy, -s * dx + c * dy], axis=-1)
-
-
-def drivable_fn(log: SceneLog, index: np.ndarray) -> DrivableFn | None:
-    """Ego-frame points (B, M, 2) of keyframes `index` (B,) -> (B, M) on the map's drivable area; None: no map."""
-    if log.map_mask is None:
-        return None
-    c, s = np.cos(log.yaw[index]), np.sin(log.yaw[index])
-    tx, ty = log.translation[index, 0], log.translation[index, 1]
-
-    def on(points: np.ndarray) -> np.ndarray:
-        x = c[:, None] * points[..., 0] - s[:, None] * points[..., 1] + tx[:, None]
-        y = s[:, None] * points[..., 0] + c[:, None] * points[..., 1] + ty[:, None]
-        return log.map_mask.is_on_mask(x.reshape(-1), y.reshape(-1)).reshape(points.shape[:-1])
-
-    return on
-
-
 # ------------------------------------------------------------------------------------------------ stages
 
 
@@ -405,128 +212,6 @@ def score(log: SceneLog, plans: dict[str, np.ndarray]) -> dict[str, SampleScores
     ego_xy, ego_yaw, boxes = logged_future(log, rows)
     drivable = drivable_fn(log, rows)
     return {name: score_plans(p[rows], ego_xy, ego_yaw, boxes, drivable) for name, p in plans.items()}
-
-
-# ------------------------------------------------------------------------------------------------ perception sources
-
-
-def read_submission_frames(path: Path, nusc: NuScenes, logs: list[SceneLog]) -> list[list[FrameDetections]]:
-    """The submission's detections of each replayed keyframe (global frame, tracked classes only).
-
-    The file may hold results for other samples of the dataset (a whole split's submission); ValueError when a
-    sample is not in the dataset at all, or when none of the replayed keyframes has results."""
-    submission = read_submission(path, "detection", sample_tokens=[s["token"] for s in nusc.sample])
-    ours = {s["token"] for log in logs for s in log.samples}
-    if not ours & set(submission["results"]):
-        raise ValueError(
-            f"{path}: none of the {len(ours)} replayed keyframes has results (the file holds "
-            f"{len(submission['results'])} other samples of {nusc.dataroot}); give the submission made for these scenes"
-        )
-    ego_xy = {s["token"]: log.translation[i, :2].tolist() for log in logs for i, s in enumerate(log.samples)}
-    results = drop_far_boxes(submission, ego_xy, path)["results"]
-    return [[parse_sample(path, s, results.get(s["token"], [])) for s in log.samples] for log in logs]
-
-
-class CameraSource:
-    """`detector:<checkpoint>`: the camera detector on every camera image of a keyframe as one batch, merged."""
-
-    def __init__(self, spec: str, nusc: NuScenes, logs: list[SceneLog], device: str) -> None:
-        from drivestack.common.host import resolve_device
-        from drivestack.perception.config import CAMERAS
-        from drivestack.perception.dataset import dataset_cameras, load_frame
-        from drivestack.perception.infer import Detector
-        from drivestack.release import resolve_checkpoint_path
-
-        self.nusc = nusc
-        # the cameras the replayed keyframes hold (a dataset may list six in its sensor table and record one)
-        recorded = {channel for log in logs for sample in log.samples for channel in sample["data"]}
-        self.cameras = tuple(c for c in CAMERAS if c in dataset_cameras(nusc) and c in recorded)
-        if not self.cameras:
-            raise ValueError(f"the replayed keyframes of {nusc.dataroot} hold no camera image to detect")
-        # every keyframe's camera frames, expressed in the keyframe's ego frame (LIDAR_TOP's pose), checked up front
-        self.frames: dict[str, list[Any]] = {}
-        for log in logs:
-            for i, sample in enumerate(log.samples):
-                pose = np.eye(4)
-                pose[:3, :3] = quaternion_to_matrix(log.rotation[i])
-                pose[:3, 3] = log.translation[i]
-                present = [c for c in self.cameras if c in sample["data"]]
-                self.frames[sample["token"]] = [load_frame(nusc, sample["token"], c, pose) for c in present]
-        missing = [f.image_path for fs in self.frames.values() for f in fs if not f.image_path.is_file()]
-        if missing:
-            raise FileNotFoundError(
-                f"image file {missing[0]} is missing ({len(missing)} of the replayed keyframes' camera images are); "
-                "the detector needs every camera image (or replay a submission or oracle instead)"
-            )
-        self.detector = Detector.from_checkpoint(resolve_checkpoint_path(spec), device=str(resolve_device(device)))
-        self.checkpoint = spec
-        self.track_label = np.array([NAME_TO_LABEL.get(n, -1) for n in self.detector.cfg.classes], dtype=np.int64)
-        self.eval_frames: list[Any] = []  # one CameraFrame per keyframe (the first camera's, ego frame of the sample)
-        self.eval_dets: list[Any] = []  # its merged Detections (1, K')
-        self.eval_rows: list[np.ndarray] = []  # merged rows given to the tracker
-
-    def detect(self, log: SceneLog, i: int) -> FrameDetections:
-        import torch
-
-        from drivestack.perception.boxes import scale_intrinsic
-        from drivestack.perception.dataset import read_image, resize_image
-        from drivestack.perception.infer import detect_cameras
-
-        sample = log.samples[i]
-        frames = self.frames[sample["token"]]
-        size = self.detector.cfg.input_size
-        images, k_in = [], []
-        for f in frames:  # decode and resize each camera image (6 per keyframe)
-            image = read_image(f.image_path)
-            h, w = image.shape[-2:]
-            images.append(resize_image(image, size))
-            k_in.append(scale_intrinsic(torch.from_numpy(f.intrinsic).float(), size[0] / w, size[1] / h))
-        cam2ego = torch.stack([torch.from_numpy(f.cam2ego).float() for f in frames])
-        dets = detect_cameras(self.detector, torch.stack(images)[None], torch.stack(k_in)[None], cam2ego[None])
-        dets = dets.to("cpu")
-        boxes, scores = dets.boxes[0].double().numpy(), dets.scores[0].double().numpy()
-        labels = self.track_label[dets.labels[0].numpy()]
-        rows = np.flatnonzero((scores > 0) & (labels >= 0))  # merged boxes (the padding scores 0) of tracked classes
-        self.eval_frames.append(frames[0])
-        self.eval_dets.append(dets)
-        self.eval_rows.append(rows)
-        frame = FrameDetections.from_boxes(
-            sample["token"], log.times[i], boxes[rows, :3], boxes[rows, 3:6], boxes[rows, 6], scores[rows], labels[rows]
-        )
-        return frame.to_global(log.translation[i], log.rotation[i])
-
-    def evaluate(self, tracks: list[FrameTracks], out_dir: Path) -> dict[str, Any]:
-        """DetectionEval of the merged detections (full_scene_v1; camera_front_v1 for a CAM_FRONT-only dataset),
-        velocities from the tracker's tracks."""
-        import torch
-
-        from drivestack.perception.evaluate import default_protocol, evaluate_detections, load_protocol
-        from drivestack.perception.infer import Detections
-
-        width = max(d.scores.shape[1] for d in self.eval_dets)
-
-        def pad(t: torch.Tensor) -> torch.Tensor:
-            return torch.nn.functional.pad(t, (0, 0) * (t.dim() - 2) + (0, width - t.shape[1]))
-
-        velocity = torch.zeros(len(self.eval_dets), width, 2)
-        for k, (rows, f) in enumerate(zip(self.eval_rows, tracks)):  # each detection takes its track's velocity
-            took = f.detection_index >= 0
-            velocity[k, rows[f.detection_index[took]]] = torch.from_numpy(f.velocity[took]).float()
-        dets = Detections(
-            torch.cat([pad(d.boxes) for d in self.eval_dets]),
-            torch.cat([pad(d.scores) for d in self.eval_dets]),
-            torch.cat([pad(d.labels) for d in self.eval_dets]),
-            self.eval_dets[0].classes,
-            velocity,
-        )
-        protocol = load_protocol(default_protocol(self.cameras))  # full_scene_v1; camera_front_v1 for it alone
-        metrics = evaluate_detections(
-            self.nusc, self.eval_frames, dets, self.detector.attributes, out_dir, protocol, plots=False
-        )
-        return {k: metrics[k] for k in ("mAP", "NDS", "AP", "tp_errors", "classes", "gt_counts", "num_samples")} | {
-            "protocol": protocol["name"],
-            "cameras": list(self.cameras),
-        }
 
 
 # ------------------------------------------------------------------------------------------------ tracking eval

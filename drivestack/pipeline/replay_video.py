@@ -19,7 +19,7 @@ from nuscenes import NuScenes
 
 from drivestack.common.geometry import box_corners
 from drivestack.perception.dataset import load_frame
-from drivestack.pipeline.replay import SceneLog
+from drivestack.pipeline.replay_log import SceneLog
 from drivestack.pipeline.video import (
     BEV_RANGE,
     MOSAIC,
@@ -130,7 +130,7 @@ def write_scene_video(
     Args:
         path: the MP4 file.
         nusc: the dataset (camera images, calibrations, ground truth).
-        log: the scene's log (`pipeline.replay.read_scene_log`).
+        log: the scene's log (`pipeline.replay_log.read_scene_log`).
         tracks: the tracker's output per keyframe (global frame).
         plans: planner name -> waypoints (K, T, 2), ego frame.
         min_score: tracks scoring less are not drawn (the planner did not see them either).
