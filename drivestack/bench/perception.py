@@ -38,16 +38,15 @@ from drivestack.perception.config import CAMERAS, ModelConfig, resolve_cameras, 
 from drivestack.perception.dataset import dataset_cameras, load_frames, read_image, resize_image  # noqa: E402
 from drivestack.perception.evaluate import (  # noqa: E402
     FULL_SCENE,
-    check_submission_samples,
     default_protocol,
     evaluate_detections,
-    evaluate_submission,
     load_protocol,
     protocol_scope,
 )
 from drivestack.perception.infer import Detector, detect_frames, merge_frames  # noqa: E402
 from drivestack.perception.merge import DEFAULT_RADIUS  # noqa: E402
 from drivestack.perception.speed import measure_speed  # noqa: E402
+from drivestack.perception.submission_eval import check_submission_samples, evaluate_submission  # noqa: E402
 from drivestack.release import resolve_checkpoint_path  # noqa: E402
 from drivestack.report import format_number, make_run_dir, write_json, write_text  # noqa: E402
 
