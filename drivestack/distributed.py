@@ -149,6 +149,16 @@ def episode_ranges(episodes: int, parts: int) -> list[tuple[int, int]]:
     return [(bounds[i], bounds[i + 1] - bounds[i]) for i in range(parts)]
 
 
+def warn_random_split(policies: Sequence[str]) -> None:
+    """Warn (once per call) when `random` is among the policies whose episodes are split over workers."""
+    if "random" in policies:
+        warnings.warn(
+            "--ray: the random policy draws every environment's maneuver from one generator, so its figures depend "
+            "on how the episodes are split (the other policies' do not)",
+            stacklevel=3,
+        )
+
+
 def cluster_cpus() -> int:
     """CPUs of the connected Ray cluster (at least 1)."""
     ray = import_ray()

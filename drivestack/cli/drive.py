@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-import warnings
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Annotated
@@ -200,12 +199,7 @@ def drive_part(
 
 def _drive_on_ray(cfg: DriveConfig, config: EnvConfig, loop: LoopConfig, video: VideoSpec | None) -> DriveResult:
     """One path's episodes as Ray tasks of consecutive episode ranges (one per CPU of the cluster), merged."""
-    if cfg.policy == "random":
-        warnings.warn(
-            "--ray: the random policy draws every environment's maneuver from one generator, so its figures depend "
-            "on how the episodes are split",
-            stacklevel=2,
-        )
+    distributed.warn_random_split([cfg.policy])
     ranges = distributed.episode_ranges(cfg.episodes, distributed.cluster_cpus())
     if loop.detector is not None:
         loop = replace(loop, detector=Path(loop.detector).absolute())

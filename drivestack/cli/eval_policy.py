@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import time
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated
@@ -292,12 +291,7 @@ def _evaluate_on_ray(cfg: EvalPolicyConfig, config: EnvConfig, labels: list[str]
     ones do not hold the rest up), joined in episode order. Each result's wall time is the whole Ray evaluation's."""
     from drivestack import distributed
 
-    if "random" in cfg.policies:
-        warnings.warn(
-            "--ray: the random policy draws every environment's maneuver from one generator, so its figures depend "
-            "on how the episodes are split (the other policies' do not)",
-            stacklevel=2,
-        )
+    distributed.warn_random_split(cfg.policies)
     with distributed.ray_session(cfg.ray):
         ranges = distributed.episode_ranges(cfg.episodes, 2 * distributed.cluster_cpus())
         specs = [portable_spec(spec) for spec in cfg.policies]
