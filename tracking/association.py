@@ -7,7 +7,8 @@ matrix in which an invalid pair is worth nothing, so it never competes with a va
 the same as one per class (the valid pairs form one block per class), without a Python loop over classes.
 
 Pair lists (the tracker): `near_pairs` lists only the candidate pairs of one group (environment and class)
-within a reach, and `match_pairs` matches them, so B environments cost B times one, never B^2.
+within a reach, and `greedy_pairs` (both association stages in one sequential greedy) or `match_pairs` matches
+them, so B environments cost B times one, never B^2.
 """
 
 from __future__ import annotations
@@ -166,14 +167,13 @@ def match_pairs(
     own, and the work grows with the conflicts, never with (all rows) x (all columns)."""
     if not len(rows):
         return rows, cols
+    if Matcher(matcher) is Matcher.GREEDY:
+        return greedy_pairs(rows, cols, cost)
     alone = (np.bincount(rows)[rows] == 1) & (np.bincount(cols)[cols] == 1)  # [P] no competitor either way
     if alone.all():
         return rows, cols
     conflict = ~alone
     rc, cc, cost = rows[conflict], cols[conflict], cost[conflict]
-    if Matcher(matcher) is Matcher.GREEDY:
-        r, c = greedy_pairs(rc, cc, cost)
-        return np.concatenate([rows[alone], r]), np.concatenate([cols[alone], c])
     out_r, out_c = [rows[alone]], [cols[alone]]
     if group is None:
         blocks = [np.arange(len(rc))]
@@ -192,35 +192,46 @@ def match_pairs(
     return np.concatenate(out_r), np.concatenate(out_c)
 
 
-def greedy_pairs(rows: np.ndarray, cols: np.ndarray, cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`greedy_match` on a pair list (rows [P], cols [P], cost [P]): rounds of mutually cheapest pairs, each
-    round one sort of the pairs left per side. Ties go to the lower column (for a row) and the lower row (for a
-    column), as the dense version's argmin."""
+def greedy_pairs(
+    rows: np.ndarray, cols: np.ndarray, cost: np.ndarray, stage: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sequential greedy matching on a pair list (rows [P], cols [P], cost [P]): pairs in the order of (`stage`
+    [P] int, then cost, then row, then column), each taken unless an earlier taken pair holds its row or column.
+
+    Computed in rounds of mutually first pairs (a pair first in that order for both its row and its column is
+    taken by the sequential greedy; take them all, drop the pairs they block, repeat): one sort, then a few
+    small scatter-mins per round, usually 1-3 rounds. Ties go to the lower column (for a row) and the lower row
+    (for a column), as the dense `greedy_match`'s argmin. `stage` (None: one stage) puts every pair of stage 0
+    before any of stage 1: two-stage association as one greedy."""
+    keys = (cols, rows, cost) if stage is None else (cols, rows, cost, stage)
+    order = np.lexsort(keys)  # the greedy order: position k in it is pair order[k]'s rank
+    rows, cols = rows[order], cols[order]
+    rank = np.arange(len(rows))
+    last = len(rows)  # greater than every rank
+    first_r = np.empty(rows.max() + 1, dtype=np.int64)
+    first_c = np.empty(cols.max() + 1, dtype=np.int64)
     taken_r, taken_c = [], []
-    free_r = np.ones(rows.max() + 1, dtype=bool)
-    free_c = np.ones(cols.max() + 1, dtype=bool)
-    while len(rows):
-        mutual = _first_of_each(rows, np.lexsort((cols, cost, rows)))  # per row: cheapest, then lowest column
-        mutual &= _first_of_each(cols, np.lexsort((rows, cost, cols)))
-        r, c = rows[mutual], cols[mutual]  # never empty: the cheapest pair left is mutual
+    while True:
+        first_r.fill(last)
+        first_c.fill(last)
+        np.minimum.at(first_r, rows, rank)  # [R] the first pair left of each row
+        np.minimum.at(first_c, cols, rank)
+        mutual = (first_r[rows] == rank) & (first_c[cols] == rank)  # never empty: the first pair left is mutual
+        r, c = rows[mutual], cols[mutual]
         taken_r.append(r)
         taken_c.append(c)
-        free_r[r] = False
-        free_c[c] = False
-        left = free_r[rows] & free_c[cols]
-        rows, cols, cost = rows[left], cols[left], cost[left]
+        # every pair left shares nothing with the taken ones: first_* of the taken rows and columns are < len
+        first_r.fill(0)
+        first_c.fill(0)
+        first_r[r] = 1
+        first_c[c] = 1
+        left = (first_r[rows] | first_c[cols]) == 0
+        if not left.any():
+            break
+        rows, cols, rank = rows[left], cols[left], rank[left]
+    if len(taken_r) == 1:
+        return taken_r[0], taken_c[0]
     return np.concatenate(taken_r), np.concatenate(taken_c)
-
-
-def _first_of_each(key: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Mask [P]: the first entry of each key in `order` (a sort by key)."""
-    k = key[order]
-    first = np.empty(len(key), dtype=bool)
-    first[0] = True
-    np.not_equal(k[1:], k[:-1], out=first[1:])
-    mask = np.zeros(len(key), dtype=bool)
-    mask[order[first]] = True
-    return mask
 
 
 DENSE_PAIRS = 1 << 16  # up to this many track x detection entries, candidates come from one dense matrix
@@ -240,19 +251,14 @@ def near_pairs(
     keys (`group_pairs`); the result is the same set either way. Distances are of differences, so exact for
     far-apart boxes (a pair too far apart for float64 is never near)."""
     # differences first (exact for far-apart boxes), clipped so that no square overflows (1e150 m: never near)
-    if len(key_a) * len(key_b) <= DENSE_PAIRS:
-        dx = np.abs(xy_b[:, 0] - xy_a[:, :1])  # [A, B]
-        dy = np.abs(xy_b[:, 1] - xy_a[:, 1:])
-        np.minimum(dx, _FAR, out=dx)
-        np.minimum(dy, _FAR, out=dy)
-        dx *= dx
-        dy *= dy
-        dx += dy
-        reach = reach_a[:, None] + reach_b  # [A, B] or [A, 1]
-        near = (dx < reach * reach) & (key_a[:, None] == key_b)
+    if len(key_a) * len(key_b) <= DENSE_PAIRS:  # one dense test on x (near implies |dx| < reach), then pairs
+        dx = xy_b[:, 0] - xy_a[:, :1]  # [A, B]
+        np.abs(dx, out=dx)
+        near = dx < (reach_a[:, None] + reach_b)
+        near &= key_a[:, None] == key_b
         a, b = np.nonzero(near)
-        return a, b, np.sqrt(dx[a, b])
-    a, b = group_pairs(key_a, key_b, num_keys)
+    else:
+        a, b = group_pairs(key_a, key_b, num_keys)
     dx = np.minimum(np.abs(xy_b[b, 0] - xy_a[a, 0]), _FAR)
     dy = np.minimum(np.abs(xy_b[b, 1] - xy_a[a, 1]), _FAR)
     d2 = dx * dx + dy * dy

@@ -80,32 +80,37 @@ def nms(box: np.ndarray, score: np.ndarray, group: np.ndarray, num_groups: int, 
     same `group` [N] (int < num_groups, e.g. env x classes + label) with a higher score overlaps by more than
     `iou` [N] (the threshold of each box's group; 1 keeps everything)."""
     n = len(score)
-    keep = np.ones(n, dtype=bool)
     if n < 2:
-        return keep
-    w, l = box[:, 4], box[:, 5]  # noqa: E741
+        return np.ones(n, dtype=bool)
+    x, w, l = box[:, 0], box[:, 4], box[:, 5]  # noqa: E741
     c, s = np.abs(np.cos(box[:, 3])), np.abs(np.sin(box[:, 3]))
-    half = 0.5 * np.stack([c * l + s * w, s * l + c * w], axis=1)  # [N, 2] axis-aligned hull half extents
-    area = w * l
+    half_x = c * l
+    half_x += s * w
+    half_x *= 0.5  # [N] axis-aligned hull half extent along x
     if n * n <= DENSE_PAIRS:  # one environment: a dense test of the hulls' x overlap finds the candidates
-        gap_x = (half[:, None, 0] + half[:, 0]) - np.abs(box[:, None, 0] - box[:, 0])  # [N, N]
-        i, j = np.nonzero(np.triu((gap_x > 0.0) & (group[:, None] == group), 1))  # each unordered pair once
+        gap_x = (half_x[:, None] + half_x) - np.abs(x[:, None] - x)  # [N, N]
+        i, j = np.nonzero((gap_x > 0.0) & (group[:, None] == group))
+        upper = i < j  # each unordered pair once (and not a box with itself)
     else:
         reach = 0.5 * np.sqrt(w * w + l * l)  # [N] circumscribed radius: only boxes whose circles meet overlap
         i, j, _ = near_pairs(group, box[:, :2], reach, group, box[:, :2], reach, num_groups)
-        pair = i < j  # each unordered pair once (and not a box with itself)
-        i, j = i[pair], j[pair]
+        upper = i < j
+    i, j = i[upper], j[upper]
     if not len(i):
-        return keep
+        return np.ones(n, dtype=bool)
     # cheap bound first: the overlap of the boxes' axis-aligned hulls bounds their intersection from above
-    gap = half[i] + half[j] - np.abs(box[i, :2] - box[j, :2])  # [Q, 2] hull overlap per axis
-    bound = np.minimum(np.maximum(gap, 0.0).prod(axis=1), np.minimum(area[i], area[j]))
+    half_y = 0.5 * (s * l + c * w)  # [N]
+    area = w * l
+    gap_x = np.maximum(half_x[i] + half_x[j] - np.abs(x[i] - x[j]), 0.0)  # [Q] hull overlap per axis
+    gap_y = np.maximum(half_y[i] + half_y[j] - np.abs(box[i, 1] - box[j, 1]), 0.0)
+    bound = np.minimum(gap_x * gap_y, np.minimum(area[i], area[j]))
     maybe = bound > iou[i] * (area[i] + area[j] - bound)  # IoU <= bound / (A + B - bound); one group, one iou
     if not maybe.any():
-        return keep
+        return np.ones(n, dtype=bool)
     i, j = i[maybe], j[maybe]
+    keep = np.ones(n, dtype=bool)
     rank = np.empty(n, dtype=np.int64)
-    rank[np.lexsort((np.arange(n), -score))] = np.arange(n)  # 0: best; ties by index
+    rank[np.argsort(-score, kind="stable")] = np.arange(n)  # 0: best; ties by index
     first = rank[i] < rank[j]
     hi, lo = np.where(first, i, j), np.where(first, j, i)  # better box first
     over = bev_iou(box[hi], box[lo]) > iou[lo]

@@ -30,13 +30,14 @@ environment has its own clock. `Tracker` is the one-environment case. Per-class 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from drivestack.common.geometry import wrap_angle
 from drivestack.tracking import kalman
-from drivestack.tracking.association import Matcher, Metric, match_pairs, near_pairs
+from drivestack.tracking.association import Matcher, Metric, greedy_pairs, match_pairs, near_pairs
 from drivestack.tracking.config import OutputBox, TrackerConfig
 from drivestack.tracking.data_classes import TRACKING_NAMES, FrameDetections, FrameTracks
 from drivestack.tracking.params import NUM_CLASSES
@@ -49,6 +50,8 @@ COV = slice(kalman.MEAN_FLAT, kalman.FLAT)  # 21: covariance blocks [3, 7] (P_pp
 STATE = slice(0, kalman.FLAT)  # mean and covariance together (what the transition acts on)
 ID, LABEL, HITS, MISSES, SCORE, DET, ENV = range(kalman.FLAT, kalman.FLAT + 7)  # integers exact in float64
 WIDTH = kalman.FLAT + 7  # DET: the row of this step's detections the track took (-1: none); ENV: environment
+_N = kalman.NUM_AXES
+P_PP, P_PV, P_VV = (slice(kalman.MEAN_FLAT + k * _N, kalman.MEAN_FLAT + (k + 1) * _N) for k in range(3))  # [T, 7] each
 VAR_XY = slice(kalman.MEAN_FLAT, kalman.MEAN_FLAT + 2)  # P_pp of x and y
 RATE_XY = slice(kalman.NUM_AXES, kalman.NUM_AXES + 2)  # vx, vy in the mean
 VAR_RATE_XY = slice(kalman.MEAN_FLAT + 2 * kalman.NUM_AXES, kalman.MEAN_FLAT + 2 * kalman.NUM_AXES + 2)  # P_vv x y
@@ -107,8 +110,10 @@ class MultiTracker:
         self._newborn[:, LABEL] = np.arange(NUM_CLASSES)
         # output rule as lookup tables by (confirmed, consecutive misses): shown? and the score factor
         misses = np.arange(max(c.max_misses, c.max_misses_tentative) + 2)
-        self._score_factor = np.stack([c.tentative_score * c.coast_decay**misses, c.coast_decay**misses])
-        self._shown = np.stack([misses == 0, misses <= c.coast_frames])
+        self._score_factor = np.concatenate([c.tentative_score * c.coast_decay**misses, c.coast_decay**misses])
+        self._shown = np.concatenate([misses == 0, misses <= c.coast_frames])
+        self._stride = float(len(misses))  # confirmed rows follow the tentative ones
+        self._max_misses = float(c.max_misses)
         self._transitions: dict[float, tuple[np.ndarray, np.ndarray]] = {}
         self._next_id = np.zeros(num_envs, dtype=np.int64)  # per environment; ids stay unique across resets
         self.table = np.zeros((0, WIDTH))  # [T, WIDTH] the live tracks of all environments (column constants)
@@ -217,13 +222,14 @@ class MultiTracker:
         is_high = score >= self._birth_score[label]  # [M'] may start a track; first-stage detection
         rows, cols = self._associate(table, box, label, is_high, denv)
         if len(rows):
-            table[rows] = self._update(table[rows], box[cols], velocity[cols], label[cols])
-            table[rows, SCORE] = score[cols]
-            table[rows, DET] = keep[cols]
+            matched = self._update(table[rows], box[cols], velocity[cols], label[cols])
+            matched[:, SCORE] = score[cols]
+            matched[:, DET] = keep[cols]
+            table[rows] = matched
 
         # lifecycle: delete the lost, start tentative tracks at unmatched detections that may give birth
         if len(table):
-            limit = np.where(table[:, HITS] >= c.min_hits, c.max_misses, c.max_misses_tentative)
+            limit = self._max_misses if c.max_misses == c.max_misses_tentative else self._miss_limit(table)
             alive = table[:, MISSES] <= limit
             if not alive.all():
                 table = table[alive]
@@ -233,6 +239,10 @@ class MultiTracker:
             table = np.concatenate([table, self._births(box, velocity, label, score, denv, keep, new)])
         self.table = table
         return self._output(table, det.box, env, times, tokens)
+
+    def _miss_limit(self, table: np.ndarray) -> np.ndarray:
+        c = self.config
+        return np.where(table[:, HITS] >= c.min_hits, c.max_misses, c.max_misses_tentative)  # [T]
 
     def predict(self, times: np.ndarray, tokens: list[str] | None = None) -> list[FrameTracks]:
         """Advance every started environment to `times` [B] [s] without detections (between camera frames): no
@@ -330,7 +340,8 @@ class MultiTracker:
         # predicted position variance [T]; x and y share it exactly (same noises, same gains: `_kf` per axis)
         var = table[:, VAR_XY.start]
         # the centre-distance gate of each track: its class's, widened by its own position uncertainty
-        gate = self._max_distance[t_label] + c.gate_sigmas * np.sqrt(var)  # [T]
+        max_distance = self._max_distance[t_label]  # [T]
+        gate = max_distance + c.gate_sigmas * np.sqrt(var)  # [T]
         ti, di, dist = near_pairs(t_key, table[:, :2], gate, d_key, box[:, :2], 0.0, self.num_envs * NUM_CLASSES)
         # [P] candidates: same environment and class, within the gate
         if not len(ti):
@@ -338,76 +349,98 @@ class MultiTracker:
         if self._metric is Metric.CENTER:  # Hungarian: most pairs first, then the least summed distance
             cost, threshold = dist, _CENTER_MARGIN
         else:
-            pair_label = label[di]
-            r = self._r_xy[pair_label]  # [P] measurement variance of x and of y
-            s = var[ti] + r  # [P] innovation variance (x and y)
+            # per track, then per pair (a pair's track and detection share the class, so R is the track's)
+            r_t = self._r_xy[t_label]  # [T] measurement variance of x and of y
+            s_t = var + r_t  # [T] innovation variance (x and y)
+            s = s_t[ti]  # [P]
             dx = box[di, 0] - table[ti, 0]
             dy = box[di, 1] - table[ti, 1]
             cost = dx * dx / s + dy * dy / s
             if self._metric is Metric.NLL:
-                cost += np.minimum(np.log(s * s / (r * r)), c.max_log_det)
+                cost += np.minimum(np.log(s_t * s_t / (r_t * r_t)), c.max_log_det)[ti]
             if c.heading_prior:  # tracks with one hit: their velocity is unknown, its direction is not
-                young = np.flatnonzero(table[ti, HITS] == 1)
+                young_t = table[:, HITS] == 1
+                young = np.flatnonzero(young_t[ti])
                 if len(young):
-                    cost[young] = self._newborn_cost(table[ti[young]], dx[young], dy[young], r[young])
+                    cost[young] = self._newborn_cost(table, young_t, r_t, t_label)(ti[young], dx[young], dy[young])
             threshold = c.mahalanobis_gate
             # within the class's own gate a pair is always valid (a lidar box's centre can jump a few metres along
             # a partly seen car, beyond what R allows); beyond it only if also likely under S
-            within = dist < self._max_distance[pair_label]
-            cost = np.where(within, np.minimum(cost, threshold * (1.0 - 1e-9)), cost)
+            within = dist < max_distance[ti]
+            np.minimum(cost, threshold * (1.0 - 1e-9), out=cost, where=within)
             valid = within | (cost < threshold)
             if not valid.all():
                 ti, di, cost = ti[valid], di[valid], cost[valid]
-        hungarian = self._matcher is Matcher.HUNGARIAN
-        group = env[di] if hungarian else None  # Hungarian solves each environment's conflicts on their own
-        if not c.two_stage or is_high.all():  # one stage (the common case when the detector is confident)
-            return match_pairs(ti, di, cost, threshold, self._matcher, group)
+        if not len(ti):
+            return _EMPTY_INT, _EMPTY_INT
+        one_stage = not c.two_stage or is_high.all()  # the common case when the detector is confident
+        if self._matcher is Matcher.GREEDY:  # both stages as one greedy: every first-stage pair ranks first
+            return greedy_pairs(ti, di, cost, None if one_stage else ~is_high[di])
+        if one_stage:  # Hungarian solves each environment's conflicts on their own
+            return match_pairs(ti, di, cost, threshold, self._matcher, env[di])
         high = is_high[di]
-        rows, cols = match_pairs(
-            ti[high], di[high], cost[high], threshold, self._matcher, group[high] if hungarian else None
-        )
+        rows, cols = match_pairs(ti[high], di[high], cost[high], threshold, self._matcher, env[di[high]])
         # second stage: low-score detections extend the tracks left over
         free = np.ones(len(table), dtype=bool)
         free[rows] = False
         low = ~high & free[ti]
         if low.any():
-            r2, c2 = match_pairs(
-                ti[low], di[low], cost[low], threshold, self._matcher, group[low] if hungarian else None
-            )
+            r2, c2 = match_pairs(ti[low], di[low], cost[low], threshold, self._matcher, env[di[low]])
             rows, cols = np.concatenate([rows, r2]), np.concatenate([cols, c2])
         return rows, cols
 
-    def _newborn_cost(self, track: np.ndarray, dx: np.ndarray, dy: np.ndarray, r: np.ndarray) -> np.ndarray:
-        """The association cost [P] of pairs whose track has one hit, under the heading prior
+    def _newborn_cost(
+        self, table: np.ndarray, young: np.ndarray, r: np.ndarray, label: np.ndarray
+    ) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+        """The association cost of pairs whose track has one hit, under the heading prior
         (`TrackerConfig.heading_prior`): the displacement (dx, dy) [P] [m] split along and across the track's
-        heading, each with its own innovation variance. track [P, WIDTH]: the pairs' track rows; r [P]: the
-        measurement variance of x (and of y)."""
-        yaw = track[:, 3]
+        heading, each with its own innovation variance. Per track of `table` (where `young` [T] holds; r [T] the
+        measurement variance of x and of y, label [T]) first; returns cost(track rows [P], dx [P], dy [P])."""
+        track = table[young]
+        yaw, r, var = track[:, 3], r[young], track[:, VAR_XY.start]
         cos, sin = np.cos(yaw), np.sin(yaw)
-        along = dx * cos + dy * sin
-        across = dy * cos - dx * sin
         # one hit: the position variance is r (birth) + dt^2 init_speed_std^2 + Q (motion), the same on both axes
-        motion = np.maximum(track[:, VAR_XY.start] - r, 0.0)
-        s_along = r + r + motion  # [P] birth position + measurement + motion along the heading
-        s_across = r + r + motion * self._lateral[track[:, LABEL].astype(np.intp)]
-        cost = along * along / s_along + across * across / s_across
-        if self._metric is Metric.NLL:
-            cost += np.minimum(np.log(s_along * s_across / (r * r)), self.config.max_log_det)
+        motion = np.maximum(var - r, 0.0)
+        s_along = r + r + motion  # birth position + measurement + motion along the heading
+        s_across = r + r + motion * self._lateral[label[young]]
+        offset = np.minimum(np.log(s_along * s_across / (r * r)), self.config.max_log_det)
+        if self._metric is not Metric.NLL:
+            offset[:] = 0.0
+        where = np.cumsum(young) - 1  # [T] row among the young tracks
+
+        def cost(rows: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+            k = where[rows]
+            along = dx * cos[k] + dy * sin[k]
+            across = dy * cos[k] - dx * sin[k]
+            return along * along / s_along[k] + across * across / s_across[k] + offset[k]
+
         return cost
 
     def _update(self, matched: np.ndarray, box: np.ndarray, velocity: np.ndarray, label: np.ndarray) -> np.ndarray:
-        """Matched table rows [K, WIDTH] updated with their detections' boxes [K, 7] and velocities [K, 2]."""
+        """Matched table rows [K, WIDTH] (a copy) updated in place with their detections' boxes [K, 7] and
+        velocities [K, 2]: `kalman.update` (then `kalman.update_velocity`) written on the flat columns."""
         c = self.config
-        kf = kalman.update(_kf(matched), box, self._r[label], flip_yaw=c.flip_yaw)
+        y = box - matched[:, :7]  # [K, 7] innovation
+        yaw = y[:, kalman.YAW]
+        if c.flip_yaw:  # flipping by pi whenever |dyaw| > pi/2 is wrapping dyaw into [-pi/2, pi/2)
+            y[:, kalman.YAW] = (yaw + 0.5 * np.pi) % np.pi - 0.5 * np.pi
+        else:
+            y[:, kalman.YAW] = wrap_angle(yaw)
+        p_pp, p_pv, p_vv = matched[:, P_PP], matched[:, P_PV], matched[:, P_VV]  # [K, 7] views
+        s = p_pp + self._r[label]
+        k_p, k_v = p_pp / s, p_pv / s
+        matched[:, :7] += k_p * y
+        matched[:, 7:14] += k_v * y
+        p_vv -= k_v * p_pv  # (P_pp, P_pv, P_vv) - (k_p P_pp, k_p P_pv, k_v P_pv), old P_pv first
+        p_pv -= k_p * p_pv
+        p_pp -= k_p * p_pp
         if c.use_detection_velocity:
             has_v = ~np.isnan(velocity[:, 0])  # NaN: unknown (validate: vx and vy are NaN together), never zero
-            if has_v.all():
-                kf = kalman.update_velocity(kf, velocity, c.velocity_std**2)
-            elif has_v.any():
-                sub = kalman.update_velocity(kf.select(has_v), velocity[has_v], c.velocity_std**2)
-                kf.mean[has_v], kf.cov[has_v] = sub.mean, sub.cov
-        matched[:, MEAN] = kf.mean.reshape(len(matched), -1)
-        matched[:, COV] = kf.cov.reshape(len(matched), -1)
+            if has_v.any():
+                kf = _kf(matched[has_v])
+                kf = kalman.update_velocity(kf, velocity[has_v], c.velocity_std**2)
+                matched[has_v, MEAN] = kf.mean.reshape(len(kf), -1)
+                matched[has_v, COV] = kf.cov.reshape(len(kf), -1)
         matched[:, HITS] += 1
         matched[:, MISSES] = 0
         return matched
@@ -450,7 +483,8 @@ class MultiTracker:
         self, table: np.ndarray, det_box: np.ndarray, det_env: np.ndarray, times: np.ndarray, tokens: list[str]
     ) -> list[FrameTracks]:
         c = self.config
-        key = ((table[:, HITS] >= c.min_hits).view(np.int8), table[:, MISSES].astype(np.int64))  # (confirmed, misses)
+        # the output rule's row of (confirmed, consecutive misses): misses + confirmed x stride
+        key = (table[:, MISSES] + np.where(table[:, HITS] >= c.min_hits, self._stride, 0.0)).astype(np.intp)
         score = table[:, SCORE] * self._score_factor[key]
         show = self._shown[key]
         if not show.all():
@@ -471,7 +505,7 @@ class MultiTracker:
             table[:, ID].astype(np.int64),
             box[:, :3],
             box[:, 4:7],
-            wrap_angle(box[:, 3]),
+            _wrap(box[:, 3]),
             table[:, RATE_XY],
             score,
             table[:, LABEL].astype(np.int64),
@@ -526,6 +560,12 @@ class Tracker:
             "state": x,
             "cov": p,
         }
+
+
+def _wrap(angle: np.ndarray) -> np.ndarray:
+    # common.geometry.wrap_angle's arithmetic for a float array, without its type dispatch (a per-frame cost)
+    wrapped = np.remainder(angle + math.pi, 2.0 * math.pi) - math.pi
+    return np.where(wrapped >= math.pi, wrapped - 2.0 * math.pi, wrapped)
 
 
 def _check_frame(frame: FrameDetections) -> None:

@@ -12,8 +12,10 @@ from drivestack.tracking.association import (
     center_distance,
     gate,
     greedy_match,
+    greedy_pairs,
     mahalanobis_distance,
     match,
+    near_pairs,
     negative_log_likelihood,
 )
 
@@ -124,3 +126,48 @@ def test_a_far_box_changes_no_other_pair(far: float, where: str) -> None:
             assert sorted(zip(rows.tolist(), cols.tolist())) == sorted(
                 zip((ref_rows + shift_r).tolist(), (ref_cols + shift_c).tolist())
             )
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_greedy_pairs_is_the_sequential_greedy_with_ties_and_two_stages(seed: int) -> None:
+    # a pair list with many equal costs (the tracker clamps every pair inside the class gate to one value) and a
+    # second stage, against the textbook loop: sort by (stage, cost, row, column), take a pair unless its row or
+    # column is taken
+    rng = np.random.default_rng(seed)
+    num_rows, num_cols = rng.integers(2, 30, 2)
+    all_pairs = np.array(list(itertools.product(range(num_rows), range(num_cols))))
+    pairs = all_pairs[rng.random(len(all_pairs)) < 0.3]
+    if not len(pairs):
+        pairs = all_pairs[:1]
+    rows, cols = pairs[:, 0], pairs[:, 1]
+    cost = rng.choice([0.5, 1.0, 1.0, 2.0], len(rows)) if seed % 2 else rng.uniform(0.0, 5.0, len(rows))
+    stage = (rng.random(num_cols) < 0.4)[cols]  # a detection's pairs are all of its stage
+    for st in (None, stage):
+        r, c = greedy_pairs(rows[::-1], cols[::-1], cost[::-1], None if st is None else st[::-1])  # order-free
+        key = np.zeros(len(rows)) if st is None else st
+        expected, used_r, used_c = set(), set(), set()
+        for k in sorted(range(len(rows)), key=lambda k: (key[k], cost[k], rows[k], cols[k])):
+            if rows[k] not in used_r and cols[k] not in used_c:
+                expected.add((int(rows[k]), int(cols[k])))
+                used_r.add(rows[k])
+                used_c.add(cols[k])
+        assert set(zip(r.tolist(), c.tolist())) == expected
+        assert len(r) == len(expected)
+
+
+def test_near_pairs_dense_and_grouped_give_the_same_pairs() -> None:
+    rng = np.random.default_rng(0)
+    key_a, key_b = rng.integers(0, 3, 40), rng.integers(0, 3, 50)
+    xy_a, xy_b = rng.uniform(-20.0, 20.0, (40, 2)), rng.uniform(-20.0, 20.0, (50, 2))
+    xy_b[0] = [1e200, -1e200]  # a stray box: never near, no overflow
+    reach = rng.uniform(1.0, 6.0, 40)
+    dense = near_pairs(key_a, xy_a, reach, key_b, xy_b, 0.5, 3)
+    grouped = near_pairs(np.repeat(key_a, 40), np.repeat(xy_a, 40, 0), np.repeat(reach, 40), key_b, xy_b, 0.5, 3)
+    # 1600 x 50 entries: past the dense test; row k of the repeated set is row k // 40 of the first
+    got = {(int(a), int(b), float(d)) for a, b, d in zip(grouped[0] // 40, grouped[1], grouped[2])}
+    assert got == {(int(a), int(b), float(d)) for a, b, d in zip(*dense)}
+    assert len(grouped[0]) == 40 * len(dense[0])
+    brute = np.hypot(*(xy_b[None, :, :] - xy_a[:, None, :]).transpose(2, 0, 1)) < reach[:, None] + 0.5
+    brute &= key_a[:, None] == key_b
+    assert set(zip(*np.nonzero(brute))) == set(zip(dense[0].tolist(), dense[1].tolist()))
+    assert 0 < len(dense[0])
