@@ -85,6 +85,10 @@ class LoopConfig:
     """Detector boxes scoring below this are dropped before the merge."""
     merge_radius: float = 2.0
     """[m] centre distance within which boxes of one class from two cameras are one object."""
+    coast_seconds: float = 3.0
+    """[s] a confirmed track no camera has confirmed for this long is dropped; until then the policy's scene holds
+    it at its predicted box (a vehicle beside the ego overflows every image: it is the tracker's memory that
+    keeps it in the scene, not the detector). Counted in camera frames: round(coast_seconds x camera_hz)."""
 
     def validate(self, env_config: EnvConfig) -> LoopConfig:
         """Raise a one-line ValueError naming the first bad field; returns self."""
@@ -107,6 +111,7 @@ class LoopConfig:
         check_number("oracle_position_std", self.oracle_position_std, low=0.0, high=100.0)
         check_number("score_threshold", self.score_threshold, low=0.0, high=1.0)
         check_number("merge_radius", self.merge_radius, low=0.0, low_open=True, high=100.0)
+        check_number("coast_seconds", self.coast_seconds, low=0.0, high=60.0)
         if self.perception == "detector":
             if self.detector is None:
                 raise ValueError("--perception detector needs --detector PATH (a checkpoint or a training run)")
@@ -216,7 +221,8 @@ class PerceivedWorld:
         self.detector = Detector.from_checkpoint(cfg.detector, device=device) if cfg.perception == "detector" else None
         self.lighting = perceived.episode_lighting(seed, env.episode)  # (B, 16): per episode, drawn at its start
         self.noise = torch.Generator(device=device).manual_seed(seed + 1)
-        tracker_cfg = tracker or perceived.default_tracker_config(cfg.perception)
+        coast_frames = round(cfg.coast_seconds * cfg.camera_hz)
+        tracker_cfg = tracker or perceived.default_tracker_config(cfg.perception, coast_frames)
         self.tracker = MultiTracker(tracker_cfg, num_envs=env.num_envs)
         # a camera detector (or the oracle without velocities) measures no motion: new tracks get a velocity prior
         self.measures_no_velocity = cfg.perception == "detector" or not cfg.oracle_velocity

@@ -208,3 +208,29 @@ def test_an_episode_looks_the_same_in_any_batch() -> None:
     batch = perceived.episode_lighting(5, torch.tensor([0, 1, 2, 3]))
     assert torch.equal(alone[0], batch[3]) and not torch.equal(batch[0], batch[1])
     assert alone.shape == (1, 16) and float(alone.min()) >= 0.0 and float(alone.max()) < 1.0
+
+
+def test_a_car_the_cameras_lose_beside_the_ego_stays_in_the_scene_while_coasting() -> None:
+    """A confirmed track no camera confirms (a car beside the ego overflows every image) is in the policy's tracks
+    at its predicted box for `coast_seconds`, then dropped; the benchmark's output policy hides it after 1 miss."""
+    camera_hz = 2.0
+    loop_cfg = perceived.default_tracker_config("detector", round(LoopConfig().coast_seconds * camera_hz))
+    bench_cfg = TrackerConfig(pos_std=1.0)
+    shown = {}
+    for name, cfg in (("loop", loop_cfg), ("bench", bench_cfg)):
+        tracker, counts = MultiTracker(cfg, num_envs=1), []
+        for k in range(16):  # 8 s at 2 Hz: seen for 2 s while 20 m -> 8 m ahead, closing at 6 m/s, then unseen
+            t = k / camera_hz
+            seen = k < 4
+            box = np.array([[20.0 - 6.0 * t, 4.0, 0.8, 0.0, 1.8, 4.5, 1.6]])
+            dets = FrameDetections("f", t, box, np.full((1, 2), np.nan), np.ones(1), np.array([perceived.CAR]))
+            out = tracker.step([dets if seen else dets.select(np.zeros(1, dtype=bool))])
+            counts.append(len(out[0]))
+            if name == "loop" and k == 7:  # 2 s unseen: predicted where the car is (beside the ego, x = -1 m)
+                assert abs(out[0].translation[0, 0] - (20.0 - 6.0 * t)) < 1.0
+        shown[name] = counts
+    assert shown["loop"][:4] == [1, 1, 1, 1] and shown["bench"][:4] == [1, 1, 1, 1]
+    unseen_frames = round(LoopConfig().coast_seconds * camera_hz)
+    assert shown["loop"][4 : 4 + unseen_frames] == [1] * unseen_frames  # held for coast_seconds
+    assert shown["loop"][4 + unseen_frames :] == [0] * (16 - 4 - unseen_frames)  # then dropped
+    assert shown["bench"][4:6] == [1, 0]  # one coasted frame, then hidden
