@@ -23,7 +23,7 @@ from drivestack.planning.baselines import IdlePolicy, RandomPolicy, RuleConfig, 
 from drivestack.planning.evaluate import EvalResult, evaluate
 from drivestack.planning.metrics import METRICS, Episodes, compute_metrics, register_metric
 from drivestack.planning.policy import Policy, make_policy
-from drivestack.planning.scene import Scene, encode_kinematics_scene, scene_from_world
+from drivestack.planning.scene import Scene, encode_kinematics_scene, encode_scene, scene_from_world
 
 __all__ = [
     "METRICS",
@@ -37,6 +37,7 @@ __all__ = [
     "Scene",
     "compute_metrics",
     "encode_kinematics_scene",
+    "encode_scene",
     "evaluate",
     "make_policy",
     "register_metric",

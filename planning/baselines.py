@@ -233,8 +233,8 @@ def rule_actions(scene: Scene, target_speeds: torch.Tensor, config: RuleConfig) 
     end_gap = (scene.lane_end.gather(1, lanes_c) - 0.5 * scene.ego_length[:, None]).clamp_max(FAR)
     acc = torch.minimum(follow, idm(vv, vv0, end_gap, vv))
     acc_now = torch.minimum(acc[:, 0], acc[:, 3])  # mid-change the ego still has a foot in its old lane
-    # The set-point follows traffic only: the ego cannot stop (its lowest set-point is a cruising speed), so
-    # slowing for the lane's end would only make merging harder; the end drives MOBIL instead.
+    # The set-point follows traffic only: the end of the lane drives MOBIL instead, and the ego's controller stops
+    # short of the end by itself (`sim.driver`'s lane-end guard) should no gap open in time.
     follow_now = torch.minimum(follow[:, 0], follow[:, 3])
 
     # MOBIL for left (1) and right (2). Others' desired speeds are unknown: assume they cruise (v0 = v).

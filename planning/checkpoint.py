@@ -34,7 +34,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from drivestack.common.artifacts import atomic_dir, to_jsonable, write_json
-from drivestack.planning.scene import Scene, encode_kinematics_scene
+from drivestack.planning.scene import Scene, encode_scene
 from drivestack.sim.batched_env import action_space
 from drivestack.sim.config import EnvConfig, ObservationConfig, ObservationType
 from drivestack.sim.observation import OCCUPANCY_CHANNELS, observation_space
@@ -119,6 +119,8 @@ def observation_meta(config: ObservationConfig) -> dict[str, Any]:
     if kind == ObservationType.KINEMATICS:
         meta["features"] = list(config.features)
         meta["normalization"] = {"x_range": config.x_range, "y_range": config.y_range, "v_range": config.v_range}
+        if config.lane_features:  # only then: the meta of checkpoints without them stays as it was
+            meta["lane_features"] = {"ttc_horizon": config.ttc_horizon}
     else:
         meta["features"] = list(OCCUPANCY_CHANNELS)
         meta["normalization"] = {"grid_step": list(config.grid_step), "v_range": config.v_range}
@@ -447,8 +449,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
 class SB3Policy:
     """A trained SB3 policy behind the planning `Policy` protocol: `act(scene)` -> (B,) long maneuvers.
 
-    The scene is encoded with `planning.scene.encode_kinematics_scene` under the observation config the
-    policy was trained with, which reproduces the simulator's kinematics observation bit for bit; acts
+    The scene is encoded with `planning.scene.encode_scene` under the observation config the policy was
+    trained with (kinematics rows, plus the lane features when it had them), which reproduces the simulator's
+    observation bit for bit; acts
     deterministically (greedy / distribution mode). `meta` is the checkpoint's meta.json. Only policies
     trained on kinematics observations with meta-actions can act on scenes (ValueError otherwise).
     """
@@ -461,14 +464,15 @@ class SB3Policy:
         if kind != ObservationType.KINEMATICS.value:
             raise ValueError(
                 f"policy {name} was trained on {kind!r} observations; only kinematics-observation policies "
-                f"act on scenes (encode_kinematics_scene), so retrain it with the kinematics observation"
+                f"act on scenes (encode_scene), so retrain it with the kinematics observation"
             )
         if meta["action"].get("type") != "meta":
             raise ValueError(
                 f"policy {name} outputs {meta['action']} actions; only meta-action policies choose maneuvers"
             )
         try:
-            self.observation = env_config_from_dict(meta["env_config"]).observation
+            trained = env_config_from_dict(meta["env_config"])
+            self.observation, self.action = trained.observation, trained.action
         except (TypeError, ValueError) as err:
             raise ValueError(f"corrupt checkpoint of policy {name}: meta.json env_config: {_one_line(err)}") from None
 
@@ -479,10 +483,18 @@ class SB3Policy:
                 f"policy {self.name} outputs {self.meta['action']} actions, the environment takes "
                 f"{action_meta(action_space(env_config))}"
             )
+        ours, theirs = self.action, env_config.action
+        for name in ("target_speeds", "speed_control"):  # what a maneuver means: the set-points and their control
+            if getattr(ours, name) != getattr(theirs, name):
+                raise ValueError(
+                    f"policy {self.name} was trained with action.{name}={getattr(ours, name)!r}, the environment "
+                    f"has {getattr(theirs, name)!r}; drive it in an environment with its action config "
+                    "(the *Driver-v0 env ids have the driver action space, Highway-v0 / Merge-v0 highway-env's)"
+                )
 
     def act(self, scene: Scene) -> torch.Tensor:
         """Maneuvers (B,) long on the scene's device, from the encoded scene (B, K, F)."""
-        obs = encode_kinematics_scene(scene, self.observation)
+        obs = encode_scene(scene, self.observation)
         actions, _ = self.model.predict(obs.detach().cpu().numpy(), deterministic=True)
         return torch.as_tensor(np.asarray(actions), dtype=torch.long, device=scene.ego_speed.device).reshape(
             scene.num_envs

@@ -16,7 +16,9 @@ observation: x along the road at the ego (forward), y across it (left), origin a
 
 `encode_kinematics_scene` turns a Scene into the kinematics observation through
 `sim.observation.encode_kinematics`, the one encoder the simulator uses too, so a policy trained on
-ground truth sees bit-identical inputs from a ground-truth Scene.
+ground truth sees bit-identical inputs from a ground-truth Scene; `encode_scene` adds the lane features
+(`sim.lane_features`: gaps and time-to-collision per lane) when the observation config asks for them, so the
+privileged and the perceived scene both carry them.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 
 from drivestack.sim.collision import relative_positions
 from drivestack.sim.config import ObservationConfig
+from drivestack.sim.lane_features import ego_lane_context, encode_lane_features
 from drivestack.sim.observation import encode_kinematics
 from drivestack.sim.road import RoadNetwork
 from drivestack.sim.state import WorldState
@@ -175,45 +178,6 @@ class Scene:
         return Scene(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 
-def _ego_and_lanes(state: WorldState, road: RoadNetwork) -> dict[str, torch.Tensor]:
-    """The Scene's ego and lane fields: what the ego knows about itself and the lane map at its position.
-
-    Shared by `scene_from_world` and `scene_from_agents`, so the privileged and the perceived scene differ in
-    their agents only. The ego's target lane, set-point and set-point index are the simulator's own (what the
-    ego's controller holds); can_change_left / right are the road's change tables at the ego, from its target lane.
-    """
-    veh = state.vehicles
-    B = veh.shape[0]
-    s0 = veh.s[:, 0]
-    offsets, exists = road.all_lane_offsets(s0)  # (B, NL)
-    ends = road.lane_end.expand(B, -1)  # (B, NL) arc length of each lane's end, inf for ring lanes
-    finite = torch.isfinite(ends)
-    ahead = road.delta_s(torch.where(finite, ends, 0.0), s0[:, None])
-    target = veh.target_lane[:, 0]
-    NL = road.num_lanes
-    # A neighbour of the target lane: inside the road's lanes, present here, and the change allowed here.
-    left, right = (target + 1).clamp_max(NL - 1), (target - 1).clamp_min(0)
-    can_left = (target < NL - 1) & exists.gather(1, left[:, None]).squeeze(1) & road.change_allowed(target, s0, +1)
-    can_right = (target > 0) & exists.gather(1, right[:, None]).squeeze(1) & road.change_allowed(target, s0, -1)
-    return {
-        "ego_speed": veh.speed[:, 0],
-        "ego_heading": veh.psi[:, 0],
-        "ego_d": veh.d[:, 0],
-        "ego_lane": veh.lane[:, 0],
-        "ego_length": veh.length[:, 0],
-        "ego_width": veh.width[:, 0],
-        "ego_target_lane": target,
-        "ego_speed_setpoint": veh.desired_speed[:, 0],
-        "ego_speed_index": state.ego_speed_index,
-        "can_change_left": can_left,
-        "can_change_right": can_right,
-        "lane_offset": offsets - veh.d[:, :1],
-        "lane_exists": exists,
-        "lane_end": torch.where(finite, ahead, torch.inf),
-        "lane_width": torch.full_like(offsets, road.lane_width),
-    }
-
-
 def scene_from_world(state: WorldState, road: RoadNetwork) -> Scene:
     """The privileged scene of the simulator's ground truth: every other vehicle is an agent.
 
@@ -233,7 +197,7 @@ def scene_from_world(state: WorldState, road: RoadNetwork) -> Scene:
     N = veh.shape[1]
     ids = torch.where(veh.active[:, 1:], torch.arange(1, N, device=veh.s.device), -1)  # (B, N - 1)
     return Scene(
-        **_ego_and_lanes(state, road),
+        **ego_lane_context(state, road),
         x=dx[:, 1:],
         y=dy[:, 1:],
         vx=vx[:, 1:],
@@ -292,7 +256,7 @@ def scene_from_agents(
     dx = (s - s0) * (1.0 - kappa * 0.5 * (d + d0))
     psi = torch.remainder(boxes[..., 6] - road_heading + torch.pi, 2 * torch.pi) - torch.pi
     return Scene(
-        **_ego_and_lanes(state, road),
+        **ego_lane_context(state, road),
         x=dx,
         y=d - d0,
         vx=c * vx + sn * vy,
@@ -332,3 +296,19 @@ def encode_kinematics_scene(scene: Scene, config: ObservationConfig) -> torch.Te
         present=scene.present,
         config=config,
     )
+
+
+def encode_scene(scene: Scene, config: ObservationConfig) -> torch.Tensor:
+    """The observation a policy trained under `config` sees for `scene`: the kinematics rows (B, K, F), or with
+    `config.lane_features` the rows flattened and followed by the lane-feature block (`sim.lane_features`),
+    exactly as the simulator encodes its ground truth. (Observation noise is the simulator's training option;
+    a scene is encoded as it is.)"""
+    rows = encode_kinematics_scene(scene, config)
+    if not config.lane_features:
+        return rows
+    ctx = {f: getattr(scene, f) for f in _EGO + _LANES}
+    present = scene.present
+    x, y = torch.where(present, scene.x, 0.0), torch.where(present, scene.y, 0.0)  # empty slots may hold NaN
+    vx, length = torch.where(present, scene.vx, 0.0), torch.where(present, scene.length, 0.0)
+    lanes = encode_lane_features(ctx, x, y, vx, length, present, config)
+    return torch.cat([rows.flatten(1), lanes], dim=1)

@@ -1,7 +1,8 @@
 """Batched driving simulator in PyTorch: road network, vehicles, traffic (IDM + MOBIL), collisions,
 observations, rewards, rendering, and Gymnasium / stable-baselines3 environments.
 
-Registered ids: `drivestack/Highway-v0`, `drivestack/Merge-v0` (single env via `gym.make`, batched via
+Registered ids: `drivestack/Highway-v0`, `drivestack/Merge-v0` and their driver-action versions
+`drivestack/HighwayDriver-v0`, `drivestack/MergeDriver-v0` (single env via `gym.make`, batched via
 `gym.make_vec(..., vectorization_mode="vector_entry_point")`).
 """
 
@@ -19,16 +20,21 @@ _EXPORTS = {
         for name in (
             "ActionConfig",
             "ActionType",
+            "DRIVER_SPEEDS",
             "EnvConfig",
+            "NoiseConfig",
             "ObservationConfig",
             "ObservationType",
             "RewardConfig",
             "RoadConfig",
             "Scenario",
+            "SpeedControl",
             "TrafficConfig",
             "VehicleConfig",
             "highway_config",
+            "highway_driver_config",
             "merge_config",
+            "merge_driver_config",
         )
     },
 }

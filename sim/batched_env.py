@@ -115,7 +115,7 @@ class BatchedDrivingEnv:
         self._unstarted = False
         self.state = self._initial_state(self.episode)
         self._episode_return.zero_()
-        return observe(self.state, self.road, self.config.observation), {}
+        return self._observe(self.state), {}
 
     def step(
         self, action: object, on_substep: Callable[[int, WorldState], None] | None = None
@@ -170,7 +170,7 @@ class BatchedDrivingEnv:
         reward = total_reward(terms, cfg.reward)
         terminated = state.crashed | state.off_road
         truncated = (state.policy_steps >= cfg.max_policy_steps) & ~terminated
-        obs = observe(state, self.road, cfg.observation)
+        obs = self._observe(state)
         self._episode_return += reward
         info: dict = {
             "rewards": terms,
@@ -196,10 +196,14 @@ class BatchedDrivingEnv:
             self.episode = torch.where(done, self.episode + self.num_envs, self.episode)  # slot i: i, i + B, ...
             fresh = self._initial_state(self.episode)
             state = state.select(done, fresh)
-            obs = observe(state, self.road, cfg.observation)
+            obs = self._observe(state)
             self._episode_return = torch.where(done, 0.0, self._episode_return)
         self.state = state
         return obs, reward, terminated, truncated, info
+
+    def _observe(self, state: WorldState) -> torch.Tensor:
+        # the noise of episode k at policy step t is a function of (seed, k, t): the same in any batch
+        return observe(state, self.road, self.config.observation, (self._seed, self.episode, state.policy_steps))
 
     def render(self, env_index: int = 0) -> np.ndarray:
         """Top-down RGB frame (H, W, 3) uint8 of one environment."""

@@ -8,7 +8,7 @@ get wrong; the environment calls it once at construction.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import partial
 from typing import TYPE_CHECKING
@@ -42,6 +42,17 @@ class ObservationType(str, Enum):
 class ActionType(str, Enum):
     CONTINUOUS = "continuous"  # (steer, acceleration) in [-1, 1]^2, scaled to the vehicle limits
     META = "meta"  # LANE_LEFT, IDLE, LANE_RIGHT, FASTER, SLOWER executed by the controllers
+
+
+class SpeedControl(str, Enum):
+    """How the ego's low-level controller holds the speed set-point of meta actions."""
+
+    SETPOINT = "setpoint"  # PID to the set-point, leaders ignored (highway-env's DiscreteMetaAction)
+    FOLLOW = "follow"  # adaptive cruise: PID to the set-point, capped by IDM following of the leader
+
+
+DRIVER_SPEEDS = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0)  # [m/s] set-points of the driver action space (Driver ids)
+DRIVER_MIN_LANE_CHANGE = 40.0  # [m] shortest lane-change path of the Driver ids (speed * 3 s above 13.3 m/s, as v0)
 
 
 EGO_CLEARANCE = 30.0  # [m] at the start, traffic in the ego's lane is at least this far from it (centres)
@@ -230,6 +241,38 @@ class TrafficConfig:
 
 
 @dataclass(frozen=True)
+class NoiseConfig:
+    """Perception-shaped observation noise (opt-in, for training): the errors of the tracker's output, by
+    distance band (centre distance from the ego). Each policy step, every other vehicle's position and velocity
+    get Gaussian errors and it is missed (absent from the observation) with probability 1 - recall; a miss lasts
+    `miss_duration` policy steps (tracks that come late or drop out for a while, not single-frame flicker).
+    Draws are a function of (seed, episode id, policy step, vehicle) alone: deterministic under the seed."""
+
+    enabled: bool = False
+    """Perturb the observation (False: the exact ground truth)."""
+    band_edges: tuple[float, float] = (20.0, 40.0)
+    """[m] distance bands: [0, 20), [20, 40), [40, inf) by default."""
+    position_std: tuple[float, float, float] = (0.6, 0.8, 1.0)
+    """[m] standard deviation of the position error (x and y each) per band (measured: 0.6-1.0 m)."""
+    velocity_std: tuple[float, float, float] = (1.1, 1.4, 1.8)
+    """[m/s] standard deviation of the velocity error (vx and vy each) per band (measured: 1.1-1.8 m/s)."""
+    recall: tuple[float, float, float] = (0.75, 0.69, 0.37)
+    """[-] probability that a vehicle is observed, per band (measured tracker recall)."""
+    miss_duration: int = 2
+    """[policy steps] a miss is drawn once per this many steps and held (late and dropped tracks)."""
+
+    def validate(self) -> None:
+        lo, hi = self.band_edges
+        _require(0.0 < lo < hi, "observation.noise.band_edges", "0 < near < far m", self.band_edges)
+        for name in ("position_std", "velocity_std", "recall"):
+            values = getattr(self, name)
+            _require(len(values) == 3, f"observation.noise.{name}", "three values, one per band", values)
+            _require(all(v >= 0.0 for v in values), f"observation.noise.{name}", ">= 0", values)
+        _require(all(r <= 1.0 for r in self.recall), "observation.noise.recall", "0..1", self.recall)
+        _require(self.miss_duration >= 1, "observation.noise.miss_duration", ">= 1 policy step", self.miss_duration)
+
+
+@dataclass(frozen=True)
 class ObservationConfig:
     """What the policy sees."""
 
@@ -249,6 +292,14 @@ class ObservationConfig:
     """occupancy: (rows along x, columns along y) cells centred on the ego."""
     grid_step: tuple[float, float] = (5.0, 5.0)
     """[m] occupancy: cell size along (x, y)."""
+    lane_features: bool = False
+    """kinematics: also observe the ego's set-point and, for the lanes right of, at and left of the lane it is
+    heading for, whether it may go there, the gap, relative speed and time-to-collision of the nearest vehicle
+    ahead and behind, and the distance to the lane's end (`sim.lane_features`); the observation is then flat."""
+    ttc_horizon: float = 10.0
+    """[s] lane features: time-to-collision is reported as min(TTC, this) / this (1: no conflict)."""
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    """Perception-shaped noise on the other vehicles (opt-in; `train policy --perception-noise`)."""
 
     def validate(self) -> None:
         allowed = {"presence", "x", "y", "vx", "vy", "cos_h", "sin_h"}
@@ -261,6 +312,20 @@ class ObservationConfig:
             _require(getattr(self, name) > 0.0, f"observation.{name}", "> 0", getattr(self, name))
         _require(min(self.grid_shape) >= 1, "observation.grid_shape", ">= 1 cells", self.grid_shape)
         _require(min(self.grid_step) > 0.0, "observation.grid_step", "> 0 m", self.grid_step)
+        _require(self.ttc_horizon > 0.0, "observation.ttc_horizon", "> 0 s", self.ttc_horizon)
+        _require(
+            not self.lane_features or self.type == ObservationType.KINEMATICS,
+            "observation.lane_features",
+            "False with the occupancy observation (lane features extend kinematics)",
+            self.lane_features,
+        )
+        self.noise.validate()
+        _require(
+            not self.noise.enabled or self.type == ObservationType.KINEMATICS,
+            "observation.noise.enabled",
+            "False with the occupancy observation (the noise perturbs the kinematics rows)",
+            self.noise.enabled,
+        )
 
 
 @dataclass(frozen=True)
@@ -275,6 +340,13 @@ class ActionConfig:
     """[rad] continuous: steer action +1 maps to this steering angle (clipped to the vehicle limit)."""
     accel_range: float = 5.0
     """[m/s^2] continuous: acceleration action +1 maps to this (clipped to the vehicle limits)."""
+    speed_control: SpeedControl = SpeedControl.SETPOINT
+    """meta: setpoint holds the set-point whatever is ahead (highway-env); follow is adaptive cruise control: the
+    set-point is a cap, and the ego follows its leader with IDM (`follow_time_headway`, `follow_min_gap`)."""
+    follow_time_headway: float = 1.2
+    """[s] follow: IDM desired time headway to the leader."""
+    follow_min_gap: float = 4.0
+    """[m] follow: IDM jam distance (bumper to bumper, standing)."""
 
     def validate(self) -> None:
         speeds = self.target_speeds
@@ -286,6 +358,14 @@ class ActionConfig:
         )
         _require(self.steer_range > 0.0, "action.steer_range", "> 0 rad", self.steer_range)
         _require(self.accel_range > 0.0, "action.accel_range", "> 0 m/s^2", self.accel_range)
+        _require(
+            self.speed_control in {c.value for c in SpeedControl},
+            "action.speed_control",
+            ", ".join(c.value for c in SpeedControl),
+            self.speed_control,
+        )
+        _require(self.follow_time_headway > 0.0, "action.follow_time_headway", "> 0 s", self.follow_time_headway)
+        _require(self.follow_min_gap > 0.0, "action.follow_min_gap", "> 0 m", self.follow_min_gap)
 
 
 @dataclass(frozen=True)
@@ -416,7 +496,32 @@ def merge_config(**overrides: object) -> EnvConfig:
     return EnvConfig(**base)  # type: ignore[arg-type]
 
 
-ENV_CONFIGS = {"drivestack/Highway-v0": highway_config, "drivestack/Merge-v0": merge_config}
+def driver_options(config: EnvConfig) -> EnvConfig:
+    """`config` with the driver action space and the lane-feature observation (the Driver ids): set-points from
+    standstill to 30 m/s held by adaptive cruise control, and gaps / time-to-collision per lane observed."""
+    action = replace(config.action, target_speeds=DRIVER_SPEEDS, speed_control=SpeedControl.FOLLOW)
+    # Lane changes at least DRIVER_MIN_LANE_CHANGE m long (v0: 20 m): below ~13 m/s a 20 m path is too tight for the
+    # LQR under the steering-rate limit, which overshoots (random driving left the road in 3.5 % of merge episodes).
+    control = replace(config.control, min_lane_change_length=DRIVER_MIN_LANE_CHANGE)
+    return replace(config, action=action, control=control, observation=replace(config.observation, lane_features=True))
+
+
+def highway_driver_config(**overrides: object) -> EnvConfig:
+    """`drivestack/HighwayDriver-v0`: Highway-v0's road and traffic, the driver action space and lane features."""
+    return driver_options(highway_config(**overrides))
+
+
+def merge_driver_config(**overrides: object) -> EnvConfig:
+    """`drivestack/MergeDriver-v0`: Merge-v0's road and traffic, the driver action space and lane features."""
+    return driver_options(merge_config(**overrides))
+
+
+ENV_CONFIGS = {
+    "drivestack/Highway-v0": highway_config,
+    "drivestack/Merge-v0": merge_config,
+    "drivestack/HighwayDriver-v0": highway_driver_config,
+    "drivestack/MergeDriver-v0": merge_driver_config,
+}
 """Registered environment ids and their default configs (the gymnasium registration uses the same ids)."""
 
 

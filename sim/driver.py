@@ -9,6 +9,13 @@ the target lane centre, wraps arc lengths on the ring, and turns the reference i
 `control.steer_command` takes (cascade, pure pursuit, Stanley or LQR, chosen by `ControllerConfig.lateral`).
 The ego's speed set-point is tracked by `control.speed_command` (PID); traffic speed comes from IDM. The
 path state lives in `VehicleState` (lc_start_s, lc_offset, lc_length).
+
+Two guards keep a meta-action ego on the road where its lane ends (the merge on-ramp), whatever the policy
+does: its speed command never exceeds a stop before the end of the lane it is heading for
+(`min_lane_change_length` short of it, so a change can still be made from standstill), and a lane change off
+a lane that ends is shortened to finish before the end (`ego_speed_limit`, `start_lane_changes`). With
+`ActionConfig.speed_control = follow` (adaptive cruise control) the command is also capped by IDM following of
+the ego's leader (`ego_speed_limit`).
 """
 
 from __future__ import annotations
@@ -29,9 +36,13 @@ from drivestack.control import (
     start_lane_change,
     steer_command,
 )
-from drivestack.sim.config import EnvConfig
+from drivestack.sim.config import EnvConfig, Scenario, SpeedControl
 from drivestack.sim.road import RoadNetwork
 from drivestack.sim.state import VehicleState
+from drivestack.sim.traffic import FAR, idm_acceleration
+
+STOP_DECEL = 4.0  # [m/s^2] deceleration at which the ego starts its stop before the end of its lane
+STOP_ZONE = 2.0  # [m] within this of its stop point the ego may only slow down (no creeping on past it)
 
 
 def start_lane_changes(
@@ -45,6 +56,10 @@ def start_lane_changes(
     changed = target_lane != veh.target_lane
     centre, _, _, _ = road.lane_frame(target_lane, veh.s)
     path = start_lane_change(_path(veh), changed, veh.s, veh.d - centre, veh.speed, config.control)
+    if config.road.scenario != Scenario.HIGHWAY:  # a lane ends: a change off it must finish before its end
+        room = _lane_end_distance(veh.lane, veh.s, road) - 0.5 * veh.length
+        short = torch.minimum(path.length, room).clamp_min(0.5 * config.control.min_lane_change_length)
+        path = replace(path, length=torch.where(changed & (room < path.length), short, path.length))
     return replace(
         veh, target_lane=target_lane, lc_start_s=path.start_s, lc_offset=path.start_offset, lc_length=path.length
     )
@@ -122,3 +137,50 @@ def ego_speed_command(veh: VehicleState, config: EnvConfig) -> tuple[torch.Tenso
         target_accel=torch.zeros_like(veh.speed[:, 0]),
         validate=False,
     )
+
+
+def _lane_end_distance(lane: torch.Tensor, s: torch.Tensor, road: RoadNetwork) -> torch.Tensor:
+    """[m] distance along the road from arc length s to the end of `lane` (FAR where the lane does not end)."""
+    end = torch.take(road.lane_end, lane.clamp(0, road.num_lanes - 1))
+    finite = torch.isfinite(end)
+    return torch.where(finite, road.delta_s(torch.where(finite, end, 0.0), s), FAR)
+
+
+def ego_speed_limit(veh: VehicleState, road: RoadNetwork, config: EnvConfig) -> torch.Tensor | None:
+    """[m/s^2] (B,) the highest acceleration the ego's speed command may ask for, or None where nothing caps it.
+
+    - Where lanes end (merge): a stop `min_lane_change_length` before the end of the lane the ego heads for, at
+      the constant deceleration v^2 / (2 gap) once that reaches STOP_DECEL (no braking before it is needed: the
+      merge zone is for accelerating).
+    - `follow` speed control: IDM following (the ego's `follow_time_headway` and `follow_min_gap`, traffic's
+      a, b and delta) of the nearest vehicle ahead in the ego's lane or target lane, or whose lane or target
+      lane is one of them (a vehicle cutting in counts from the moment it starts its change).
+    IDM runs with a free-road speed of `vehicle.max_speed`, so only the interaction term binds: the set-point is
+    the PID's job.
+    """
+    action, traffic = config.action, config.traffic
+    p = replace(traffic, idm_time_headway=action.follow_time_headway, idm_min_gap=action.follow_min_gap)
+    v = veh.speed[:, 0]
+    v0 = torch.full_like(v, config.vehicle.max_speed)
+    limit = None
+    if config.road.scenario != Scenario.HIGHWAY:
+        target = veh.target_lane[:, 0]
+        margin = config.control.min_lane_change_length
+        end_gap = _lane_end_distance(target, veh.s[:, 0], road) - 0.5 * veh.length[:, 0] - margin
+        needed = v * v / (2.0 * end_gap.clamp_min(0.1))  # [m/s^2] deceleration that stops at the stop point
+        limit = torch.where((needed >= STOP_DECEL) | (end_gap < STOP_ZONE), -needed, torch.inf)  # then it stays
+    if action.speed_control == SpeedControl.FOLLOW:
+        lane, target = veh.lane, veh.target_lane
+        ego_lanes = (lane[:, :1], target[:, :1])
+        shares = (lane == ego_lanes[0]) | (lane == ego_lanes[1]) | (target == ego_lanes[0]) | (target == ego_lanes[1])
+        ahead = road.delta_s(veh.s, veh.s[:, :1])  # (B, N) [m] signed ring distance, the ego's own entry 0
+        gap = ahead - 0.5 * (veh.length + veh.length[:, :1])
+        candidate = shares & veh.active & (ahead > 0.0)
+        candidate[:, 0] = False
+        i_lead = torch.where(candidate, ahead, torch.inf).argmin(dim=1, keepdim=True)  # (B, 1)
+        has_lead = candidate.gather(1, i_lead).squeeze(1)
+        lead_gap = torch.where(has_lead, gap.gather(1, i_lead).squeeze(1), FAR)
+        closing = v - veh.speed.gather(1, i_lead).squeeze(1)
+        follow = idm_acceleration(v, v0, lead_gap, torch.where(has_lead, closing, 0.0), p)
+        limit = follow if limit is None else torch.minimum(limit, follow)
+    return limit

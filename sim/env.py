@@ -9,9 +9,14 @@ import numpy as np
 import torch
 
 from drivestack.sim.batched_env import BatchedDrivingEnv
-from drivestack.sim.config import EnvConfig, highway_config, merge_config
+from drivestack.sim.config import EnvConfig, highway_config, highway_driver_config, merge_config, merge_driver_config
 
-SCENARIOS = {"highway": highway_config, "merge": merge_config}
+SCENARIOS = {
+    "highway": highway_config,
+    "merge": merge_config,
+    "highway_driver": highway_driver_config,  # drivestack/HighwayDriver-v0
+    "merge_driver": merge_driver_config,  # drivestack/MergeDriver-v0
+}
 
 
 def _to_python(info: dict) -> dict[str, Any]:
@@ -27,10 +32,11 @@ def _to_python(info: dict) -> dict[str, Any]:
 
 
 class DrivingEnv(gym.Env):
-    """`drivestack/Highway-v0` and `drivestack/Merge-v0`: one environment, numpy in and out.
+    """`drivestack/Highway-v0`, `Merge-v0`, `HighwayDriver-v0` and `MergeDriver-v0`: one environment, numpy in/out.
 
     Args:
-        scenario: "highway" or "merge" (selects the default config) when `config` is None.
+        scenario: "highway", "merge", "highway_driver" or "merge_driver" (selects the default config of
+            Highway-v0, Merge-v0, HighwayDriver-v0, MergeDriver-v0) when `config` is None.
         config: a full EnvConfig (overrides `scenario`).
         render_mode: None or "rgb_array" (top-down frame).
         device: torch device of the underlying batched simulator.

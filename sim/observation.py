@@ -15,8 +15,13 @@ normalised by x_range, y_range and v_range and clipped to [-1, 1].
 occupancy, shape (4, H, W): channels presence, vx, vy (relative, normalised by v_range), on_road,
 over cells centred on the ego (rows along x, columns along y).
 
-`encode_kinematics` is the one encoder: the simulator's ground truth feeds it here and the planning
-scene model (ground truth or tracked) feeds it the same way.
+With `lane_features` the kinematics rows are flattened and followed by the lane-feature block of
+`sim.lane_features` (the ego's set-point; gaps, relative speeds and time-to-collision ahead and behind, and
+the lane's end, for the lanes right of, at and left of the ego's target lane): shape (K * F + LANE_BLOCK,).
+
+`encode_kinematics` (and `encode_lane_features`) are the one encoders: the simulator's ground truth feeds them
+here and the planning scene model (ground truth or tracked) feeds them the same way. With `noise.enabled` the
+other vehicles are perturbed first (`sim.observation_noise`), from (seed, episode, policy step) keys.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from gymnasium import spaces
 
 from drivestack.sim.collision import relative_positions
 from drivestack.sim.config import ObservationConfig, ObservationType
+from drivestack.sim.lane_features import LANE_BLOCK, ego_lane_context, encode_lane_features
+from drivestack.sim.observation_noise import perturb_agents
 from drivestack.sim.road import RoadNetwork
 from drivestack.sim.state import WorldState
 
@@ -35,8 +42,10 @@ OCCUPANCY_CHANNELS = ("presence", "vx", "vy", "on_road")
 
 def observation_space(config: ObservationConfig) -> spaces.Box:
     """Gymnasium space of one environment's observation."""
-    if config.type == ObservationType.KINEMATICS:
-        shape: tuple[int, ...] = (config.vehicles_count, len(config.features))
+    if config.type == ObservationType.KINEMATICS and config.lane_features:
+        shape: tuple[int, ...] = (config.vehicles_count * len(config.features) + LANE_BLOCK,)
+    elif config.type == ObservationType.KINEMATICS:
+        shape = (config.vehicles_count, len(config.features))
     else:
         shape = (len(OCCUPANCY_CHANNELS), *config.grid_shape)
     return spaces.Box(low=-1.0, high=1.0, shape=shape, dtype=np.float32)
@@ -96,24 +105,37 @@ def _road_frame_velocity(state: WorldState) -> tuple[torch.Tensor, torch.Tensor]
     return veh.speed * torch.cos(veh.psi), veh.speed * torch.sin(veh.psi)
 
 
-def kinematics(state: WorldState, road: RoadNetwork, config: ObservationConfig) -> torch.Tensor:
-    """Kinematics observation (B, K, F) of the simulator's ground truth."""
+NoiseKey = tuple[int, torch.Tensor, torch.Tensor]  # (seed, episode ids (B,), policy steps (B,)) of the noise draws
+
+
+def kinematics(
+    state: WorldState, road: RoadNetwork, config: ObservationConfig, noise_key: NoiseKey | None = None
+) -> torch.Tensor:
+    """Kinematics observation of the simulator's ground truth: (B, K, F), or flat (B, K * F + LANE_BLOCK) with
+    lane features. With `config.noise.enabled` and a `noise_key`, the other vehicles are perturbed first."""
     veh = state.vehicles
     dx, dy = relative_positions(veh, road)
     vx, vy = _road_frame_velocity(state)
-    return encode_kinematics(
+    x, y, ax, ay, present = dx[:, 1:], dy[:, 1:], vx[:, 1:], vy[:, 1:], veh.active[:, 1:]
+    if config.noise.enabled and noise_key is not None:
+        x, y, ax, ay, present = perturb_agents(x, y, ax, ay, present, config.noise, *noise_key)
+    obs = encode_kinematics(
         ego_y=veh.d[:, 0],
         ego_vx=vx[:, 0],
         ego_vy=vy[:, 0],
         ego_heading=veh.psi[:, 0],
-        rel_x=dx[:, 1:],
-        rel_y=dy[:, 1:],
-        rel_vx=vx[:, 1:] - vx[:, :1],
-        rel_vy=vy[:, 1:] - vy[:, :1],
+        rel_x=x,
+        rel_y=y,
+        rel_vx=ax - vx[:, :1],
+        rel_vy=ay - vy[:, :1],
         heading=veh.psi[:, 1:],
-        present=veh.active[:, 1:],
+        present=present,
         config=config,
     )
+    if not config.lane_features:
+        return obs
+    lanes = encode_lane_features(ego_lane_context(state, road), x, y, ax, veh.length[:, 1:], present, config)
+    return torch.cat([obs.flatten(1), lanes], dim=1)
 
 
 def occupancy(state: WorldState, road: RoadNetwork, config: ObservationConfig) -> torch.Tensor:
@@ -144,8 +166,11 @@ def occupancy(state: WorldState, road: RoadNetwork, config: ObservationConfig) -
     return obs.clamp(-1.0, 1.0)
 
 
-def observe(state: WorldState, road: RoadNetwork, config: ObservationConfig) -> torch.Tensor:
-    """The configured observation of every environment, batched (B, ...)."""
+def observe(
+    state: WorldState, road: RoadNetwork, config: ObservationConfig, noise_key: NoiseKey | None = None
+) -> torch.Tensor:
+    """The configured observation of every environment, batched (B, ...); `noise_key` (seed, episode ids,
+    policy steps) keys the perception-shaped noise when `config.noise.enabled` (kinematics only)."""
     if config.type == ObservationType.KINEMATICS:
-        return kinematics(state, road, config)
+        return kinematics(state, road, config, noise_key)
     return occupancy(state, road, config)

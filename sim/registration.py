@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-ENV_IDS: tuple[str, ...] = ("drivestack/Highway-v0", "drivestack/Merge-v0")
-SCENARIOS: tuple[str, ...] = ("highway", "merge")
+ENV_IDS: tuple[str, ...] = (
+    "drivestack/Highway-v0",
+    "drivestack/Merge-v0",
+    # the same roads and traffic with the driver action space (set-points down to standstill held by adaptive cruise
+    # control) and the lane features (gaps, time-to-collision per lane) in the observation
+    "drivestack/HighwayDriver-v0",
+    "drivestack/MergeDriver-v0",
+)
+SCENARIOS: tuple[str, ...] = ("highway", "merge", "highway_driver", "merge_driver")
 
 
 def register_envs() -> None:
-    """Register `drivestack/Highway-v0` and `drivestack/Merge-v0` (idempotent).
+    """Register `drivestack/Highway-v0`, `drivestack/Merge-v0` and their Driver versions (idempotent).
 
     The entry points are strings, so nothing heavy is imported until an env is made. Batched
     vectorisation: `gym.make_vec(id, num_envs=..., vectorization_mode="vector_entry_point")`.

@@ -17,7 +17,13 @@ import torch
 from drivestack.control import LateralController, LQRTable
 from drivestack.sim.collision import ego_collisions
 from drivestack.sim.config import EnvConfig
-from drivestack.sim.driver import ego_speed_command, finish_lane_changes, start_lane_changes, steering
+from drivestack.sim.driver import (
+    ego_speed_command,
+    ego_speed_limit,
+    finish_lane_changes,
+    start_lane_changes,
+    steering,
+)
 from drivestack.sim.dynamics import bicycle_step
 from drivestack.sim.road import RoadNetwork
 from drivestack.sim.state import WorldState
@@ -70,6 +76,11 @@ def advance(
         ego_a = ego_accel
     else:
         ego_a, ego_integral = ego_speed_command(veh, config)
+        limit = ego_speed_limit(veh, road, config)  # None on Highway-v0: the set-point alone, as highway-env
+        if limit is not None:
+            capped = limit < ego_a
+            ego_a = torch.where(capped, limit, ego_a)
+            ego_integral = torch.where(capped, veh.speed_integral[:, 0], ego_integral)  # no wind-up while capped
         integral = torch.cat([ego_integral[:, None], integral[:, 1:]], dim=1)
     accel = torch.cat([ego_a[:, None], accel[:, 1:]], dim=1)
 

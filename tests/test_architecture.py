@@ -120,7 +120,13 @@ def test_import_drivestack_registers_the_envs_without_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT.parent, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["drivestack/Highway-v0", "['drivestack/Highway-v0',", "'drivestack/Merge-v0']"]
+    assert out.stdout.split() == [
+        "drivestack/Highway-v0",
+        "['drivestack/Highway-v0',",
+        "'drivestack/HighwayDriver-v0',",
+        "'drivestack/Merge-v0',",
+        "'drivestack/MergeDriver-v0']",
+    ]
     cheap = "import sys, drivestack, drivestack.sim; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", cheap], capture_output=True, text=True, cwd=ROOT.parent, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "False", (out.stdout, out.stderr[-2000:])

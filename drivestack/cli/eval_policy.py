@@ -56,7 +56,8 @@ class EvalPolicyConfig:
     """Policies to compare, each a run directory, a checkpoint directory, `release:<name>` (a shipped release),
     `rule`, `random` or `idle`."""
     env: str = "drivestack/Highway-v0"
-    """Environment id: drivestack/Highway-v0 or drivestack/Merge-v0 (its default config)."""
+    """Environment id (its default config): drivestack/Highway-v0, drivestack/Merge-v0, or their driver-action
+    versions drivestack/HighwayDriver-v0, drivestack/MergeDriver-v0 (docs/policies.md)."""
     episodes: int = 500
     """Episodes per policy (every policy drives the same episodes: same seed, same starts)."""
     device: str = "cpu"
