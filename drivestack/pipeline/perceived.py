@@ -289,7 +289,7 @@ def tracks_to_scene(
     )
 
 
-def default_tracker_config(perception: str, coast_frames: int = 5) -> TrackerConfig:
+def default_tracker_config(perception: str, coast_frames: int = 5, birth_score: float = 0.3) -> TrackerConfig:
     """The tracker's settings for the policy's scene from a perception source.
 
     Camera detections are about a metre off along the viewing ray (measurement noise 1 m, as
@@ -299,6 +299,17 @@ def default_tracker_config(perception: str, coast_frames: int = 5) -> TrackerCon
     before it is deleted. A track hidden while the tracker still holds it reads as an empty lane; in the loop
     that was the cause of every perceived rear-side collision traced (a car tracked while it closed in, lost
     from view once beside the ego, where it overflows every image).
+
+    With the camera detector, a box starts a track only from `birth_score` (every class; the table's values are
+    for CenterPoint's lidar scores); lower ones (down to the loop's `score_threshold`) only extend tracks, so a
+    car seen while it approached stays tracked when it comes alongside and its score drops.
     """
-    base = TrackerConfig(pos_std=1.0) if perception == "detector" else TrackerConfig()
+    if perception != "detector":
+        base = TrackerConfig()
+    else:
+        classes = TrackerConfig().classes
+        floor = tuple(min(m, birth_score) for m in classes.min_score)
+        base = TrackerConfig(
+            pos_std=1.0, classes=dataclasses.replace(classes.uniform(birth_score=birth_score), min_score=floor)
+        )
     return dataclasses.replace(base, max_misses=coast_frames, coast_frames=coast_frames, coast_decay=1.0)

@@ -234,3 +234,26 @@ def test_a_car_the_cameras_lose_beside_the_ego_stays_in_the_scene_while_coasting
     assert shown["loop"][4 : 4 + unseen_frames] == [1] * unseen_frames  # held for coast_seconds
     assert shown["loop"][4 + unseen_frames :] == [0] * (16 - 4 - unseen_frames)  # then dropped
     assert shown["bench"][4:6] == [1, 0]  # one coasted frame, then hidden
+
+
+def test_low_score_camera_boxes_extend_tracks_but_start_none() -> None:
+    """With the camera detector's tracker, a box below birth_score keeps a track alive (matched: not coasting)
+    but a lone low-score box (a phantom) starts no track."""
+    cfg = perceived.default_tracker_config("detector", coast_frames=0, birth_score=0.3)  # no coasting: misses show
+    tracker = MultiTracker(cfg, num_envs=1)
+
+    def frame(t: float, scores: list[float], xs: list[float]) -> list:
+        box = np.array([[x, 4.0, 0.8, 0.0, 1.8, 4.5, 1.6] for x in xs])
+        n = len(xs)
+        return [FrameDetections("f", t, box, np.full((n, 2), np.nan), np.array(scores), np.full(n, perceived.CAR))]
+
+    for k in range(3):  # confirmed from confident boxes
+        out = tracker.step(frame(0.5 * k, [0.8], [20.0 - 3.0 * k]))
+    (first_id,) = out[0].track_id
+    for k in range(3, 6):  # the car comes alongside: its score drops to 0.15
+        out = tracker.step(frame(0.5 * k, [0.15], [20.0 - 3.0 * k]))
+        assert list(out[0].track_id) == [first_id]  # extended by the low-score box, shown (coast_frames=0)
+    lone = perceived.default_tracker_config("detector", coast_frames=0, birth_score=0.3)
+    phantom = MultiTracker(lone, num_envs=1)
+    assert all(len(phantom.step(frame(0.5 * k, [0.15], [30.0]))[0]) == 0 for k in range(3))
+    assert len(phantom.step(frame(1.5, [0.35], [30.0]))[0]) == 1  # at birth_score it starts one
