@@ -289,7 +289,7 @@ def tracks_to_scene(
     )
 
 
-def default_tracker_config(perception: str, coast_frames: int = 5, birth_score: float = 0.3) -> TrackerConfig:
+def default_tracker_config(perception: str, coast_frames: int = 5, birth_score: float = 0.15) -> TrackerConfig:
     """The tracker's settings for the policy's scene from a perception source.
 
     Camera detections are about a metre off along the viewing ray (measurement noise 1 m, as
