@@ -11,6 +11,7 @@ those arrays. The policy acts on the ground-truth scene of every step (`scene_fr
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import KW_ONLY, dataclass, fields
 
@@ -39,6 +40,17 @@ SUMMARY_METRICS = (
     "return_std",
     "episode_time_mean",
 )
+# The summary metrics `seed_summary` averages over seeds (a seed's figure is its own evaluation's).
+SEED_METRICS = (
+    "collision_rate",
+    "off_road_rate",
+    "mean_speed",
+    "distance_per_episode",
+    "lane_changes_per_minute",
+    "mean_abs_jerk",
+    "return_mean",
+)
+_SEED_SUFFIX = re.compile(r"^(?P<name>.*[^/])-(?P<seed>\d+)/*$")  # "runs/train/ppo-a-2/" -> ("runs/train/ppo-a", 2)
 
 
 @dataclass(frozen=True)
@@ -173,3 +185,42 @@ def format_summary(summary: dict[str, float]) -> str:
         f"{summary['lane_changes_per_minute']:.2f} lane changes/min, jerk {summary['mean_abs_jerk']:.2f} m/s^3, "
         f"return {summary['return_mean']:.2f} +- {summary['return_std']:.2f} ({summary['wall_time']:.1f} s)"
     )
+
+
+def seed_groups(labels: list[str]) -> dict[str, list[str]]:
+    """Labels that differ only by a trailing `-<seed>` (run directories of one recipe), grouped by the rest.
+
+    `["rule", "runs/ppo-0", "runs/ppo-1/", "runs/dqn-0"]` -> `{"runs/ppo": ["runs/ppo-0", "runs/ppo-1/"]}`: only
+    names shared by two or more labels with distinct seeds form a group; groups in the order of their first label.
+    """
+    groups: dict[str, list[str]] = {}
+    seeds: dict[str, set[int]] = {}
+    for label in labels:
+        match = _SEED_SUFFIX.match(label)
+        if match is None:
+            continue
+        name, seed = match["name"], int(match["seed"])
+        if seed in seeds.setdefault(name, set()):
+            continue  # the same run twice is not another seed
+        seeds[name].add(seed)
+        groups.setdefault(name, []).append(label)
+    return {name: members for name, members in groups.items() if len(members) >= 2}
+
+
+def seed_summary(summaries: list[dict[str, float]]) -> dict[str, dict]:
+    """Mean and standard deviation over seeds of each `SEED_METRICS` figure of per-seed summaries.
+
+    Args:
+        summaries: one `EvalResult.summary()` per seed (two or more).
+    Returns:
+        {metric: {"mean", "std", "values"}}, std the sample standard deviation (ddof = 1: the seeds are a sample
+        of the recipe's outcomes), values the per-seed figures in the given order; plus "episodes": the
+        per-seed episode counts.
+    """
+    assert len(summaries) >= 2, "a spread over seeds needs two or more"
+    out: dict[str, dict] = {}
+    for key in SEED_METRICS:
+        values = np.asarray([s[key] for s in summaries], dtype=np.float64)
+        out[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)), "values": values.tolist()}
+    out["episodes"] = {"values": [int(s["episodes"]) for s in summaries]}
+    return out

@@ -5,6 +5,11 @@ same number of episodes from the same seed; the command prints one table row per
 `--out`: `eval.json` (summary and per-episode outcomes), `eval.png` (the metrics as bar charts) and a few
 MP4s per policy, rendered at the simulation rate on a separate single environment.
 
+Run directories whose names differ only by a trailing `-<seed>` (`runs/train/ppo-a-0 ... ppo-a-2`: one recipe,
+several training seeds) also get a row `runs/train/ppo-a (3 seeds)` of each metric's mean ± standard deviation
+over the seeds (`planning.evaluate.seed_groups` / `seed_summary`), and eval.json a "groups" entry; `--no-group-seeds`
+leaves them out.
+
 With `--ray [ADDRESS]` each policy's episodes are split into consecutive ranges of episode ids, one Ray task each
 (`evaluate_spec`); episode k is a function of (seed, k) alone, so the figures are those of one process (every
 policy but `random`, whose one generator serves the whole batch). Videos are recorded here.
@@ -12,6 +17,7 @@ policy but `random`, whose one generator serves the whole batch). Videos are rec
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass, replace
@@ -25,7 +31,7 @@ from drivestack.common.artifacts import check_out_dir
 from drivestack.common.checks import check_number
 from drivestack.common.host import resolve_device, using_threads
 from drivestack.distributed import RAY_OPTION
-from drivestack.planning.evaluate import EvalResult, evaluate
+from drivestack.planning.evaluate import EvalResult, evaluate, seed_groups, seed_summary
 from drivestack.planning.policy import BASELINES, Policy, make_policy, portable_spec
 from drivestack.planning.scene import scene_from_world
 from drivestack.release import resolve_policy_spec
@@ -76,6 +82,9 @@ class EvalPolicyConfig:
     not depend on it: episode k of a seed plays out the same in any batch."""
     duration: float | None = None
     """[s] episode length override (default: the environment's own, 40 s highway, 30 s merge; at most 3600)."""
+    group_seeds: bool = True
+    """Add a row per group of policies whose names differ only by a trailing -<seed> (runs/train/ppo-a-0,
+    runs/train/ppo-a-1, ...): each metric's mean ± std (ddof 1) over the seeds, in the table and eval.json."""
     ray: Annotated[str | None, RAY_OPTION] = None
     """Spread the episodes over Ray workers: alone, a local Ray instance on this machine's cores; `auto` or
     `ray://HOST:10001`, a cluster (run directories must be on a filesystem every node sees). Same figures as
@@ -152,38 +161,43 @@ def record_episode(policy: Policy, config: EnvConfig, path: Path, seed: int, dev
     return write_mp4(frames, path, fps=fine.sim_frequency)
 
 
-def plot_results(results: dict[str, EvalResult], path: Path, title: str = "") -> Path:
-    """Bar charts of the metrics, one bar per policy, written to `path` (PNG)."""
+def plot_results(
+    results: dict[str, EvalResult], path: Path, title: str = "", groups: dict[str, dict] | None = None
+) -> Path:
+    """Bar charts of the metrics, one bar per policy, then one per group of seeds (`seed_report`: the mean over
+    the seeds, the std as error bar), written to `path` (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = list(results)
-    summaries = [results[k].summary() for k in labels]
+    # (label, figures, error bars) per bar; a policy's return gets its std over episodes as error bar
+    bars_of: list[tuple[str, dict[str, float], dict[str, float]]] = []
+    for label, result in results.items():
+        s = result.summary()
+        bars_of.append((label, s, {"return_mean": s["return_std"]}))
+    for name, group in (groups or {}).items():
+        metrics = {k: v for k, v in group["summary"].items() if "mean" in v}
+        bars_of.append((name, {k: v["mean"] for k, v in metrics.items()}, {k: v["std"] for k, v in metrics.items()}))
+    labels = [label for label, _, _ in bars_of]
     fig, axes = plt.subplots(2, 4, figsize=(15, 6.5))
     colors = [plt.get_cmap("tab10")(i % 10) for i in range(len(labels))]
     x = range(len(labels))
-    for ax, (key, title, scale) in zip(axes.flat, PLOTTED):
-        values = [s[key] * scale for s in summaries]
-        errors = [s["return_std"] for s in summaries] if key == "return_mean" else None
+    for ax, (key, axis_title, scale) in zip(axes.flat, PLOTTED):
+        values = [figures[key] * scale for _, figures, _ in bars_of]
+        errors = [errs[key] * scale if key in errs else math.nan for _, _, errs in bars_of]  # NaN: no error bar
         bars = ax.bar(x, values, yerr=errors, color=colors, capsize=4)
         ax.bar_label(bars, fmt="%.3g", fontsize=8, padding=2)
-        top = max([v + (e or 0.0) for v, e in zip(values, errors or [0.0] * len(values))] + [0.0])
+        top = max([v + (0.0 if math.isnan(e) else e) for v, e in zip(values, errors)] + [0.0])
         ax.set_ylim(min(0.0, min(values)) * 1.15, top * 1.18 if top > 0 else 1.0)
-        ax.set_title(title, fontsize=10)
+        ax.set_title(axis_title, fontsize=10)
         ax.set_xticks(list(x), [_short(k) for k in labels], rotation=20, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     last = axes.flat[len(PLOTTED)]
     last.axis("off")
-    last.text(
-        0.0,
-        0.9,
-        "\n".join(f"{_short(k)}: {s['episodes']} episodes" for k, s in zip(labels, summaries)),
-        va="top",
-        fontsize=9,
-        transform=last.transAxes,
-    )
+    counts = [f"{_short(k)}: {r.episodes} episodes" for k, r in results.items()]
+    counts += [f"{_short(k)}: mean ± std over seeds" for k in groups or {}]
+    last.text(0.0, 0.9, "\n".join(counts), va="top", fontsize=9, transform=last.transAxes)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
@@ -194,15 +208,18 @@ def _short(label: str, width: int = 24) -> str:
     return label if len(label) <= width else "..." + label[-(width - 3) :]
 
 
-def print_table(results: dict[str, EvalResult], title: str) -> None:
-    """One rich table row per policy."""
+def print_table(results: dict[str, EvalResult], title: str, groups: dict[str, dict] | None = None) -> None:
+    """One rich table row per policy, then one per group of seeds (`seed_report`): mean±std over the seeds."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title)
     columns = ("policy", *DRIVING_COLUMNS, "return", "time s")
     for column in columns:
-        table.add_column(column, justify="left" if column == "policy" else "right", no_wrap=column != "policy")
+        if column == "policy":  # long run paths fold over lines rather than end in "...": they tell runs apart
+            table.add_column(column, justify="left", overflow="fold")
+        else:
+            table.add_column(column, justify="right", no_wrap=True)
     for label, result in results.items():
         s = result.summary()
         table.add_row(
@@ -211,7 +228,35 @@ def print_table(results: dict[str, EvalResult], title: str) -> None:
             f"{s['return_mean']:.2f}±{s['return_std']:.2f}",
             f"{s['wall_time']:.1f}",
         )
-    Console(width=max(Console().width, 120)).print(table)
+    for name, group in (groups or {}).items():
+        metrics = group["summary"]
+        mean = {k: v["mean"] for k, v in metrics.items() if "mean" in v}
+        std = {k: v["std"] for k, v in metrics.items() if "std" in v}
+        counts = metrics["episodes"]["values"]
+        episodes = f"{len(counts)}x{counts[0]}" if len(set(counts)) == 1 else "+".join(map(str, counts))
+        table.add_row(
+            name,
+            *driving_cells(mean, std, episodes=episodes),
+            f"{mean['return_mean']:.2f}±{std['return_mean']:.2f}",
+            f"{sum(results[m].wall_time for m in group['members']):.1f}",
+            style="bold",
+        )
+    console = Console()
+    # a terminal gets its width (at least 120); a log or pipe the table's own width: no path is folded there
+    natural = Console(width=10_000).measure(table).maximum
+    Console(width=max(console.width, 120) if console.is_terminal else max(natural, 120)).print(table)
+
+
+def seed_report(results: dict[str, EvalResult]) -> dict[str, dict]:
+    """The groups of seeds among the labels of `results`: {"<name> (<k> seeds)": {"members", "summary"}}, the
+    summary `seed_summary`'s mean, std and per-seed values (return: of the per-seed mean returns)."""
+    return {
+        f"{name} ({len(members)} seeds)": {
+            "members": members,
+            "summary": seed_summary([results[m].summary() for m in members]),
+        }
+        for name, members in seed_groups(list(results)).items()
+    }
 
 
 def run_eval(cfg: EvalPolicyConfig) -> dict:
@@ -237,7 +282,8 @@ def _run(cfg: EvalPolicyConfig, config: EnvConfig) -> dict:
                 policy, config, cfg.episodes, device=cfg.device, seed=cfg.seed, num_envs=cfg.num_envs
             )
     title = f"{cfg.env}, {cfg.episodes} episodes, seed {cfg.seed}, {cfg.device}"
-    print_table(results, title)
+    groups = seed_report(results) if cfg.group_seeds else {}
+    print_table(results, title, groups)
 
     out = make_run_dir(cfg.out)
     videos: dict[str, list[str]] = {}
@@ -246,7 +292,7 @@ def _run(cfg: EvalPolicyConfig, config: EnvConfig) -> dict:
             str(record_episode(policy, config, out / f"{_slug(label)}_{k}.mp4", cfg.seed + k, cfg.device))
             for k in range(cfg.videos)
         ]
-    plot = plot_results(results, out / "eval.png", title)
+    plot = plot_results(results, out / "eval.png", title, groups)
     report = {
         "env": cfg.env,
         "episodes": cfg.episodes,
@@ -254,6 +300,7 @@ def _run(cfg: EvalPolicyConfig, config: EnvConfig) -> dict:
         "device": cfg.device,
         "duration": config.duration,
         "policies": {label: {"spec": spec, **results[label].to_json()} for label, spec in zip(labels, cfg.policies)},
+        "groups": groups,
     }
     path = write_json(out / "eval.json", report, indent=1)
     files = {"json": str(path), "plot": str(plot), "videos": videos}

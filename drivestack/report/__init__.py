@@ -28,17 +28,28 @@ __all__ = [
 DRIVING_COLUMNS = ("episodes", "collisions", "off-road", "speed m/s", "dist. m", "LC/min", "jerk m/s^3")
 
 
-def driving_cells(summary: dict[str, float]) -> list[str]:
-    """The `DRIVING_COLUMNS` cells of a `planning.metrics` summary (eval policy and drive print the same)."""
-    s = summary
+def driving_cells(
+    summary: dict[str, float], spread: dict[str, float] | None = None, episodes: str | None = None
+) -> list[str]:
+    """The `DRIVING_COLUMNS` cells of a `planning.metrics` summary (eval policy and drive print the same).
+
+    With `spread` (a standard deviation per metric, e.g. over seeds) each figure it holds reads "mean±std";
+    `episodes` replaces the episode count's cell (eval policy's "3x500" for a row over seeds).
+    """
+    s, d = summary, spread or {}
+
+    def cell(key: str, fmt: str, scale: float = 1.0, unit: str = "") -> str:
+        text = format(scale * s[key], fmt)
+        return (text + "±" + format(scale * d[key], fmt) if key in d else text) + unit
+
     return [
-        str(int(s["episodes"])),
-        f"{100 * s['collision_rate']:.1f}%",
-        f"{100 * s['off_road_rate']:.1f}%",
-        f"{s['mean_speed']:.2f}",
-        f"{s['distance_per_episode']:.0f}",
-        f"{s['lane_changes_per_minute']:.2f}",
-        f"{s['mean_abs_jerk']:.2f}",
+        str(int(s["episodes"])) if episodes is None else episodes,
+        cell("collision_rate", ".1f", 100.0, "%"),
+        cell("off_road_rate", ".1f", 100.0, "%"),
+        cell("mean_speed", ".2f"),
+        cell("distance_per_episode", ".0f"),
+        cell("lane_changes_per_minute", ".2f"),
+        cell("mean_abs_jerk", ".2f"),
     ]
 
 

@@ -14,9 +14,10 @@ import torch
 import tyro
 from strict_json import load_strict_json, strict_json_tree
 
+from drivestack.cli import eval_policy
 from drivestack.cli.eval_policy import EvalPolicyConfig, run_eval
 from drivestack.planning.baselines import IdlePolicy, RandomPolicy, RulePolicy
-from drivestack.planning.evaluate import EvalResult, evaluate
+from drivestack.planning.evaluate import EvalResult, evaluate, seed_groups, seed_summary
 from drivestack.planning.metrics import Episodes
 from drivestack.planning.policy import make_policy
 from drivestack.sim.action import MetaAction
@@ -143,6 +144,56 @@ def test_bad_policy_and_options_are_one_line_errors(tmp_path: Path) -> None:
 def test_policies_option_takes_several_values() -> None:
     cfg = tyro.cli(EvalPolicyConfig, args=["--policies", "rule", "random", "runs/ppo", "--episodes", "8"])
     assert cfg.policies == ("rule", "random", "runs/ppo") and cfg.episodes == 8
+
+
+def test_seed_groups_are_names_that_differ_only_by_a_trailing_seed() -> None:
+    labels = ["rule", "runs/ppo-a-0", "runs/dqn-0", "runs/ppo-a-1/", "runs/ppo-a-b", "runs/ppo-a-2", "runs/ppo-a-1"]
+    # dqn has one seed (no group); the repeated ppo-a-1 is not another seed; "ppo-a-b" has no seed
+    assert seed_groups(labels) == {"runs/ppo-a": ["runs/ppo-a-0", "runs/ppo-a-1/", "runs/ppo-a-2"]}
+    assert seed_groups(["rule", "random", "release:ppo-highway", "ppo-0#2", "-1", "-2"]) == {}
+
+
+def test_seed_summary_is_mean_and_sample_std_of_the_per_seed_figures() -> None:
+    # three seeds: 0, 2 and 1 crashes in 100 episodes; returns 30, 32, 34
+    runs = [
+        _result(crashed=[True] * k + [False] * (100 - k), returns=[r] * 100)
+        for k, r in ((0, 30.0), (2, 32.0), (1, 34.0))
+    ]
+    s = seed_summary([r.summary() for r in runs])
+    assert s["collision_rate"]["values"] == pytest.approx([0.0, 0.02, 0.01])
+    assert s["collision_rate"]["mean"] == pytest.approx(0.01) and s["collision_rate"]["std"] == pytest.approx(0.01)
+    assert s["return_mean"]["mean"] == pytest.approx(32.0) and s["return_mean"]["std"] == pytest.approx(2.0)
+    assert s["mean_speed"]["mean"] == pytest.approx(20.0) and s["mean_speed"]["std"] == 0.0
+    assert s["episodes"] == {"values": [100, 100, 100]}
+
+
+def test_eval_policy_adds_a_row_per_group_of_seeds(tmp_path: Path, monkeypatch, capsys) -> None:
+    # "runs/r-<k>" stand for three training seeds of one recipe: random policies seeded k
+    monkeypatch.setattr(eval_policy, "resolve_policy_spec", lambda spec: spec)
+    monkeypatch.setattr(
+        eval_policy,
+        "make_policy",
+        lambda spec, *args: RulePolicy() if spec == "rule" else RandomPolicy(int(spec[-1]), name=spec),
+    )
+    specs = ("rule", "runs/r-0", "runs/r-1", "runs/r-2")
+    cfg = EvalPolicyConfig(policies=specs, episodes=8, videos=0, out=tmp_path / "eval", duration=3.0)
+    report = run_eval(cfg)
+    data = load_strict_json(tmp_path / "eval" / "eval.json")
+    assert list(data["groups"]) == ["runs/r (3 seeds)"] and report["groups"] == data["groups"]
+    group = data["groups"]["runs/r (3 seeds)"]
+    assert group["members"] == ["runs/r-0", "runs/r-1", "runs/r-2"]
+    for key in ("collision_rate", "mean_speed", "return_mean"):
+        values = [data["policies"][m]["summary"][key] for m in group["members"]]
+        assert group["summary"][key]["values"] == values
+        assert group["summary"][key]["mean"] == pytest.approx(np.mean(values))
+        assert group["summary"][key]["std"] == pytest.approx(np.std(values, ddof=1))
+    assert group["summary"]["return_mean"]["std"] > 0, "the seeds drive differently"
+    row = next(line for line in capsys.readouterr().out.splitlines() if "runs/r (3" in line)  # the name may wrap
+    mean, std = group["summary"]["return_mean"]["mean"], group["summary"]["return_mean"]["std"]
+    assert "3x8" in row and f"{mean:.2f}±{std:.2f}" in row
+    run_eval(replace(cfg, group_seeds=False, out=tmp_path / "plain"))
+    assert load_strict_json(tmp_path / "plain" / "eval.json")["groups"] == {}
+    assert not tyro.cli(EvalPolicyConfig, args=["--no-group-seeds"]).group_seeds
 
 
 class _AlwaysFaster:
