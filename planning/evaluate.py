@@ -41,15 +41,7 @@ SUMMARY_METRICS = (
     "episode_time_mean",
 )
 # The summary metrics `seed_summary` averages over seeds (a seed's figure is its own evaluation's).
-SEED_METRICS = (
-    "collision_rate",
-    "off_road_rate",
-    "mean_speed",
-    "distance_per_episode",
-    "lane_changes_per_minute",
-    "mean_abs_jerk",
-    "return_mean",
-)
+SEED_METRICS = SUMMARY_METRICS[1:8]  # collision_rate ... return_mean
 _SEED_SUFFIX = re.compile(r"^(?P<name>.*[^/])-(?P<seed>\d+)/*$")  # "runs/train/ppo-a-2/" -> ("runs/train/ppo-a", 2)
 
 
