@@ -14,9 +14,12 @@ Looks vary per image (sun direction, exposure, contrast, white balance, sky, asp
 haze, sensor noise), all drawn from the caller's torch.Generator: one (B, 16) draw per call, so a batch
 equals the same environments rendered one after another from the same generator, and images are
 bit-identical under a seed on the CPU. `render_cameras(..., variety=RenderVariety())` adds, opt-in, more
-randomisation for sim-to-real training (fog, metallic paint, asphalt wear and sensor effects: blur, vignetting,
-noise, gamma, JPEG), drawn in the same single draw; without it renders are unchanged. Poses use the ego's arc
-length plus ring distances, so nothing jumps at the ring seam; the ego itself is not drawn.
+randomisation for sim-to-real training (sim.camera_variety): roadside clutter that occludes like the vehicles do
+(sim.camera_clutter), urban or rural roadsides, repainted, metallic and shaped vehicles, cast shadows, fog, overcast
+skies, exposure, asphalt wear and a sensor (sim.camera_sensor: blur, vignetting, noise, gamma, JPEG), drawn in the
+same single draw plus per-scene hashes; without it renders are unchanged. Poses use the ego's arc length plus ring
+distances, so nothing jumps at the ring seam; the ego itself is not drawn. The ray tiles and the sparse casting of
+bodies are in sim.camera_cast.
 """
 
 from __future__ import annotations
@@ -26,41 +29,37 @@ from dataclasses import dataclass
 
 import torch
 
-from drivestack.common.geometry import BOX_EDGES, box_corners
-from drivestack.sim.camera import (
-    CameraRig,
-    clip_to_image,
-    ego_to_camera,
-    frustum_normals,
-    pixel_rays,
-    points_bbox,
-)
+from drivestack.sim.camera import CameraRig, clip_to_image
+from drivestack.sim.camera_cast import BodyHits, Rays, box_2d, cast_bodies, tile_pairs, tile_rays, untile
+from drivestack.sim.camera_clutter import Clutter, clutter_color, roadside_clutter
+from drivestack.sim.camera_sensor import sensor_effects
 from drivestack.sim.camera_shading import (
     NUM_LIGHTING_DRAWS,
     SUN_TINT,
     Lighting,
-    RenderVariety,
-    VarietyDraw,
-    asphalt_wear,
     draw_lighting,
-    draw_lighting_and_variety,
     face_normal,
     ground_color,
     lighting_from_uniforms,
     noise,
-    sensor_effects,
     sky_color,
-    specular,
     vehicle_color,
+)
+from drivestack.sim.camera_variety import (
+    RenderVariety,
+    VarietyDraw,
+    asphalt_wear,
+    body_profile,
+    draw_lighting_and_variety,
+    repaint,
+    specular,
 )
 from drivestack.sim.config import is_truck
 from drivestack.sim.lidar import lidar_scan
 from drivestack.sim.raycast import (
-    PairHits,
     VehicleAppearance,
     body_parts,
-    cast_pairs,
-    nearest_pair,
+    cast_rays,
     to_box_frame,
     vehicle_appearance,
     vehicle_boxes,
@@ -79,12 +78,13 @@ __all__ = [
     "vehicle_boxes",
 ]
 
-TILE = 16  # [px] side of the square tiles that vehicles are culled against
 PIXEL_BUDGET = 1 << 23  # rays (env x camera x pixel) rendered at once; bounds memory
 GROUND_BUDGET = 1 << 20  # ground points (env x ray) looked up on the road at once
-NEAR = 0.05  # [m] near plane of the box projections
 SHADOW_MARGIN = 0.5  # [m] a vehicle's contact shadow reaches this far past its footprint
 MARKING_WIDTH = 0.15  # [m] painted lane-marking width seen by the cameras
+CAST_SHADOW = 0.8  # [-] darkness of a vehicle's cast shadow under a clear sky (variety)
+CLUTTER_PER_CAMERA = 128  # nearest roadside objects rendered per camera (variety)
+CLUTTER_REACH = 10.0  # [m] clutter is placed this far past max_depth (its far objects' sizes)
 
 
 @dataclass(frozen=True)
@@ -94,154 +94,54 @@ class CameraFrame:
     images: torch.Tensor  # (B, C, 3, H, W) uint8 RGB
     instance: torch.Tensor  # (B, C, H, W) int16: vehicle slot 0..N-1 seen at each pixel, -1 none
     visible_pixels: torch.Tensor  # (B, C, N) long: pixels where the vehicle is the nearest hit
-    full_pixels: torch.Tensor  # (B, C, N) long: pixels its body covers ignoring other vehicles
+    full_pixels: torch.Tensor  # (B, C, N) long: pixels its body covers ignoring other vehicles and clutter
     visibility: torch.Tensor  # (B, N) float: sum_C visible / sum_C full (0 when no camera sees it)
     box_2d: torch.Tensor  # (B, C, N, 4) float (x0, y0, x1, y1) [px] of the projected 3D box clipped to the
     #   image; NaN where it is not in front of the camera or not in the image (and for the ego, row 0)
 
 
 @dataclass(frozen=True)
-class _Rays:
-    """Pixel rays of the rig in tile order: T = TH x TW tiles of R = TILE^2 pixels (padded image)."""
-
-    dirs: torch.Tensor  # (C, T, R, 3) unit directions, ego frame
-    valid: torch.Tensor  # (T, R) bool: inside the image (not padding)
-    t_ground: torch.Tensor  # (C, T, R) [m] distance to the ground z = 0 (inf above the horizon)
-    ground: torch.Tensor  # (Q,) long: flat (C, T, R) indices of rays that meet the ground within max_depth
-    sky: torch.Tensor  # (S,) long: the other rays
-    tiles: tuple[int, int]  # (TH, TW)
-
-
-_RAYS_CACHE: dict[int, tuple[CameraRig, _Rays]] = {}
-
-
-def _tile_rays(rig: CameraRig) -> _Rays:
-    """The rig's rays, computed once per rig object (the last few rigs are kept)."""
-    hit = _RAYS_CACHE.get(id(rig))
-    if hit is not None and hit[0] is rig:
-        return hit[1]
-    rays = _make_rays(rig)
-    if len(_RAYS_CACHE) >= 4:
-        _RAYS_CACHE.pop(next(iter(_RAYS_CACHE)))
-    _RAYS_CACHE[id(rig)] = (rig, rays)
-    return rays
-
-
-def _make_rays(rig: CameraRig) -> _Rays:
-    H, W, C = rig.height, rig.width, rig.num_cameras
-    TH, TW = -(-H // TILE), -(-W // TILE)
-    d = pixel_rays(rig, TH * TILE, TW * TILE).view(C, TH, TILE, TW, TILE, 3)
-    dirs = d.permute(0, 1, 3, 2, 4, 5).reshape(C, TH * TW, TILE * TILE, 3)
-    rows = torch.arange(TH * TILE, device=rig.device).view(TH, TILE, 1, 1) < H
-    cols = torch.arange(TW * TILE, device=rig.device).view(1, 1, TW, TILE) < W
-    valid = (rows & cols).permute(0, 2, 1, 3).reshape(TH * TW, TILE * TILE)
-    dz = dirs[..., 2]
-    oz = rig.translation[:, 2].view(C, 1, 1)
-    t_ground = torch.where(dz < -1e-6, -oz / dz.clamp_max(-1e-6), torch.full_like(dz, math.inf))
-    ground = (t_ground <= rig.config.max_depth).view(-1)
-    return _Rays(dirs, valid, t_ground, ground.nonzero().squeeze(1), (~ground).nonzero().squeeze(1), (TH, TW))
-
-
-def _untile(x: torch.Tensor, rays: _Rays, height: int, width: int) -> torch.Tensor:
-    """(..., T, R) in tile order -> (..., H, W) image layout."""
-    TH, TW = rays.tiles
-    lead = x.shape[:-2]
-    x = x.reshape(*lead, TH, TW, TILE, TILE).transpose(-3, -2).reshape(*lead, TH * TILE, TW * TILE)
-    return x[..., :height, :width]
-
-
-def _select(
-    boxes_ego: torch.Tensor,
-    active: torch.Tensor,
-    rig: CameraRig,
-    k: int,
-    normals: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The k nearest vehicles per camera whose bounding sphere meets the view: (B, C, k) index, valid."""
-    w, l, h = boxes_ego[..., 3], boxes_ego[..., 4], boxes_ego[..., 5]
-    radius = 0.5 * torch.sqrt(w * w + l * l + h * h) + SHADOW_MARGIN  # (B, N)
-    p = ego_to_camera(boxes_ego[..., :3], rig).transpose(1, 2)  # (B, C, N, 3)
-    r = radius.unsqueeze(1)  # (B, 1, N)
-    side = torch.einsum("bcnj,cpj->bcnp", p, normals)  # (B, C, N, 4) signed distance to each side plane
-    ok = (
-        (side >= -r.unsqueeze(-1)).all(dim=-1)
-        & (p[..., 2] >= -r)
-        & (p[..., 2] <= rig.config.max_depth + r)
-        & (active & torch.isfinite(boxes_ego).all(dim=-1)).unsqueeze(1)
-    )
-    ok[:, :, 0] = False  # the ego is not drawn
-    dist = torch.where(ok, p.norm(dim=-1), torch.full_like(p[..., 0], math.inf))
-    near, idx = dist.topk(k, dim=-1, largest=False)  # (B, C, k) sorted, nearest first
-    return idx, torch.isfinite(near)
-
-
-def _box_2d(boxes: torch.Tensor, rig: CameraRig, grow: float = 0.0) -> torch.Tensor:
-    """Unclipped pixel boxes (B, C, M, 4) of boxes (B, C, M, 7) (ego frame) in their camera, NaN behind."""
-    grown = torch.cat([boxes[..., :3], boxes[..., 3:5] + 2 * grow, boxes[..., 5:]], dim=-1)  # footprint grown
-    corners = box_corners(grown)  # (B, C, M, 8, 3)
-    rot = rig.cam_to_ego[:, :3, :3]
-    rel = corners - rig.translation.view(1, -1, 1, 1, 3)
-    cam = torch.einsum("cji,bcmkj->bcmki", rot, rel)  # R^T (p - t), camera c for row c
-    return points_bbox(cam, rig.intrinsic.view(1, -1, 1, 3, 3), BOX_EDGES, NEAR)
-
-
-@dataclass(frozen=True)
 class _VehicleHits:
-    """Vehicles seen by the rays of B environments: P (env, camera, tile, vehicle) pairs behind them."""
+    """Vehicles seen by the rays of B environments."""
 
-    win: torch.Tensor  # (B*C*T*R,) long: flat (pair, ray) element of each ray's nearest hit, -1 none
-    hits: PairHits  # (P, R) per-pair hits
-    pair_env: torch.Tensor  # (P,) long
-    pair_cam: torch.Tensor  # (P,) long
-    pair_tile: torch.Tensor  # (P,) long
-    pair_vehicle: torch.Tensor  # (P,) long
+    cast: BodyHits  # nearest vehicle per ray and the (env, camera, tile, vehicle) pairs behind it
     full: torch.Tensor  # (B, C, N) long: pixels each body covers, other vehicles ignored
-    shadow: torch.Tensor  # (B, C, T, R) contact-shadow strength on the ground, in [0, 1]
+    shadow: torch.Tensor  # (B, C, T, R) shadow strength on the ground, in [0, 1]
     truck: torch.Tensor  # (B, N) bool
 
 
-def _cast_vehicles(boxes_ego: torch.Tensor, active: torch.Tensor, rig: CameraRig, rays: _Rays) -> _VehicleHits:
-    """Nearest vehicle hit per ray, the pairs behind it, pixel counts and contact shadows."""
+def _shadow_reach(boxes_ego: torch.Tensor, sun: torch.Tensor) -> torch.Tensor:
+    """(B, N, 7) flat ego-frame boxes around the ground shadows that bodies boxes_ego (B, N, 7) cast away from the
+    sun (B, 3) (unit, towards the sun)."""
+    shift = -boxes_ego[..., 5:6] * sun[:, None, :2] / sun[:, None, 2:3].clamp_min(0.05)  # (B, N, 2) top's shadow
+    diag = torch.hypot(boxes_ego[..., 3], boxes_ego[..., 4]).unsqueeze(-1)
+    zero = torch.zeros_like(diag)
+    size = shift.abs() + diag  # (B, N, 2) along ego x, y
+    return torch.cat([boxes_ego[..., :2] + 0.5 * shift, zero, size[..., 1:2], size[..., 0:1], zero, zero], -1)
+
+
+def _cast_vehicles(
+    boxes_ego: torch.Tensor,
+    active: torch.Tensor,
+    rig: CameraRig,
+    rays: Rays,
+    light: Lighting,
+    draw: VarietyDraw | None = None,
+) -> _VehicleHits:
+    """Nearest vehicle hit per ray, the pairs behind it, pixel counts and contact shadows (with variety: shaped
+    bodies and shadows cast away from the sun)."""
     B, N, _ = boxes_ego.shape
     C, T, R = rays.dirs.shape[:3]
-    TH, TW = rays.tiles
     dev = boxes_ego.device
-    k = min(rig.config.max_vehicles, N)
-    idx, sel_ok = _select(boxes_ego, active, rig, k, frustum_normals(rig))  # (B, C, k)
-    sel = boxes_ego.gather(1, idx.view(B, -1, 1).expand(-1, -1, 7)).view(B, C, k, 7)
-    bb = _box_2d(sel, rig, grow=SHADOW_MARGIN)  # (B, C, k, 4) reaches every pixel its body or shadow can
-    tx0, ty0 = (bb[..., 0] / TILE).floor().clamp(0, TW - 1), (bb[..., 1] / TILE).floor().clamp(0, TH - 1)
-    tx1, ty1 = (bb[..., 2] / TILE).floor().clamp(0, TW - 1), (bb[..., 3] / TILE).floor().clamp(0, TH - 1)
-    ty = torch.arange(TH, device=dev).view(TH, 1)
-    tx = torch.arange(TW, device=dev).view(1, TW)
-    keep = (
-        sel_ok
-        & torch.isfinite(bb).all(dim=-1)
-        & (bb[..., 2] >= 0)
-        & (bb[..., 3] >= 0)
-        & (bb[..., 0] <= rig.width)
-        & (bb[..., 1] <= rig.height)
-    )[..., None, None]
-    overlap = (
-        keep
-        & (ty >= ty0[..., None, None])
-        & (ty <= ty1[..., None, None])
-        & (tx >= tx0[..., None, None])
-        & (tx <= tx1[..., None, None])
-    )  # (B, C, k, TH, TW)
-    pb, pc, pk, pty, ptx = overlap.nonzero(as_tuple=True)  # P pairs (env, camera, slot, tile)
-    pg = pty * TW + ptx
-    pn = idx[pb, pc, pk]  # vehicle index of each pair
-
+    cast_shadows = draw is not None and draw.config.cast_shadows
+    reach = _shadow_reach(boxes_ego, light.sun) if cast_shadows else None
+    pairs = tile_pairs(boxes_ego, active, rig, rays, rig.config.max_vehicles, SHADOW_MARGIN, True, reach)
+    pb, pc, pg, pn = pairs.env, pairs.cam, pairs.tile, pairs.body
     truck = is_truck(boxes_ego[..., 4])
     centre, half = body_parts(boxes_ego, truck)  # (B, N, 2, 3)
-    cos, sin = torch.cos(boxes_ego[..., 6]), torch.sin(boxes_ego[..., 6])
-    hits = cast_pairs(
-        rig.translation, rays.dirs, pc, pg, centre[pb, pn], half[pb, pn], cos[pb, pn], sin[pb, pn], rig.config.max_depth
-    )
-    r = torch.arange(R, device=dev)
-    ray_index = ((pb * C + pc) * T + pg).unsqueeze(1) * R + r  # (P, R) flat index into (B, C, T, R)
-    win = nearest_pair(ray_index, hits.t, B * C * T * R)  # (B*C*T*R,)
+    profile = body_profile(truck) if draw is not None and draw.config.shaped_vehicles else None
+    cast = cast_bodies(pairs, centre, half, boxes_ego[..., 6], B, rig, rays, profile)
+    hits = cast.hits
     ray_ok = rays.valid[pg]  # (P, R) not padding
     slot = (pb * C + pc) * N + pn  # (P,) flat index into (B, C, N)
     full = torch.zeros(B * C * N, dtype=torch.long, device=dev).index_add_(
@@ -249,15 +149,38 @@ def _cast_vehicles(boxes_ego: torch.Tensor, active: torch.Tensor, rig: CameraRig
     )
 
     # Contact shadow: ground points (shared by all environments) near each pair's vehicle footprint.
+    cos, sin = torch.cos(boxes_ego[..., 6]), torch.sin(boxes_ego[..., 6])
     t_g = rays.t_ground[pc, pg]  # (P, R)
     ground = rig.translation[pc].unsqueeze(1) + t_g.clamp_max(1e4).unsqueeze(-1) * rays.dirs[pc, pg]
     local = to_box_frame(ground - boxes_ego[pb, pn, None, :3], cos[pb, pn, None], sin[pb, pn, None])
     out_x = (local[..., 0].abs() - 0.5 * boxes_ego[pb, pn, 4, None]).clamp_min(0.0)
     out_y = (local[..., 1].abs() - 0.5 * boxes_ego[pb, pn, 3, None]).clamp_min(0.0)
     shade = (1.0 - torch.hypot(out_x, out_y) / SHADOW_MARGIN).clamp_min(0.0)
+    if cast_shadows:  # the ground point sees the sun through the vehicle: shadow, faint when the sky is overcast
+        sun = light.sun[pb].view(-1, 1, 1, 3)
+        blocked = cast_rays(
+            lambda sl: (ground[sl].unsqueeze(2), sun[sl]),
+            R,
+            centre[pb, pn],
+            half[pb, pn],
+            cos[pb, pn],
+            sin[pb, pn],
+            1e3,
+        ).t.isfinite()  # (P, R); the plain boxes' shadow: the cut edges barely change it
+        strength = CAST_SHADOW * (light.diffuse[pb] / 0.75).clamp_max(1.0)
+        shade = torch.maximum(shade, blocked * strength.unsqueeze(1))
     shade = torch.where(t_g <= rig.config.max_depth, shade, torch.zeros_like(shade))
-    shadow = torch.zeros(B * C * T * R, device=dev).scatter_reduce(0, ray_index.reshape(-1), shade.reshape(-1), "amax")
-    return _VehicleHits(win, hits, pb, pc, pg, pn, full.view(B, C, N), shadow.view(B, C, T, R), truck)
+    shadow = torch.zeros(B * C * T * R, device=dev).scatter_reduce(
+        0, cast.ray_index.reshape(-1), shade.reshape(-1), "amax"
+    )
+    return _VehicleHits(cast, full.view(B, C, N), shadow.view(B, C, T, R), truck)
+
+
+def _cast_clutter(clutter: Clutter, rig: CameraRig, rays: Rays) -> BodyHits:
+    """Nearest roadside object per ray (each camera's CLUTTER_PER_CAMERA nearest in view)."""
+    pairs = tile_pairs(clutter.boxes, clutter.present, rig, rays, CLUTTER_PER_CAMERA, 0.0, False)
+    yaw = clutter.boxes[..., 6]
+    return cast_bodies(pairs, clutter.centre, clutter.half, yaw, clutter.boxes.shape[0], rig, rays, clutter.profile)
 
 
 def _ground_color(
@@ -265,7 +188,7 @@ def _ground_color(
     s_ego: torch.Tensor,
     ego_pose: torch.Tensor,
     rig: CameraRig,
-    rays: _Rays,
+    rays: Rays,
     ground: torch.Tensor,
     shadow: torch.Tensor,
     light: Lighting,
@@ -289,6 +212,32 @@ def _ground_color(
     return color if draw is None else asphalt_wear(color, gx, gy, surface.on_road, draw)
 
 
+@dataclass(frozen=True)
+class _Winners:
+    """The V rays whose nearest hit is a body of `BodyHits` (and not hidden), with what they hit."""
+
+    rays: torch.Tensor  # (V,) long: flat (B, C, T, R) ray indices
+    elem: torch.Tensor  # (V,) long: flat (pair, ray) element of the hit
+    env: torch.Tensor  # (V,) long
+    cam: torch.Tensor  # (V,) long
+    body: torch.Tensor  # (V,) long
+    t: torch.Tensor  # (V,) [m] distance from the camera
+    view: torch.Tensor  # (V, 3) unit ray direction, ego frame
+    point: torch.Tensor  # (V, 3) [m] hit point, ego frame
+
+
+def _winners(cast: BodyHits, shown: torch.Tensor, rig: CameraRig, rays: Rays) -> _Winners:
+    R = rays.dirs.shape[2]
+    rays_hit = shown.nonzero().squeeze(1)  # (V,) flat (B, C, T, R) indices
+    elem = cast.win[rays_hit]
+    pair, r = elem // R, elem % R
+    cam = cast.pairs.cam[pair]
+    t = cast.hits.t.view(-1)[elem]
+    view = rays.dirs[cam, cast.pairs.tile[pair], r]
+    point = rig.translation[cam] + t.unsqueeze(-1) * view  # (V, 3)
+    return _Winners(rays_hit, elem, cast.pairs.env[pair], cam, cast.pairs.body[pair], t, view, point)
+
+
 def _render_chunk(
     road: RoadNetwork,
     state: WorldState,
@@ -297,7 +246,7 @@ def _render_chunk(
     appearance: VehicleAppearance,
     light: Lighting,
     rig: CameraRig,
-    rays: _Rays,
+    rays: Rays,
     draw: VarietyDraw | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     veh = state.vehicles
@@ -305,12 +254,11 @@ def _render_chunk(
     C, T, R = rays.dirs.shape[:3]
     dev = veh.s.device
     cfg = rig.config
-    origin = rig.translation
 
-    # Sky and far haze, the ground, then vehicles on top.
+    # Sky and far haze, the ground, then vehicles (and roadside clutter) on top.
     color = torch.empty((B, C, T, R, 3), device=dev)
     color.view(B, -1, 3)[:, rays.sky] = sky_color(rays.dirs.view(-1, 3)[rays.sky], light, ego_pose[:, 3])
-    vh = _cast_vehicles(boxes_ego, veh.active, rig, rays)
+    vh = _cast_vehicles(boxes_ego, veh.active, rig, rays, light, draw)
 
     step = max(1, GROUND_BUDGET // B)
     for i in range(0, rays.ground.shape[0], step):  # chunks of ground rays bound the per-lane temporaries
@@ -319,49 +267,58 @@ def _render_chunk(
             road, veh.s[:, 0:1], ego_pose, rig, rays, ground, vh.shadow.view(B, -1)[:, ground], light, draw
         )
 
+    front = vh.cast.win >= 0  # (B*C*T*R,) rays whose nearest hit is a vehicle
+    if draw is not None and draw.config.clutter > 0:  # roadside clutter, nearer than the vehicle or alone
+        clutter = roadside_clutter(road, veh.s[:, 0], ego_pose, draw, cfg.max_depth + CLUTTER_REACH)
+        ch = _cast_clutter(clutter, rig, rays)
+        t_clutter = ch.distance()
+        front &= vh.cast.distance() < t_clutter
+        w = _winners(ch, (ch.win >= 0) & ~front, rig, rays)
+        part, face = ch.hits.part.view(-1)[w.elem], ch.hits.face.view(-1)[w.elem]
+        color.view(-1, 3)[w.rays] = clutter_color(
+            clutter, w.env, w.body, part, face, w.point, w.t, light, cfg.max_depth
+        )
+
     # Vehicles: the winning (pair, ray) element of every ray a vehicle covers.
-    rays_hit = (vh.win >= 0).nonzero().squeeze(1)  # (V,) flat (B, C, T, R) indices
-    elem = vh.win[rays_hit]
-    pair, r = elem // R, elem % R
-    b, cam, n = vh.pair_env[pair], vh.pair_cam[pair], vh.pair_vehicle[pair]
-    t = vh.hits.t.view(-1)[elem]
-    hit_point = origin[cam] + t.unsqueeze(-1) * rays.dirs[cam, vh.pair_tile[pair], r]  # (V, 3)
+    w = _winners(vh.cast, front, rig, rays)
+    b, n = w.env, w.body
     yaw = boxes_ego[b, n, 6]
     local = to_box_frame(
-        hit_point - boxes_ego[b, n, :3] * torch.tensor([1.0, 1.0, 0.0], device=dev), torch.cos(yaw), torch.sin(yaw)
+        w.point - boxes_ego[b, n, :3] * torch.tensor([1.0, 1.0, 0.0], device=dev), torch.cos(yaw), torch.sin(yaw)
     )  # (V, 3) in the vehicle frame, z above the ground
-    color.view(-1, 3)[rays_hit] = vehicle_color(
+    face = vh.cast.hits.face.view(-1)[w.elem]
+    paint = appearance.color if draw is None else repaint(appearance.color, draw)
+    color.view(-1, 3)[w.rays] = vehicle_color(
         local,
-        vh.hits.face.view(-1)[elem],
-        vh.hits.part.view(-1)[elem],
+        face,
+        vh.cast.hits.part.view(-1)[w.elem],
         yaw,
         boxes_ego[b, n, 3:6],
         vh.truck[b, n],
-        appearance.color[b, n],
-        t,
+        paint[b, n],
+        w.t,
         light,
         b,
         cfg.max_depth,
     )
     if draw is not None:  # metallic paint: the sun's highlight on top
-        view = rays.dirs[cam, vh.pair_tile[pair], r]
-        view = view / view.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-        glint = specular(face_normal(vh.hits.face.view(-1)[elem], yaw), view, light, draw, b, n)
-        color.view(-1, 3)[rays_hit] += glint.unsqueeze(-1) * torch.tensor(SUN_TINT, device=dev)
+        view = w.view / w.view.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+        glint = specular(face_normal(face, yaw), view, light, draw, b, n)
+        color.view(-1, 3)[w.rays] += glint.unsqueeze(-1) * torch.tensor(SUN_TINT, device=dev)
 
     instance = torch.full((B * C * T * R,), -1, dtype=torch.long, device=dev)
-    instance[rays_hit] = n
-    ray_ok = rays.valid.view(-1)[rays_hit % (T * R)]
+    instance[w.rays] = n
+    ray_ok = rays.valid.view(-1)[w.rays % (T * R)]
     visible = torch.zeros(B * C * N, dtype=torch.long, device=dev).index_add_(
-        0, ((b * C + cam) * N + n)[ray_ok], torch.ones_like(n[ray_ok])
+        0, ((b * C + w.cam) * N + n)[ray_ok], torch.ones_like(n[ray_ok])
     )
 
     H, W = rig.height, rig.width
     # finish in tile order (contiguous, channels last), then reorder the uint8 result into images
-    image = _untile(noise(light.finish(color), light, cfg.noise_std).permute(0, 1, 4, 2, 3), rays, H, W)
+    image = untile(noise(light.finish(color), light, cfg.noise_std).permute(0, 1, 4, 2, 3), rays, H, W)
     if draw is not None:
         image = sensor_effects(image, draw)
-    instance = _untile(instance.view(B, C, T, R), rays, H, W)
+    instance = untile(instance.view(B, C, T, R), rays, H, W)
     return image, instance, visible.view(B, C, N), vh.full
 
 
@@ -374,6 +331,7 @@ def render_cameras(
     generator: torch.Generator | None,
     variety: RenderVariety | None = None,
     lighting: torch.Tensor | None = None,
+    scene_seed: torch.Tensor | None = None,
 ) -> CameraFrame:
     """Render every camera of the rig in every environment.
 
@@ -384,12 +342,15 @@ def render_cameras(
             lighting variation.
         appearance: per-vehicle heights and colours (vehicle_appearance, drawn once per episode).
         generator: draws the per-image lighting ((B, 16) uniforms on the generator's device).
-        variety: opt-in extra randomisation per image for sim-to-real training (fog, metallic paint, asphalt wear,
-            blur, vignetting, noise, gamma, JPEG; sim.camera_shading.RenderVariety), drawn with the lighting in
-            one (B, 28) draw. None (the default): today's renders, bit for bit.
+        variety: opt-in extra randomisation for sim-to-real training (sim.camera_variety.RenderVariety: roadside
+            clutter, urban roadsides, repainted, metallic and shaped vehicles, cast shadows, fog, overcast skies,
+            exposure, asphalt wear, blur, vignetting, noise, gamma, JPEG), drawn with the lighting in one (B, 28)
+            draw. None (the default): today's renders, bit for bit.
         lighting: (B, 16) the lighting's uniforms in [0, 1) (`camera_shading.lighting_from_uniforms`), given by the
             caller (e.g. drawn once per episode) instead of drawn from `generator` (then unused, may be None);
             not with `variety`.
+        scene_seed: with `variety`, (B,) int seeds of what stays fixed over a scene (clutter, roadside, paint;
+            `camera_variety.draw_scene_seeds`, drawn once per scene). None: drawn with each image.
 
     Returns:
         CameraFrame: images, instance masks, per-vehicle pixel counts and visibility, 2D boxes.
@@ -413,16 +374,18 @@ def render_cameras(
             )
         light = lighting_from_uniforms(rig.config, lighting.to(dev))
     elif variety is None:
+        if scene_seed is not None:
+            raise ValueError("render_cameras: scene_seed seeds the variety; pass it with variety=RenderVariety()")
         light = draw_lighting(rig.config, B, generator, dev)
     else:
-        light, draw = draw_lighting_and_variety(rig.config, variety.validate(), B, generator, dev)
+        light, draw = draw_lighting_and_variety(rig.config, variety.validate(), B, generator, dev, scene_seed)
     ego_pose, _, boxes_ego = vehicle_boxes(road, state, appearance)
-    rays = _tile_rays(rig)
+    rays = tile_rays(rig)
 
-    box = clip_to_image(_box_2d(boxes_ego.unsqueeze(1).expand(-1, C, -1, -1), rig), W, H)  # (B, C, N, 4)
+    box = clip_to_image(box_2d(boxes_ego.unsqueeze(1).expand(-1, C, -1, -1), rig), W, H)  # (B, C, N, 4)
     drop = ~veh.active.clone()
     drop[:, 0] = True
-    box_2d = torch.where(drop[:, None, :, None], torch.full_like(box, math.nan), box)
+    boxes_2d = torch.where(drop[:, None, :, None], torch.full_like(box, math.nan), box)
 
     per_env = C * rays.dirs.shape[1] * rays.dirs.shape[2]
     step = max(1, PIXEL_BUDGET // per_env)
@@ -452,5 +415,5 @@ def render_cameras(
         visible_pixels=visible,
         full_pixels=full,
         visibility=visibility.float(),
-        box_2d=box_2d,
+        box_2d=boxes_2d,
     )

@@ -1,6 +1,5 @@
-"""Looks of the camera images: per-image lighting, sky, ground and vehicle materials, sensor noise; and, opt-in,
-more variety for sim-to-real training (`RenderVariety`: fog, metallic paint, asphalt wear, blur, vignetting, stronger
-noise, gamma, JPEG artifacts; off by default, so default renders are unchanged).
+"""Looks of the camera images: per-image lighting, sky, ground and vehicle materials, sensor noise (the opt-in
+variety for sim-to-real training lives in sim.camera_variety, sim.camera_clutter and sim.camera_sensor).
 
 All colours are sRGB-like floats in [0, 1] until `Lighting.finish` and `noise` turn them into the
 final image. Every random choice comes from one (B, NUM_LIGHTING_DRAWS) uniform draw per call
@@ -74,6 +73,11 @@ class Lighting:
         )
 
 
+def lerp(lo_hi: tuple[float, float], x: torch.Tensor) -> torch.Tensor:
+    """The range lo_hi = (low, high) at fractions x (uniforms in [0, 1) give uniform draws)."""
+    return lo_hi[0] + (lo_hi[1] - lo_hi[0]) * x
+
+
 def draw_lighting(config: CameraConfig, num_envs: int, generator: torch.Generator, device: torch.device) -> Lighting:
     """Draw the lighting of `num_envs` images from one uniform draw on the generator's device."""
     u = torch.rand((num_envs, NUM_LIGHTING_DRAWS), generator=generator, device=generator.device).to(device)
@@ -83,9 +87,6 @@ def draw_lighting(config: CameraConfig, num_envs: int, generator: torch.Generato
 def lighting_from_uniforms(config: CameraConfig, u: torch.Tensor) -> Lighting:
     """The lighting of B images from their uniforms u (B, NUM_LIGHTING_DRAWS) in [0, 1)."""
     device = u.device
-
-    def lerp(lo_hi: tuple[float, float], x: torch.Tensor) -> torch.Tensor:
-        return lo_hi[0] + (lo_hi[1] - lo_hi[0]) * x
 
     az = 2.0 * math.pi * u[:, 0]
     el = torch.deg2rad(lerp(config.sun_elevation_range, u[:, 1]))
@@ -151,7 +152,7 @@ def value_noise(x: torch.Tensor, y: torch.Tensor, cell: float, seed: torch.Tenso
     return torch.lerp(top, bottom, ty)
 
 
-def _haze(
+def haze(
     color: torch.Tensor, distance: torch.Tensor, power: torch.Tensor, horizon: torch.Tensor, max_depth: float
 ) -> torch.Tensor:
     """Blend colours [..., 3] towards the horizon colour [..., 3] with distance [m] (all haze at max_depth)."""
@@ -215,7 +216,7 @@ def ground_color(
     sun_up = light.sun[:, 2:3].clamp_min(0.0)
     lum = light.ambient.unsqueeze(1) * (1.0 - 0.5 * shadow) + light.diffuse.unsqueeze(1) * sun_up * (1.0 - shadow)
     color = color * lum.unsqueeze(-1) * _rgb(SUN_TINT, dev)
-    return _haze(color, distance.unsqueeze(0), light.haze_power.unsqueeze(1), light.horizon.unsqueeze(1), max_depth)
+    return haze(color, distance.unsqueeze(0), light.haze_power.unsqueeze(1), light.horizon.unsqueeze(1), max_depth)
 
 
 def vehicle_color(
@@ -267,7 +268,7 @@ def vehicle_color(
     lambert = (normal * light.sun[env]).sum(dim=-1).clamp_min(0.0)
     lum = light.ambient[env] + light.diffuse[env] * lambert * torch.where(glass, 0.4, 1.0)
     color = color * lum.unsqueeze(-1) * _rgb(SUN_TINT, dev)
-    return _haze(color, distance, light.haze_power[env], light.horizon[env], max_depth)
+    return haze(color, distance, light.haze_power[env], light.horizon[env], max_depth)
 
 
 def face_normal(face: torch.Tensor, yaw: torch.Tensor) -> torch.Tensor:
@@ -292,231 +293,3 @@ def noise(image: torch.Tensor, light: Lighting, std: float) -> torch.Tensor:
         for ch in range(3):  # one channel at a time keeps the temporaries small
             flat[..., ch].add_(((bits >> (10 * ch)) & 1023).float().sub_(511.5).mul_(scale))
     return image.mul_(255.0).round_().clamp_(0.0, 255.0).to(torch.uint8)
-
-
-# ------------------------------------------------------------------------------------------ opt-in variety
-
-NUM_VARIETY_DRAWS = 12  # uniforms drawn per environment and call when a RenderVariety is given
-JPEG_BLOCK = 8  # [px] JPEG's DCT block
-# JPEG's standard luminance quantisation table (ITU T.81 Annex K), the base of every quality setting
-JPEG_LUMA = (
-    (16, 11, 10, 16, 24, 40, 51, 61),
-    (12, 12, 14, 19, 26, 58, 60, 55),
-    (14, 13, 16, 24, 40, 57, 69, 56),
-    (14, 17, 22, 29, 51, 87, 80, 62),
-    (18, 22, 37, 56, 68, 109, 103, 77),
-    (24, 35, 55, 64, 81, 104, 113, 92),
-    (49, 64, 78, 87, 103, 121, 120, 101),
-    (72, 92, 95, 98, 112, 100, 103, 99),
-)
-
-
-@dataclass(frozen=True)
-class RenderVariety:
-    """Extra per-image randomisation for sim-to-real training, each effect drawn per image (0 turns one off).
-
-    Scene: fog (thicker, greyer haze), metallic paint (a specular highlight of the sun on the body), worn
-    asphalt (stronger patches). Sensor: blur, vignetting, extra noise, gamma, JPEG compression.
-    """
-
-    fog_probability: float = 0.25
-    """Share of images with fog: haze reaching `fog_distance` of max_depth, a grey sky."""
-    fog_distance: tuple[float, float] = (0.15, 0.5)
-    """[-] where the fog is complete, as a fraction of max_depth (drawn per foggy image)."""
-    metallic_probability: float = 0.5
-    """Share of vehicles (per image) with metallic paint: a specular sun highlight."""
-    asphalt_wear: float = 0.25
-    """[-] largest extra amplitude of the asphalt's patches (0: the default texture)."""
-    blur_sigma: float = 1.2
-    """[px] largest Gaussian blur (defocus, motion) sigma, drawn per image."""
-    vignetting: float = 0.45
-    """[-] largest brightness loss in the image corners, drawn per image."""
-    noise_std: float = 6.0
-    """[0-255 levels] largest extra per-pixel noise, drawn per image."""
-    gamma: tuple[float, float] = (0.8, 1.25)
-    """[-] tone-curve exponent range, drawn per image."""
-    jpeg_quality: tuple[float, float] = (25.0, 95.0)
-    """JPEG quality range (libjpeg's 1-100 scale), drawn per image; quality 100 adds nothing."""
-
-    def validate(self) -> RenderVariety:
-        """Raise ValueError naming the field for anything out of range; returns self."""
-        for name in ("fog_probability", "metallic_probability"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"invalid config: variety.{name}={getattr(self, name)!r}; allowed: 0..1")
-        for name, high in (("asphalt_wear", 1.0), ("blur_sigma", 5.0), ("vignetting", 0.9), ("noise_std", 50.0)):
-            if not 0.0 <= getattr(self, name) <= high:
-                raise ValueError(f"invalid config: variety.{name}={getattr(self, name)!r}; allowed: 0..{high}")
-        for name, lo_min, hi_max in (("fog_distance", 0.02, 1.0), ("gamma", 0.2, 5.0), ("jpeg_quality", 1.0, 100.0)):
-            lo, hi = getattr(self, name)
-            if not lo_min <= lo <= hi <= hi_max:
-                raise ValueError(
-                    f"invalid config: variety.{name}={(lo, hi)!r}; allowed: {lo_min} <= low <= high <= {hi_max}"
-                )
-        return self
-
-
-@dataclass(frozen=True)
-class VarietyDraw:
-    """The variety of B images of one render call; tensors lead with B."""
-
-    fog: torch.Tensor  # (B,) bool
-    fog_distance: torch.Tensor  # (B,) [-] fraction of max_depth where the fog is complete
-    metallic: torch.Tensor  # (B,) probability that a vehicle of the image is metallic
-    wear: torch.Tensor  # (B,) extra asphalt patch amplitude
-    blur: torch.Tensor  # (B,) [px] Gaussian sigma
-    vignetting: torch.Tensor  # (B,) brightness loss in the corners
-    noise_std: torch.Tensor  # (B,) [0-255 levels]
-    gamma: torch.Tensor  # (B,)
-    jpeg_quality: torch.Tensor  # (B,) 1..100
-    seed: torch.Tensor  # (B,) int32 seeds the per-vehicle and per-pixel hashes
-
-    def index(self, idx: slice) -> VarietyDraw:
-        return VarietyDraw(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
-
-
-def variety_from_uniforms(variety: RenderVariety, u: torch.Tensor) -> VarietyDraw:
-    """The variety of B images from their uniforms u (B, NUM_VARIETY_DRAWS) in [0, 1)."""
-
-    def lerp(lo_hi: tuple[float, float], x: torch.Tensor) -> torch.Tensor:
-        return lo_hi[0] + (lo_hi[1] - lo_hi[0]) * x
-
-    return VarietyDraw(
-        fog=u[:, 0] < variety.fog_probability,
-        fog_distance=lerp(variety.fog_distance, u[:, 1]),
-        metallic=variety.metallic_probability * torch.ones_like(u[:, 2]),
-        wear=variety.asphalt_wear * u[:, 2],
-        blur=variety.blur_sigma * u[:, 3] ** 2,  # mostly sharp
-        vignetting=variety.vignetting * u[:, 4],
-        noise_std=variety.noise_std * u[:, 5],
-        gamma=torch.exp(lerp((math.log(variety.gamma[0]), math.log(variety.gamma[1])), u[:, 6])),
-        jpeg_quality=lerp(variety.jpeg_quality, u[:, 7]),
-        seed=(u[:, 8] * 2**30).int(),
-    )
-
-
-def draw_lighting_and_variety(
-    config: CameraConfig, variety: RenderVariety, num_envs: int, generator: torch.Generator, device: torch.device
-) -> tuple[Lighting, VarietyDraw]:
-    """Lighting and variety of `num_envs` images from one uniform draw (so a batch equals its environments drawn
-    one after another); the lighting of a call is then not the one `draw_lighting` would draw."""
-    u = torch.rand((num_envs, NUM_LIGHTING_DRAWS + NUM_VARIETY_DRAWS), generator=generator, device=generator.device).to(
-        device
-    )
-    light = lighting_from_uniforms(config, u[:, :NUM_LIGHTING_DRAWS])
-    draw = variety_from_uniforms(variety, u[:, NUM_LIGHTING_DRAWS:])
-    return with_fog(light, draw), draw
-
-
-def with_fog(light: Lighting, draw: VarietyDraw) -> Lighting:
-    """`light` with the foggy images' haze thick (a linear haze power, complete at fog_distance) and grey."""
-    grey = light.horizon.mean(dim=1, keepdim=True).expand(-1, 3) * 0.9 + 0.08
-    fog = draw.fog.unsqueeze(1)
-    return Lighting(
-        **{
-            **{f.name: getattr(light, f.name) for f in fields(light)},
-            "horizon": torch.where(fog, grey, light.horizon),
-            "zenith": torch.where(fog, torch.lerp(light.zenith, grey, 0.8), light.zenith),
-            "haze_power": torch.where(draw.fog, 0.6 * draw.fog_distance.sqrt(), light.haze_power),
-            "diffuse": torch.where(draw.fog, 0.3 * light.diffuse, light.diffuse),
-            "ambient": torch.where(draw.fog, light.ambient + 0.15, light.ambient),
-        }
-    )
-
-
-def asphalt_wear(
-    color: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor, on_road: torch.Tensor, draw: VarietyDraw
-) -> torch.Tensor:
-    """Ground colours (B, Q, 3) with darker and lighter patches (repairs, wet spots) on the road (`on_road`, (B, Q)
-    bool) of per-image strength `draw.wear`; gx, gy: (B, Q) global position [m]."""
-    patches = value_noise(gx, gy, 4.0, draw.seed.unsqueeze(1) + 7) - 0.5  # (B, Q) in [-0.5, 0.5)
-    gain = 1.0 + 2.0 * draw.wear.unsqueeze(1) * patches * on_road
-    return color * gain.unsqueeze(-1)
-
-
-def specular(
-    normal: torch.Tensor,
-    view: torch.Tensor,
-    light: Lighting,
-    draw: VarietyDraw,
-    env: torch.Tensor,
-    vehicle: torch.Tensor,
-) -> torch.Tensor:
-    """Specular sun highlight (V,) of metallic vehicles (a hash of image seed and vehicle slot decides which):
-    Blinn-Phong on the face normal (V, 3) seen along the unit ray `view` (V, 3), both in the ego frame."""
-    metallic = hash01(vehicle.int() * 2654435 ^ hash32(draw.seed[env])) < draw.metallic[env]
-    half = light.sun[env] - view
-    half = half / half.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-    highlight = (normal * half).sum(dim=-1).clamp_min(0.0) ** 40
-    return 0.8 * highlight * metallic * (light.diffuse[env] / 0.75)
-
-
-def _gaussian_blur(image: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Images (B, K, 3, H, W) float blurred with a per-image Gaussian of sigma (B,) [px] (0: unchanged)."""
-    B, K, _, H, W = image.shape
-    radius = int(math.ceil(3.0 * float(sigma.max()))) if sigma.numel() else 0
-    if radius < 1:
-        return image
-    x = torch.arange(-radius, radius + 1, device=image.device, dtype=torch.float32)
-    kernel = torch.exp(-0.5 * (x / sigma.clamp_min(1e-3).unsqueeze(1)) ** 2)  # (B, 2r + 1)
-    kernel = torch.where(sigma.unsqueeze(1) > 1e-3, kernel, (x == 0).float())  # sigma 0: identity
-    kernel = kernel / kernel.sum(dim=1, keepdim=True)
-    # one grouped convolution per axis: the group of a channel is its image's kernel
-    flat = image.reshape(1, B * K * 3, H, W)
-    weight = kernel.repeat_interleave(K * 3, dim=0)  # (B * K * 3, 2r + 1)
-    flat = torch.nn.functional.pad(flat, (radius, radius, 0, 0), mode="replicate")
-    flat = torch.nn.functional.conv2d(flat, weight.view(-1, 1, 1, 2 * radius + 1), groups=B * K * 3)
-    flat = torch.nn.functional.pad(flat, (0, 0, radius, radius), mode="replicate")
-    flat = torch.nn.functional.conv2d(flat, weight.view(-1, 1, 2 * radius + 1, 1), groups=B * K * 3)
-    return flat.view(B, K, 3, H, W)
-
-
-def _dct_matrix(device: torch.device) -> torch.Tensor:
-    n = torch.arange(JPEG_BLOCK, dtype=torch.float32, device=device)
-    m = torch.cos((2 * n.view(1, -1) + 1) * n.view(-1, 1) * math.pi / (2 * JPEG_BLOCK))  # (k, n)
-    m[0] *= 1.0 / math.sqrt(2.0)
-    return m * math.sqrt(2.0 / JPEG_BLOCK)
-
-
-def _jpeg(image: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
-    """JPEG's lossy step on images (B, K, 3, H, W) in 0-255: YCbCr, 8 x 8 DCT, quantisation with the standard
-    luminance table at per-image `quality` (B,) (libjpeg's scaling; chroma with twice the step), and back."""
-    B, K, _, H, W = image.shape
-    ph, pw = (-H) % JPEG_BLOCK, (-W) % JPEG_BLOCK
-    x = torch.nn.functional.pad(image.reshape(B * K, 3, H, W), (0, pw, 0, ph), mode="replicate")
-    r, g, b = x.unbind(1)
-    y = 0.299 * r + 0.587 * g + 0.114 * b
-    ycc = torch.stack([y - 128.0, 0.564 * (b - y), 0.713 * (r - y)], dim=1)  # (BK, 3, H', W')
-    Hp, Wp = ycc.shape[-2:]
-    blocks = ycc.view(B * K, 3, Hp // 8, 8, Wp // 8, 8).transpose(3, 4)  # (BK, 3, h, w, 8, 8)
-    d = _dct_matrix(image.device)
-    coeff = d @ blocks @ d.T
-    q = quality.clamp(1.0, 100.0)
-    scale = torch.where(q < 50, 50.0 / q, 2.0 - q / 50.0)  # libjpeg's quality scaling
-    table = torch.tensor(JPEG_LUMA, dtype=torch.float32, device=image.device)
-    step = (table * scale.view(-1, 1, 1)).clamp_min(1.0)  # (B, 8, 8)
-    step = step.repeat_interleave(K, dim=0).view(B * K, 1, 1, 1, 8, 8)
-    step = step * torch.tensor([1.0, 2.0, 2.0], device=image.device).view(1, 3, 1, 1, 1, 1)
-    coeff = torch.round(coeff / step) * step
-    blocks = d.T @ coeff @ d
-    y, cb, cr = blocks.transpose(3, 4).reshape(B * K, 3, Hp, Wp).unbind(1)
-    y = y + 128.0
-    rgb = torch.stack([y + 1.403 * cr, y - 0.344 * cb - 0.714 * cr, y + 1.773 * cb], dim=1)
-    return rgb[..., :H, :W].reshape(B, K, 3, H, W)
-
-
-def sensor_effects(images: torch.Tensor, draw: VarietyDraw) -> torch.Tensor:
-    """Images (B, K, 3, H, W) uint8 (K cameras) through a per-image sensor: blur, vignetting, gamma, extra noise
-    (a hash of pixel and image seed), JPEG compression; uint8 again."""
-    B, K, _, H, W = images.shape
-    dev = images.device
-    x = _gaussian_blur(images.float(), draw.blur)
-    v = (torch.arange(H, device=dev, dtype=torch.float32) + 0.5) / H - 0.5
-    u = (torch.arange(W, device=dev, dtype=torch.float32) + 0.5) / W - 0.5
-    r2 = (u.view(1, -1) ** 2 + v.view(-1, 1) ** 2) / 0.5  # (H, W) 1 in the corners
-    x = x * (1.0 - draw.vignetting.view(B, 1, 1, 1, 1) * r2)
-    x = 255.0 * (x / 255.0).clamp(0.0, 1.0) ** draw.gamma.view(B, 1, 1, 1, 1)
-    pixel = torch.arange(K * 3 * H * W, device=dev, dtype=torch.int32).view(1, -1)
-    uniform = hash01(pixel ^ hash32(draw.seed.int() + 3).view(B, 1)).view(B, K, 3, H, W)
-    x = x + (uniform - 0.5) * math.sqrt(12.0) * draw.noise_std.view(B, 1, 1, 1, 1)
-    x = _jpeg(x.clamp(0.0, 255.0), draw.jpeg_quality)
-    return x.round().clamp(0.0, 255.0).to(torch.uint8)

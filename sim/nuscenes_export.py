@@ -91,6 +91,11 @@ class DatasetConfig:
     """[px] image height (nuScenes: 900)."""
     jpeg_quality: int = 90
     """JPEG quality 1..100."""
+    variety: bool = False
+    """Render the cameras with the renderer's variety for sim-to-real training (sim.camera_variety.RenderVariety's
+    defaults: roadside buildings, poles, barriers, walls and trees, urban or rural roadsides, repainted and shaped
+    vehicles, cast shadows, fog, overcast skies, exposure, blur, vignetting, noise, gamma, JPEG artifacts), fixed per
+    scene where it should be. Off: the default renders, bit for bit. Recorded in every scene's description."""
     lidar_beams: int = 32
     """LIDAR_TOP beams, -30 to +10 degrees elevation (nuScenes' HDL-32E: 32)."""
     lidar_azimuths: int = 1024
@@ -398,6 +403,8 @@ def default_dataset(cache_dir: Path | None = None, progress: bool = True, **over
     probe = DatasetConfig(out=Path("."), **params).validate()  # type: ignore[arg-type]
     # device and threads change a few pixels' float rounding, never the scenes: one cached dataset for all
     key = {k: v for k, v in asdict(probe).items() if k not in ("out", "overwrite", "device", "threads")}
+    if not probe.variety:  # off: the key (and the cached dataset) of the datasets made before the option existed
+        key.pop("variety")
     digest = hashlib.md5(json.dumps({"format": FORMAT_VERSION, **key}, sort_keys=True, default=str).encode())
     root = Path(cache_dir or cache_root()) / "datasets" / f"nuscenes-synthetic-{digest.hexdigest()[:12]}"
     marker = root / probe.version / "scene.json"

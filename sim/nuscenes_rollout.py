@@ -24,6 +24,7 @@ import torch
 from drivestack.control import LQRTable
 from drivestack.sim.camera import NUSCENES_CAMERAS, NUSCENES_IMAGE_SIZE, CameraConfig, CameraRig, camera_rig
 from drivestack.sim.camera_render import VehicleAppearance, render_cameras, vehicle_appearance, vehicle_boxes
+from drivestack.sim.camera_variety import RenderVariety, draw_scene_seeds
 from drivestack.sim.config import EnvConfig, RoadConfig, TrafficConfig, VehicleConfig, is_truck
 from drivestack.sim.driver import start_lane_changes
 from drivestack.sim.lidar import lidar_scan
@@ -41,6 +42,7 @@ SEAM_CLEARANCE = 20.0  # [m] the annotated range around the ego stays this far f
 MIN_ROAD_LENGTH = 1000.0  # [m] shortest automatic ring length
 EGO_LANE_CHANGE_RATE = 0.15  # [1/s] rate of the ego's discretionary lane changes (when safe)
 LIDAR_RANGE = 100.0  # [m]
+VARIETY_NOTE = "; cameras rendered with renderer variety (drivestack data make --variety: RenderVariety defaults)"
 
 
 def required_road_length(seconds: float, max_speed: float) -> float:
@@ -160,16 +162,19 @@ def capture(
     generator: torch.Generator,
     offset: np.ndarray,
     lidar: tuple[int, int],
+    variety: RenderVariety | None = None,
+    scene_seed: torch.Tensor | None = None,
 ) -> tuple[Keyframe, np.ndarray, list[np.ndarray]]:
     """Render the rig's cameras and the LIDAR_TOP scan (lidar = (beams, azimuths)) of B scenes at one keyframe.
 
-    Returns the keyframe's arrays (`offset` [m] (2,) shifts the sim global frame to the dataset's), the
-    images (B, C, H, W, 3) uint8 RGB and, per scene, the lidar returns (P_b, 5) float32 x, y, z, intensity, ring.
+    `variety` and `scene_seed` (B,) go to render_cameras (None: the default renders). Returns the keyframe's arrays
+    (`offset` [m] (2,) shifts the sim global frame to the dataset's), the images (B, C, H, W, 3) uint8 RGB and, per
+    scene, the lidar returns (P_b, 5) float32 x, y, z, intensity, ring.
     """
     veh = state.vehicles
     B, N = veh.shape
     ego_pose, boxes, _ = vehicle_boxes(road, state, appearance)  # (B, 4), (B, N, 7)
-    frame = render_cameras(road, state, rig, appearance, generator)
+    frame = render_cameras(road, state, rig, appearance, generator, variety, scene_seed=scene_seed)
     points, hit, instance = lidar_scan(
         road, state, appearance, num_beams=lidar[0], num_azimuths=lidar[1], max_range=LIDAR_RANGE
     )  # (B, P, 4), (B, P), (B, P); P beam-major
@@ -262,12 +267,15 @@ def simulate_batch(
     state = start_state(env, road, cfg.seconds, nb, gen)
     s_start = state.vehicles.s[:, 0].clone()
     appearance = vehicle_appearance(state, render_gen)
+    # with variety, one more draw: what stays fixed over each scene (clutter, roadside, paint)
+    variety = RenderVariety() if cfg.variety else None
+    scene_seed = draw_scene_seeds(nb, render_gen, device) if cfg.variety else None
     frames = []
     for k in range(cfg.num_keyframes):
         for i in range(substeps if k > 0 else 0):
             state = sim_step(state, road, env, (k - 1) * substeps + i, lqr, gen)
         arrays, images, clouds = capture(
-            road, state, rig, appearance, render_gen, offset, (cfg.lidar_beams, cfg.lidar_azimuths)
+            road, state, rig, appearance, render_gen, offset, (cfg.lidar_beams, cfg.lidar_azimuths), variety, scene_seed
         )
         for b in range(nb):  # file hand-off only: the writer encodes in its threads
             for c, channel in enumerate(rig.channels):
@@ -281,6 +289,7 @@ def simulate_batch(
         f"Synthetic highway (drivestack simulator, seed {cfg.seed}): {cfg.lanes} lanes, "
         f"{env.traffic.num_vehicles - 1} vehicles on a {env.road.length:.0f} m ring, ego desired speed "
         f"{float(veh.desired_speed[b, 0]):.1f} m/s, {int(state.lane_changes[b])} ego lane changes"
+        + (VARIETY_NOTE if cfg.variety else "")
         for b in range(nb)
     ]
     stacked = Keyframe(**{f.name: np.stack([getattr(a, f.name) for a in frames], axis=1) for f in fields(Keyframe)})

@@ -13,6 +13,7 @@ then found with scatter reductions. No Python loop runs over rays, vehicles or e
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -46,6 +47,11 @@ TRUCK_CAB = (0.22, 0.96, 0.8)  # truck cab: (length, width, height) fractions (a
 NUM_PARTS = 2
 NUM_FACES = 6  # entered face: 0 -x (rear), 1 +x (front), 2 -y (right), 3 +y (left), 4 -z, 5 +z (roof)
 PAIR_CHUNK = 1 << 20  # rays x parts tested at once (bounds the temporaries)
+# Body profiles (ray_box): an ellipsoid scale, then the legs of eight chamfers as fractions of the half extents:
+# vertical corners (x, y), front top edge (x, z), rear top edge (x, z), side top edges (y, z). A plain box:
+PROFILE_BOX = (math.inf, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+NUM_PROFILE = len(PROFILE_BOX)
+CHAMFER_FACE = (1, 1, 0, 0, 1, 0, 3, 2)  # the face each chamfer plane counts as (front, rear, left, right)
 
 
 @dataclass(frozen=True)
@@ -160,6 +166,7 @@ def ray_box(
     half: torch.Tensor,
     cos: torch.Tensor,
     sin: torch.Tensor,
+    profile: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact slab intersection of rays with upright boxes rotated by yaw about z (shapes broadcast).
 
@@ -167,10 +174,14 @@ def ray_box(
         origin, dirs: [..., 3] ray starts [m] and directions (any length; t is in units of |dirs|).
         centre, half: [..., 3] box centres [m] and half extents [m] in the box frame.
         cos, sin: [...] of the box yaw.
+        profile: optional [..., NUM_PROFILE] bodies other than plain boxes, still inside them: the box cut by the
+            ellipsoid of semi-axes profile[..., 0] * half (1: the inscribed ellipsoid; inf: no cut) and chamfered
+            along its vertical and top edges (profile[..., 1:], see PROFILE_BOX).
 
     Returns:
         t [...]: ray parameter where the ray enters the box (inf where it misses or starts inside).
-        face [...] long: the entered face, 0 -x, 1 +x, 2 -y, 3 +y, 4 -z, 5 +z in the box frame.
+        face [...] long: the entered face, 0 -x, 1 +x, 2 -y, 3 +y, 4 -z, 5 +z in the box frame (through a cut: the
+        face it slopes from, see CHAMFER_FACE; through the ellipsoid: the face its normal points to most).
     """
     o = to_box_frame(origin - centre, cos, sin)
     d = to_box_frame(dirs, cos, sin)
@@ -179,10 +190,78 @@ def ray_box(
     t1, t2 = (-half - o) * inv, (half - o) * inv
     t_near, axis = torch.minimum(t1, t2).max(dim=-1)
     t_far = torch.maximum(t1, t2).amin(dim=-1)
-    hit = (t_near <= t_far) & (t_near > 0.0)
     moving_down = (d < 0).expand_as(t1).gather(-1, axis.unsqueeze(-1)).squeeze(-1)
     face = 2 * axis + moving_down.long()  # moving towards -x enters through the +x face
+    # note: each cut only where some body has it (a CPU-GPU sync point, cheaper than cutting every box)
+    if profile is not None and bool((profile[..., 1:] > 0).any()):
+        t_near, t_far, face = _chamfer_cut(o, d, half, profile[..., 1:], t_near, t_far, face)
+    if profile is not None and bool(torch.isfinite(profile[..., 0]).any()):
+        t_near, t_far, face = _ellipsoid_cut(o, d, half * profile[..., :1], t_near, t_far, face)
+    hit = (t_near <= t_far) & (t_near > 0.0)
     return torch.where(hit, t_near, torch.full_like(t_near, math.inf)), face
+
+
+def _chamfer_cut(
+    o: torch.Tensor,
+    d: torch.Tensor,
+    half: torch.Tensor,
+    chamfer: torch.Tensor,
+    t_near: torch.Tensor,
+    t_far: torch.Tensor,
+    face: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ray interval inside a box narrowed by the eight chamfer planes of `chamfer` [..., 8] (box frame)."""
+    hx, hy, hz = half.unbind(-1)
+    runs = chamfer * torch.stack([hx, hy, hx, hz, hx, hz, hy, hz], dim=-1)  # [m] each cut's two legs
+    legs = (runs > 0).view(*runs.shape[:-1], 4, 2).all(dim=-1)  # corners, front, rear, sides
+    cut = legs[..., [0, 0, 0, 0, 1, 2, 3, 3]]  # [..., 8] per plane; a leg of 0: no cut
+    inv = 1.0 / torch.where(runs > 0, runs, torch.ones_like(runs))
+    ix, iy, fx, fz, rx, rz, sy, sz = inv.unbind(-1)
+    # plane i: normal . p <= offset; legs a, b along the faces from the edge: p_a / a + p_b / b <= h_a/a + h_b/b - 1
+
+    def dots(v: torch.Tensor) -> torch.Tensor:  # [..., 8] normal . v of the eight planes, written out (cheaper)
+        vx, vy, vz = v.unbind(-1)
+        x, y = vx * ix, vy * iy
+        return torch.stack(
+            [x + y, x - y, y - x, -x - y, vx * fx + vz * fz, vz * rz - vx * rx, vy * sy + vz * sz, vz * sz - vy * sy],
+            dim=-1,
+        )  # vertical corners front-left, front-right, rear-left, rear-right; front and rear top; left and right top
+
+    corner = hx * ix + hy * iy
+    offset = torch.stack(
+        [corner, corner, corner, corner, hx * fx + hz * fz, hx * rx + hz * rz, hy * sy + hz * sz, hy * sy + hz * sz],
+        dim=-1,
+    )
+    offset = torch.where(cut, offset - 1.0, torch.full_like(offset, math.inf))
+    num = offset - dots(o)  # [..., 8] >= 0 inside
+    den = dots(d)
+    t_plane = num / torch.where(den == 0, torch.ones_like(den), den)
+    t_in, which = torch.where(den < 0, t_plane, -math.inf).max(dim=-1)
+    t_out = torch.where(den > 0, t_plane, math.inf).amin(dim=-1)
+    t_out = torch.where(((den == 0) & (num < 0)).any(dim=-1), -math.inf, t_out)  # parallel, outside a plane
+    face = torch.where(t_in > t_near, torch.tensor(CHAMFER_FACE, device=face.device)[which], face)
+    return torch.maximum(t_near, t_in), torch.minimum(t_far, t_out), face
+
+
+def _ellipsoid_cut(
+    o: torch.Tensor, d: torch.Tensor, axes: torch.Tensor, t_near: torch.Tensor, t_far: torch.Tensor, face: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ray interval [t_near, t_far] inside a box narrowed to the ellipsoid of semi-axes `axes` [..., 3] (inf:
+    no cut), in the box frame; the face becomes the ellipsoid normal's main direction where the ray enters it."""
+    cut = torch.isfinite(axes).all(dim=-1)
+    axes = torch.where(torch.isfinite(axes), axes, torch.ones_like(axes))
+    os, ds = o / axes, d / axes  # the ellipsoid is the unit sphere here
+    a = (ds * ds).sum(dim=-1)
+    b = (os * ds).sum(dim=-1)
+    disc = b * b - a * ((os * os).sum(dim=-1) - 1.0)
+    root = disc.clamp_min(0.0).sqrt()
+    e0 = torch.where(cut, torch.where(disc >= 0, (-b - root) / a, math.inf), -math.inf)
+    e1 = torch.where(cut, torch.where(disc >= 0, (-b + root) / a, -math.inf), math.inf)
+    normal = (os + e0.clamp(-1e6, 1e6).unsqueeze(-1) * ds) / axes  # box frame, unnormalised
+    main = normal.abs().argmax(dim=-1)
+    up = normal.gather(-1, main.unsqueeze(-1)).squeeze(-1) > 0
+    face = torch.where(e0 > t_near, 2 * main + up.long(), face)
+    return torch.maximum(t_near, e0), torch.minimum(t_far, e1), face
 
 
 @dataclass(frozen=True)
@@ -204,6 +283,7 @@ def cast_pairs(
     cos: torch.Tensor,
     sin: torch.Tensor,
     max_t: float,
+    profile: torch.Tensor | None = None,
 ) -> PairHits:
     """Intersect each pair's ray group with its vehicle's two boxes.
 
@@ -212,16 +292,68 @@ def cast_pairs(
         pair_sensor, pair_group: (P,) long: the pair's sensor and group.
         part_centre, part_half: (P, 2, 3) the pair's vehicle parts (body_parts); cos, sin: (P,) its yaw.
         max_t: [m] hits farther than this count as misses.
+        profile: optional (P, 2, NUM_PROFILE) per part, see ray_box (None: plain boxes).
     """
-    P, R = pair_sensor.shape[0], dirs.shape[2]
-    t_out = torch.full((P, R), math.inf, device=dirs.device)
-    part_out = torch.zeros((P, R), dtype=torch.long, device=dirs.device)
-    face_out = torch.zeros((P, R), dtype=torch.long, device=dirs.device)
+    if profile is not None:
+        plain = (profile == torch.tensor(PROFILE_BOX, device=profile.device)).all(dim=-1).all(dim=-1)  # (P,)
+        if bool(plain.any()):  # plain boxes skip the cuts, which cost more than the box itself
+            P, R = plain.shape[0], dirs.shape[2]
+            empty = torch.empty((P, R), dtype=torch.long, device=dirs.device)
+            out = PairHits(torch.empty((P, R), device=dirs.device), empty, empty.clone())
+            for subset, prof in ((plain, None), (~plain, profile[~plain])):
+                sub = cast_pairs(
+                    origin,
+                    dirs,
+                    pair_sensor[subset],
+                    pair_group[subset],
+                    part_centre[subset],
+                    part_half[subset],
+                    cos[subset],
+                    sin[subset],
+                    max_t,
+                    prof,
+                )
+                for name in ("t", "part", "face"):
+                    getattr(out, name)[subset] = getattr(sub, name)
+            return out
+    return cast_rays(
+        lambda sl: (origin[pair_sensor[sl]].view(-1, 1, 1, 3), dirs[pair_sensor[sl], pair_group[sl]].unsqueeze(2)),
+        dirs.shape[2],
+        part_centre,
+        part_half,
+        cos,
+        sin,
+        max_t,
+        profile,
+    )
+
+
+def cast_rays(
+    rays: Callable[[slice], tuple[torch.Tensor, torch.Tensor]],
+    num_rays: int,
+    part_centre: torch.Tensor,
+    part_half: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    max_t: float,
+    profile: torch.Tensor | None = None,
+) -> PairHits:
+    """Intersect P groups of R = num_rays rays with one two-part body each, in chunks of groups.
+
+    Args:
+        rays: slice of groups -> their ray origins (p, R or 1, 1, 3) [m] and unit directions (p, R or 1, 1, 3).
+        part_centre, part_half: (P, 2, 3) each group's body (body_parts); cos, sin: (P,) its yaw.
+        max_t: [m] hits farther than this count as misses.
+        profile: optional (P, 2, NUM_PROFILE) per part, see ray_box (None: plain boxes).
+    """
+    P, R, dev = part_centre.shape[0], num_rays, part_centre.device
+    t_out = torch.full((P, R), math.inf, device=dev)
+    part_out = torch.zeros((P, R), dtype=torch.long, device=dev)
+    face_out = torch.zeros((P, R), dtype=torch.long, device=dev)
     step = max(1, PAIR_CHUNK // (R * NUM_PARTS))
     for i in range(0, P, step):  # chunks of pairs bound the temporaries; no loop over vehicles or rays
         sl = slice(i, i + step)
-        o = origin[pair_sensor[sl]].view(-1, 1, 1, 3)  # (p, 1, 1, 3)
-        d = dirs[pair_sensor[sl], pair_group[sl]].unsqueeze(2)  # (p, R, 1, 3)
+        o, d = rays(sl)  # (p, R or 1, 1, 3)
         t, face = ray_box(
             o,
             d,
@@ -229,6 +361,7 @@ def cast_pairs(
             part_half[sl].unsqueeze(1),
             cos[sl].view(-1, 1, 1),
             sin[sl].view(-1, 1, 1),
+            None if profile is None else profile[sl].unsqueeze(1),
         )  # (p, R, 2)
         t_min, part = t.min(dim=-1)
         t_out[sl] = torch.where(t_min <= max_t, t_min, torch.full_like(t_min, math.inf))
