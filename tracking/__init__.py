@@ -10,10 +10,11 @@
 Modules: `kalman` (batched constant-velocity filter, stored per axis), `association` (gated cost matrices and
 pair lists, Hungarian / greedy), `prefilter` (score threshold, rotated BEV IoU, per-class NMS), `params` (the
 per-class parameter table and where each value comes from), `tracker` (stages, lifecycle, output scores;
-`Tracker` and the batched `MultiTracker`), `baseline` (naive nearest-neighbour tracker),
-`data_classes` (frames as arrays), `nuscenes_io` (frames <-> submission dicts), `oracle` (corrupted ground-truth
-detections), `evaluate` (nuscenes-devkit TrackingEval); datasets and submission files: `drivestack.common`.
-Imports numpy and scipy; nuscenes-devkit only in the data and eval modules.
+`Tracker` and the batched `MultiTracker`), `table` (the track table's layout and its per-row stages: update,
+births, output), `baseline` (naive nearest-neighbour tracker), `data_classes` (frames as arrays), `nuscenes_io`
+(frames <-> submission dicts), `oracle` (corrupted ground-truth detections), `evaluate` (nuscenes-devkit
+TrackingEval); datasets and submission files: `drivestack.common`. Imports numpy, scipy and numba (the per-box
+and per-pair stages are compiled loops); nuscenes-devkit only in the data and eval modules.
 """
 
 from drivestack.tracking.data_classes import TRACKING_NAMES, FrameDetections, FrameTracks

@@ -6,15 +6,18 @@ classes and pairs beyond the gate are invalid. The Hungarian matcher solves one 
 matrix in which an invalid pair is worth nothing, so it never competes with a valid one: that single solve is
 the same as one per class (the valid pairs form one block per class), without a Python loop over classes.
 
-Pair lists (the tracker): `near_pairs` lists only the candidate pairs of one group (environment and class)
-within a reach, and `greedy_pairs` (both association stages in one sequential greedy) or `match_pairs` matches
-them, so B environments cost B times one, never B^2.
+Pair lists (the tracker): `gated_pairs` lists only the valid pairs of each group (environment and class) and
+their costs, and `greedy_pairs` (both association stages in one sequential greedy) or `match_pairs` matches
+them, so B environments cost B times one, never B^2. The first two are compiled loops (numba) rather than a
+few dozen small numpy calls a frame; their float operations are those of the numpy code they replaced, so they
+return the same pairs and the same costs, bit for bit.
 """
 
 from __future__ import annotations
 
 from enum import Enum
 
+import numba
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
@@ -135,22 +138,6 @@ def greedy_match(cost: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.concatenate(rows_out), np.concatenate(cols_out)
 
 
-def group_pairs(key_a: np.ndarray, key_b: np.ndarray, num_keys: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every index pair (a [P], b [P]) with key_a[a] == key_b[b], for integer keys in [0, num_keys).
-
-    Association and NMS only ever compare boxes of one group (one environment and one class), so they work on
-    this list rather than on a dense [A, B] matrix: with B environments of ~20 boxes each the dense matrix
-    grows as B^2, the list as B. No Python loop: each b is repeated once per a of its key."""
-    order_a = np.argsort(key_a, kind="stable")
-    count_a = np.bincount(key_a, minlength=num_keys)  # [K]
-    start_a = np.cumsum(count_a) - count_a  # [K] first position of each key in order_a
-    per_b = count_a[key_b]  # [B] partners of each b
-    b = np.repeat(np.arange(len(key_b)), per_b)  # [P]
-    offset = np.arange(len(b)) - np.repeat(np.cumsum(per_b) - per_b, per_b)  # [P] 0.. per_b - 1
-    a = order_a[start_a[key_b[b]] + offset]
-    return a, b
-
-
 def match_pairs(
     rows: np.ndarray,
     cols: np.ndarray,
@@ -192,79 +179,142 @@ def match_pairs(
     return np.concatenate(out_r), np.concatenate(out_c)
 
 
+@numba.njit(cache=True)
+def _greedy_kernel(
+    rows: np.ndarray, cols: np.ndarray, cost: np.ndarray, late: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    p = len(rows)
+    width = cols.max() + 1
+    cell = rows * width + cols  # [P] (row, column) as one key
+    order = np.arange(p)
+    for k in range(1, p):
+        if cell[k] < cell[k - 1]:  # not listed row by row (the tracker's pairs are): sort them so
+            order = np.argsort(cell, kind="mergesort")
+            break
+    order = order[np.argsort(cost[order], kind="mergesort")]  # by cost, ties by (row, column)
+    taken_r = np.zeros(rows.max() + 1, dtype=np.bool_)
+    taken_c = np.zeros(width, dtype=np.bool_)
+    out_r = np.empty(min(len(taken_r), width), dtype=np.int64)
+    out_c = np.empty_like(out_r)
+    n = 0
+    for stage in (False, True):  # every pair of the first stage before any of the second
+        for k in order:
+            r, c = rows[k], cols[k]
+            if late[k] == stage and not taken_r[r] and not taken_c[c]:
+                taken_r[r] = taken_c[c] = True
+                out_r[n], out_c[n] = r, c
+                n += 1
+    return out_r[:n], out_c[:n]
+
+
 def greedy_pairs(
     rows: np.ndarray, cols: np.ndarray, cost: np.ndarray, stage: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sequential greedy matching on a pair list (rows [P], cols [P], cost [P]): pairs in the order of (`stage`
-    [P] int, then cost, then row, then column), each taken unless an earlier taken pair holds its row or column.
-
-    Computed in rounds of mutually first pairs (a pair first in that order for both its row and its column is
-    taken by the sequential greedy; take them all, drop the pairs they block, repeat): one sort, then a few
-    small scatter-mins per round, usually 1-3 rounds. Ties go to the lower column (for a row) and the lower row
-    (for a column), as the dense `greedy_match`'s argmin. `stage` (None: one stage) puts every pair of stage 0
-    before any of stage 1: two-stage association as one greedy."""
-    keys = (cols, rows, cost) if stage is None else (cols, rows, cost, stage)
-    order = np.lexsort(keys)  # the greedy order: position k in it is pair order[k]'s rank
-    rows, cols = rows[order], cols[order]
-    rank = np.arange(len(rows))
-    last = len(rows)  # greater than every rank
-    first_r = np.empty(rows.max() + 1, dtype=np.int64)
-    first_c = np.empty(cols.max() + 1, dtype=np.int64)
-    taken_r, taken_c = [], []
-    while True:
-        first_r.fill(last)
-        first_c.fill(last)
-        np.minimum.at(first_r, rows, rank)  # [R] the first pair left of each row
-        np.minimum.at(first_c, cols, rank)
-        mutual = (first_r[rows] == rank) & (first_c[cols] == rank)  # never empty: the first pair left is mutual
-        r, c = rows[mutual], cols[mutual]
-        taken_r.append(r)
-        taken_c.append(c)
-        # every pair left shares nothing with the taken ones: first_* of the taken rows and columns are < len
-        first_r.fill(0)
-        first_c.fill(0)
-        first_r[r] = 1
-        first_c[c] = 1
-        left = (first_r[rows] | first_c[cols]) == 0
-        if not left.any():
-            break
-        rows, cols, rank = rows[left], cols[left], rank[left]
-    if len(taken_r) == 1:
-        return taken_r[0], taken_c[0]
-    return np.concatenate(taken_r), np.concatenate(taken_c)
+    [P] bool, then cost, then row, then column), each taken unless an earlier taken pair holds its row or column.
+    Ties go to the lower column (for a row) and the lower row (for a column), as the dense `greedy_match`'s
+    argmin. `stage` (None: one stage) puts every pair where it is False before any where it is True: two-stage
+    association as one greedy. One compiled loop after one sort (`_greedy_kernel`)."""
+    if not len(rows):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    late = np.zeros(len(rows), dtype=bool) if stage is None else np.ascontiguousarray(stage, dtype=bool)
+    rows, cols = np.ascontiguousarray(rows, dtype=np.int64), np.ascontiguousarray(cols, dtype=np.int64)
+    return _greedy_kernel(rows, cols, np.ascontiguousarray(cost, dtype=np.float64), late)
 
 
-DENSE_PAIRS = 1 << 16  # up to this many track x detection entries, candidates come from one dense matrix
+_FAR = 1e150  # [m] coordinate differences are clipped here before squaring: a pair this far apart is never near
 
 
-def near_pairs(
-    key_a: np.ndarray,
-    xy_a: np.ndarray,
-    reach_a: np.ndarray,
-    key_b: np.ndarray,
-    xy_b: np.ndarray,
-    reach_b: np.ndarray | float,
+@numba.njit(cache=True)
+def _gated_pairs_kernel(
+    key_t: np.ndarray,
+    xy_t: np.ndarray,
+    reach_t: np.ndarray,
+    key_d: np.ndarray,
+    xy_d: np.ndarray,
     num_keys: int,
+    shape_t: np.ndarray,
+    sure_t: np.ndarray,
+    threshold: float,
+    clamp: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs (a [P], b [P]) of the same key whose ground-plane centres [.., 2] lie closer than reach_a[a] +
-    reach_b[b] [m], and that distance [P]. A dense [A, B] test when small (one environment), else only within
-    keys (`group_pairs`); the result is the same set either way. Distances are of differences, so exact for
-    far-apart boxes (a pair too far apart for float64 is never near)."""
-    # differences first (exact for far-apart boxes), clipped so that no square overflows (1e150 m: never near)
-    if len(key_a) * len(key_b) <= DENSE_PAIRS:  # one dense test on x (near implies |dx| < reach), then pairs
-        dx = xy_b[:, 0] - xy_a[:, :1]  # [A, B]
-        np.abs(dx, out=dx)
-        near = dx < (reach_a[:, None] + reach_b)
-        near &= key_a[:, None] == key_b
-        a, b = np.nonzero(near)
-    else:
-        a, b = group_pairs(key_a, key_b, num_keys)
-    dx = np.minimum(np.abs(xy_b[b, 0] - xy_a[a, 0]), _FAR)
-    dy = np.minimum(np.abs(xy_b[b, 1] - xy_a[a, 1]), _FAR)
-    d2 = dx * dx + dy * dy
-    reach = reach_a[a] + (reach_b[b] if np.ndim(reach_b) else reach_b)
-    near = d2 < reach * reach
-    return a[near], b[near], np.sqrt(d2[near])
+    # detections bucketed by key, in index order (a counting sort), so each track meets only its own group
+    start = np.zeros(num_keys + 1, dtype=np.int64)
+    for d in range(len(key_d)):
+        if not 0 <= key_d[d] < num_keys:
+            raise ValueError("gated_pairs: a detection key is outside [0, num_keys)")
+        start[key_d[d] + 1] += 1
+    for k in range(num_keys):
+        start[k + 1] += start[k]
+    fill = start[:-1].copy()
+    bucket = np.empty(len(key_d), dtype=np.int64)
+    for d in range(len(key_d)):
+        bucket[fill[key_d[d]]] = d
+        fill[key_d[d]] += 1
+    size = 0
+    for t in range(len(key_t)):
+        if not 0 <= key_t[t] < num_keys:
+            raise ValueError("gated_pairs: a track key is outside [0, num_keys)")
+        size += start[key_t[t] + 1] - start[key_t[t]]
+    rows, cols, cost = np.empty(size, dtype=np.int64), np.empty(size, dtype=np.int64), np.empty(size)
+    quadratic = len(shape_t) > 0
+    n = 0
+    for t in range(len(key_t)):
+        reach2 = reach_t[t] * reach_t[t]
+        for p in range(start[key_t[t]], start[key_t[t] + 1]):
+            d = bucket[p]
+            ex, ey = xy_d[d, 0] - xy_t[t, 0], xy_d[d, 1] - xy_t[t, 1]
+            dx, dy = min(abs(ex), _FAR), min(abs(ey), _FAR)  # no square overflows
+            d2 = dx * dx + dy * dy
+            if not d2 < reach2:
+                continue
+            value = np.sqrt(d2)
+            if quadratic:
+                within = value < sure_t[t]
+                along = ex * shape_t[t, 0] + ey * shape_t[t, 1]
+                across = ey * shape_t[t, 0] - ex * shape_t[t, 1]
+                value = along * along / shape_t[t, 2] + across * across / shape_t[t, 3] + shape_t[t, 4]
+                if within:
+                    value = min(value, clamp)
+                elif not value < threshold:
+                    continue
+            rows[n], cols[n], cost[n] = t, d, value
+            n += 1
+    return rows[:n], cols[:n], cost[:n]
 
 
-_FAR = 1e150  # [m] coordinate differences are clipped here before squaring
+def gated_pairs(
+    key_t: np.ndarray,
+    xy_t: np.ndarray,
+    reach_t: np.ndarray,
+    key_d: np.ndarray,
+    xy_d: np.ndarray,
+    num_keys: int,
+    shape_t: np.ndarray | None = None,
+    sure_t: np.ndarray | None = None,
+    threshold: float = np.inf,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The valid (track, detection) pairs of a frame and their costs, as a pair list (rows [P], cols [P], cost
+    [P], listed row by row, then by column), in one compiled loop over each group rather than a dense matrix.
+
+    A candidate has the same key (int in [0, num_keys): environment x class) and ground-plane centres [.., 2] closer
+    than reach_t [T] [m]. With `shape_t` None the cost is that distance [m] and every candidate is valid.
+    Otherwise `shape_t` [T, 5] holds each track's Gaussian of the centre offset (cos, sin of its first axis,
+    variance along it and across it [m^2], and a constant): the cost is the squared Mahalanobis distance under
+    it plus the constant (an isotropic track: axis (1, 0), the same variance twice); a pair closer than sure_t
+    [T] [m] is valid with its cost capped just below `threshold`, one farther only if its cost is below it.
+    Differences are taken pair by pair, so far-apart boxes keep their precision (too far for float64: never
+    near)."""
+    num_t = len(key_t)
+    return _gated_pairs_kernel(
+        np.ascontiguousarray(key_t, dtype=np.int64),
+        np.ascontiguousarray(xy_t, dtype=np.float64).reshape(num_t, 2),
+        np.ascontiguousarray(reach_t, dtype=np.float64),
+        np.ascontiguousarray(key_d, dtype=np.int64),
+        np.ascontiguousarray(xy_d, dtype=np.float64).reshape(-1, 2),
+        int(num_keys),
+        np.zeros((0, 5)) if shape_t is None else np.ascontiguousarray(shape_t, dtype=np.float64),
+        np.zeros(0) if sure_t is None else np.ascontiguousarray(sure_t, dtype=np.float64),
+        float(threshold),
+        float(threshold) * (1.0 - 1e-9),
+    )

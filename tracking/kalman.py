@@ -75,8 +75,9 @@ def initiate(z: np.ndarray, r: np.ndarray, rate_var: np.ndarray) -> KalmanState:
 
 def process_noise(dt: float, accel_psd: np.ndarray, walk_psd: np.ndarray) -> np.ndarray:
     """Q blocks [3, 7] (Q_pp, Q_pv, Q_vv per axis) for a step of `dt` [s]: white acceleration of power spectral
-    density `accel_psd` [7] plus a random walk of density `walk_psd` [7] on the value."""
-    return np.stack([accel_psd * dt**3 / 3.0 + walk_psd * dt, accel_psd * dt**2 / 2.0, accel_psd * dt])
+    density `accel_psd` [7] plus a random walk of density `walk_psd` [7] on the value ([..., 3, 7] for
+    accel_psd [..., 7]: one per class, say)."""
+    return np.stack([accel_psd * dt**3 / 3.0 + walk_psd * dt, accel_psd * dt**2 / 2.0, accel_psd * dt], axis=-2)
 
 
 def predict(state: KalmanState, dt: float, q: np.ndarray) -> KalmanState:
@@ -91,15 +92,18 @@ def predict(state: KalmanState, dt: float, q: np.ndarray) -> KalmanState:
 
 def transition(dt: float, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """`predict` as one affine map of the flattened state [mean (14) | cov (21)] (row-major [T, 2, 7] and
-    [T, 3, 7]): flat' = flat @ A.T + b, with A [35, 35] and b [35]. One matrix product per frame for all
-    tracks; the tracker keeps its state in that flat layout."""
-    f = np.array([[1.0, dt], [0.0, 1.0]])
-    f_cov = np.array([[1.0, 2.0 * dt, dt * dt], [0.0, 1.0, dt], [0.0, 0.0, 1.0]])
-    eye = np.eye(NUM_AXES)
+    [T, 3, 7]): flat' = flat @ A.T + b, with A [35, 35] and b [35] (b [..., 35] for q [..., 3, 7]: one per
+    class, say). One matrix product per frame for all tracks; the tracker keeps its state in that flat layout."""
     a = np.zeros((FLAT, FLAT))
-    a[:MEAN_FLAT, :MEAN_FLAT] = np.kron(f, eye)
-    a[MEAN_FLAT:, MEAN_FLAT:] = np.kron(f_cov, eye)
-    return a, np.concatenate([np.zeros(MEAN_FLAT), q.reshape(-1)])
+    ax = np.arange(NUM_AXES)
+    a[ax, ax] = a[NUM_AXES + ax, NUM_AXES + ax] = 1.0  # F = [[1, dt], [0, 1]] per axis
+    a[ax, NUM_AXES + ax] = dt
+    # F P F^T per axis, as a linear map of the blocks (P_pp, P_pv, P_vv): [[1, 2 dt, dt^2], [0, 1, dt], [0, 0, 1]]
+    for i, j, value in ((0, 0, 1.0), (0, 1, 2.0 * dt), (0, 2, dt * dt), (1, 1, 1.0), (1, 2, dt), (2, 2, 1.0)):
+        a[MEAN_FLAT + i * NUM_AXES + ax, MEAN_FLAT + j * NUM_AXES + ax] = value
+    q = np.asarray(q)
+    batch = q.shape[:-2]
+    return a, np.concatenate([np.zeros((*batch, MEAN_FLAT)), q.reshape(*batch, 3 * NUM_AXES)], axis=-1)
 
 
 MEAN_FLAT = 2 * NUM_AXES  # 14 numbers of the mean per track in the flat layout

@@ -20,51 +20,51 @@ Every track lives in the global frame (detections in the ego frame are moved the
    ranks boxes by score, so doubtful boxes rank last).
 
 `MultiTracker` runs B independent environments in one call: all their tracks are rows of one table with an
-environment column, predict and update run once over all rows, and association and NMS only ever pair boxes
-of one environment and one class (`association.near_pairs`: one dense test for one environment, pairs within
-(environment, class) groups beyond), so the work grows as B, not B^2. Each
-environment has its own clock. `Tracker` is the one-environment case. Per-class parameters:
-`tracking.params.ClassParams`. Nothing loops over boxes or pairs.
+environment column (`tracking.table`), predict and update run once over all rows, and association and NMS only
+ever pair boxes of one environment and one class (each box meets only its own (environment, class) group), so
+the work grows as B, not B^2. Each environment has its own clock. `Tracker` is the one-environment case.
+Per-class parameters: `tracking.params.ClassParams`.
+
+Speed: no Python loop over boxes, tracks or pairs. Whole-table arithmetic is numpy (prediction is one matrix
+product); what goes box by box or pair by pair (NMS with the exact rotated IoU, gating and costs, greedy
+matching, the Kalman update of matched rows, births, output) is a compiled loop (numba, cached on disk), one call
+per stage and frame, in the float operations of the numpy code it replaced: the same tracks, bit for bit.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
+import numba
 import numpy as np
 
-from drivestack.common.geometry import wrap_angle
 from drivestack.tracking import kalman
-from drivestack.tracking.association import Matcher, Metric, greedy_pairs, match_pairs, near_pairs
+from drivestack.tracking.association import Matcher, Metric, gated_pairs, greedy_pairs, match_pairs
 from drivestack.tracking.config import OutputBox, TrackerConfig
 from drivestack.tracking.data_classes import TRACKING_NAMES, FrameDetections, FrameTracks
 from drivestack.tracking.params import NUM_CLASSES
-from drivestack.tracking.prefilter import nms
-
-# The live tracks are one float table [T, WIDTH]: a row per track, so that selecting, appending and writing
-# back tracks is one array op each whatever the number of fields. Columns:
-MEAN = slice(0, kalman.MEAN_FLAT)  # 14: Kalman mean [2, 7] (values x y z yaw w l h, then rates), row-major
-COV = slice(kalman.MEAN_FLAT, kalman.FLAT)  # 21: covariance blocks [3, 7] (P_pp, P_pv, P_vv per axis)
-STATE = slice(0, kalman.FLAT)  # mean and covariance together (what the transition acts on)
-ID, LABEL, HITS, MISSES, SCORE, DET, ENV = range(kalman.FLAT, kalman.FLAT + 7)  # integers exact in float64
-WIDTH = kalman.FLAT + 7  # DET: the row of this step's detections the track took (-1: none); ENV: environment
-_N = kalman.NUM_AXES
-P_PP, P_PV, P_VV = (slice(kalman.MEAN_FLAT + k * _N, kalman.MEAN_FLAT + (k + 1) * _N) for k in range(3))  # [T, 7] each
-VAR_XY = slice(kalman.MEAN_FLAT, kalman.MEAN_FLAT + 2)  # P_pp of x and y
-RATE_XY = slice(kalman.NUM_AXES, kalman.NUM_AXES + 2)  # vx, vy in the mean
-VAR_RATE_XY = slice(kalman.MEAN_FLAT + 2 * kalman.NUM_AXES, kalman.MEAN_FLAT + 2 * kalman.NUM_AXES + 2)  # P_vv x y
-
-
-def _kf(table: np.ndarray) -> kalman.KalmanState:
-    """The Kalman state of table rows, as views ([T, 2, 7] and [T, 3, 7])."""
-    return kalman.KalmanState(
-        table[:, MEAN].reshape(-1, 2, kalman.NUM_AXES), table[:, COV].reshape(-1, 3, kalman.NUM_AXES)
-    )
-
+from drivestack.tracking.prefilter import prefilter
+from drivestack.tracking.table import (
+    COV,
+    DET,
+    ENV,
+    HITS,
+    ID,
+    LABEL,
+    MISSES,
+    RATE_XY,
+    STATE,
+    VAR_XY,
+    WIDTH,
+    birth_rows,
+    kalman_state,
+    output_rows,
+    update_tracks,
+)
 
 _EMPTY_INT = np.zeros(0, dtype=np.int64)
+_EMPTY_FLOAT = np.zeros(0)
 PEDESTRIAN = TRACKING_NAMES.index("pedestrian")  # the class that may move in any direction
 _CENTER_MARGIN = 1e3  # [m] metric=center: a pair is worth (this - distance), more than any gated distance
 
@@ -87,6 +87,7 @@ class MultiTracker:
         other = np.array([c.z_std, c.yaw_std, c.size_std, c.size_std, c.size_std]) ** 2
         self._r = np.concatenate([np.stack([pos_var, pos_var], 1), np.tile(other, (NUM_CLASSES, 1))], 1)  # [C, 7]
         self._r_xy = pos_var  # [C] the measurement variance of x, and of y
+        self._r_v = c.velocity_std**2 if c.use_detection_velocity else -1.0  # [m^2/s^2] (-1: never measured)
         accel = p.array("accel_std")
         self._accel_psd = np.zeros((NUM_CLASSES, kalman.NUM_AXES))  # [C, 7]
         self._accel_psd[:, :3] = accel[:, None] ** 2
@@ -96,9 +97,10 @@ class MultiTracker:
         # heading prior: (lateral / longitudinal velocity std)^2 of a newborn per class; pedestrians isotropic
         self._lateral = np.full(NUM_CLASSES, math.sin(min(c.yaw_std, 0.5 * math.pi)) ** 2)
         self._lateral[PEDESTRIAN] = 1.0
-        self._min_score = np.maximum(p.array("min_score"), c.min_detection_score)  # [C]
+        # per (environment, class) group: the score threshold and the NMS IoU threshold (None: no NMS)
+        self._min_score = np.tile(np.maximum(p.array("min_score"), c.min_detection_score), num_envs)  # [B C]
         self._birth_score = p.array("birth_score") if c.two_stage else np.zeros(NUM_CLASSES)  # [C]
-        self._nms_iou = p.array("nms_iou")
+        self._nms_iou = np.tile(p.array("nms_iou"), num_envs) if c.nms else None  # [B C]
         self._max_distance = p.array("max_distance")
         # a new track's row per class before its measurement is written in: zero mean, prior covariance, one hit
         speed = p.array("init_speed_std")
@@ -193,13 +195,14 @@ class MultiTracker:
         env<b>). Each output's detection_index is the row among that environment's boxes, in `det` order."""
         _check_frame(FrameDetections(det.token, 0.0, det.box, det.velocity, det.score, det.label))  # shapes, NaNs
         times = np.asarray(times, dtype=np.float64).reshape(self.num_envs)
-        env = np.asarray(env, dtype=np.int64).reshape(len(det))
+        env = np.ascontiguousarray(env, dtype=np.int64).reshape(len(det))
         tokens = tokens if tokens is not None else [f"env{b}" for b in range(self.num_envs)]
         self._check_step(det, env, times, tokens)
         return self._step(det, env, times, tokens)
 
     def _step(self, det: FrameDetections, env: np.ndarray, times: np.ndarray, tokens: list[str]) -> list[FrameTracks]:
         c = self.config
+        det = _contiguous(det)
         stale = times <= self._time  # NaN (not started) compares False
         if stale.any():
             self._check_step(det, env, times, tokens)  # raises, naming the environment and its frame
@@ -221,11 +224,8 @@ class MultiTracker:
 
         is_high = score >= self._birth_score[label]  # [M'] may start a track; first-stage detection
         rows, cols = self._associate(table, box, label, is_high, denv)
-        if len(rows):
-            matched = self._update(table[rows], box[cols], velocity[cols], label[cols])
-            matched[:, SCORE] = score[cols]
-            matched[:, DET] = keep[cols]
-            table[rows] = matched
+        if len(rows):  # the Kalman update (and the detector's velocity where it gives one), score, hits
+            update_tracks(table, rows, cols, box, velocity, label, score, keep, self._r, self._r_v, c.flip_yaw)
 
         # lifecycle: delete the lost, start tentative tracks at unmatched detections that may give birth
         if len(table):
@@ -233,10 +233,12 @@ class MultiTracker:
             alive = table[:, MISSES] <= limit
             if not alive.all():
                 table = table[alive]
-        new = is_high
+        new = is_high  # unmatched detections that may give birth start tentative tracks
         new[cols] = False
-        if new.any():
-            table = np.concatenate([table, self._births(box, velocity, label, score, denv, keep, new)])
+        new = np.flatnonzero(new)
+        if len(new):
+            born = birth_rows(self._newborn, new, box, velocity, label, score, denv, keep, self._next_id, self._r_v)
+            table = np.concatenate([table, born])
         self.table = table
         return self._output(table, det.box, env, times, tokens)
 
@@ -279,13 +281,8 @@ class MultiTracker:
 
     def _prefilter(self, det: FrameDetections, env: np.ndarray) -> np.ndarray:
         """Rows [M'] of `det` that pass the per-class score threshold and the per-class NMS."""
-        keep = np.flatnonzero(det.score >= self._min_score[det.label])
-        if self.config.nms and len(keep) > 1:
-            label = det.label[keep]
-            group = env[keep] * NUM_CLASSES + label
-            kept = nms(det.box[keep], det.score[keep], group, self.num_envs * NUM_CLASSES, self._nms_iou[label])
-            keep = keep[kept]
-        return keep
+        group = det.label if self.num_envs == 1 else env * NUM_CLASSES + det.label
+        return prefilter(det.box, det.score, group, self._min_score, self._nms_iou)
 
     def _predict(self, table: np.ndarray, times: np.ndarray) -> np.ndarray:
         """Every track moved to its environment's time in `times` [B] (a new table)."""
@@ -313,10 +310,8 @@ class MultiTracker:
         if dt not in self._transitions:  # frames mostly come at one rate: build the map once per distinct step
             if len(self._transitions) > 64:
                 self._transitions.clear()
-            q = np.stack([kalman.process_noise(dt, self._accel_psd[k], self._walk_psd) for k in range(NUM_CLASSES)])
-            a, _ = kalman.transition(dt, q[0])
-            b = np.concatenate([np.zeros((NUM_CLASSES, kalman.MEAN_FLAT)), q.reshape(NUM_CLASSES, -1)], axis=1)
-            self._transitions[dt] = (a, b)
+            q = kalman.process_noise(dt, self._accel_psd, self._walk_psd)  # [C, 3, 7]
+            self._transitions[dt] = kalman.transition(dt, q)  # A [35, 35], b [C, 35]
         return self._transitions[dt]
 
     def _associate(
@@ -337,40 +332,24 @@ class MultiTracker:
             t_key, d_key = t_label, label
         else:
             t_key, d_key = table[:, ENV].astype(np.int64) * NUM_CLASSES + t_label, env * NUM_CLASSES + label
-        # predicted position variance [T]; x and y share it exactly (same noises, same gains: `_kf` per axis)
+        # predicted position variance [T]; x and y share it exactly (same noises, same gains per axis)
         var = table[:, VAR_XY.start]
         # the centre-distance gate of each track: its class's, widened by its own position uncertainty
         max_distance = self._max_distance[t_label]  # [T]
         gate = max_distance + c.gate_sigmas * np.sqrt(var)  # [T]
-        ti, di, dist = near_pairs(t_key, table[:, :2], gate, d_key, box[:, :2], 0.0, self.num_envs * NUM_CLASSES)
-        # [P] candidates: same environment and class, within the gate
-        if not len(ti):
-            return _EMPTY_INT, _EMPTY_INT
+        num_keys = self.num_envs * NUM_CLASSES
         if self._metric is Metric.CENTER:  # Hungarian: most pairs first, then the least summed distance
-            cost, threshold = dist, _CENTER_MARGIN
+            threshold = _CENTER_MARGIN
+            ti, di, cost = gated_pairs(t_key, table[:, :2], gate, d_key, box[:, :2], num_keys)
         else:
-            # per track, then per pair (a pair's track and detection share the class, so R is the track's)
-            r_t = self._r_xy[t_label]  # [T] measurement variance of x and of y
-            s_t = var + r_t  # [T] innovation variance (x and y)
-            s = s_t[ti]  # [P]
-            dx = box[di, 0] - table[ti, 0]
-            dy = box[di, 1] - table[ti, 1]
-            cost = dx * dx / s + dy * dy / s
-            if self._metric is Metric.NLL:
-                cost += np.minimum(np.log(s_t * s_t / (r_t * r_t)), c.max_log_det)[ti]
-            if c.heading_prior:  # tracks with one hit: their velocity is unknown, its direction is not
-                young_t = table[:, HITS] == 1
-                young = np.flatnonzero(young_t[ti])
-                if len(young):
-                    cost[young] = self._newborn_cost(table, young_t, r_t, t_label)(ti[young], dx[young], dy[young])
-            threshold = c.mahalanobis_gate
             # within the class's own gate a pair is always valid (a lidar box's centre can jump a few metres along
             # a partly seen car, beyond what R allows); beyond it only if also likely under S
-            within = dist < max_distance[ti]
-            np.minimum(cost, threshold * (1.0 - 1e-9), out=cost, where=within)
-            valid = within | (cost < threshold)
-            if not valid.all():
-                ti, di, cost = ti[valid], di[valid], cost[valid]
+            threshold = c.mahalanobis_gate
+            shape = self._innovation_shape(table, var, t_label)
+            ti, di, cost = gated_pairs(
+                t_key, table[:, :2], gate, d_key, box[:, :2], num_keys, shape, max_distance, threshold
+            )
+        # [P] valid pairs: same environment and class, within the gate
         if not len(ti):
             return _EMPTY_INT, _EMPTY_INT
         one_stage = not c.two_stage or is_high.all()  # the common case when the detector is confident
@@ -389,138 +368,75 @@ class MultiTracker:
             rows, cols = np.concatenate([rows, r2]), np.concatenate([cols, c2])
         return rows, cols
 
-    def _newborn_cost(
-        self, table: np.ndarray, young: np.ndarray, r: np.ndarray, label: np.ndarray
-    ) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
-        """The association cost of pairs whose track has one hit, under the heading prior
-        (`TrackerConfig.heading_prior`): the displacement (dx, dy) [P] [m] split along and across the track's
-        heading, each with its own innovation variance. Per track of `table` (where `young` [T] holds; r [T] the
-        measurement variance of x and of y, label [T]) first; returns cost(track rows [P], dx [P], dy [P])."""
-        track = table[young]
-        yaw, r, var = track[:, 3], r[young], track[:, VAR_XY.start]
-        cos, sin = np.cos(yaw), np.sin(yaw)
-        # one hit: the position variance is r (birth) + dt^2 init_speed_std^2 + Q (motion), the same on both axes
-        motion = np.maximum(var - r, 0.0)
-        s_along = r + r + motion  # birth position + measurement + motion along the heading
-        s_across = r + r + motion * self._lateral[label[young]]
-        offset = np.minimum(np.log(s_along * s_across / (r * r)), self.config.max_log_det)
-        if self._metric is not Metric.NLL:
-            offset[:] = 0.0
-        where = np.cumsum(young) - 1  # [T] row among the young tracks
-
-        def cost(rows: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
-            k = where[rows]
-            along = dx * cos[k] + dy * sin[k]
-            across = dy * cos[k] - dx * sin[k]
-            return along * along / s_along[k] + across * across / s_across[k] + offset[k]
-
-        return cost
-
-    def _update(self, matched: np.ndarray, box: np.ndarray, velocity: np.ndarray, label: np.ndarray) -> np.ndarray:
-        """Matched table rows [K, WIDTH] (a copy) updated in place with their detections' boxes [K, 7] and
-        velocities [K, 2]: `kalman.update` (then `kalman.update_velocity`) written on the flat columns."""
+    def _innovation_shape(self, table: np.ndarray, var: np.ndarray, label: np.ndarray) -> np.ndarray:
+        """Each track's Gaussian of a detection's centre offset, [T, 5] as `association.gated_pairs` takes it (cos,
+        sin of the first axis, variance along it and across it [m^2], constant): innovation variance S = P + R on
+        both axes, plus min(ln det S/R, max_log_det) with metric nll. A track with one hit under the heading prior
+        (`TrackerConfig.heading_prior`) has its axis along its box's heading: its velocity is unknown, its
+        direction is not. var [T]: predicted position variance (x and y), label [T]."""
         c = self.config
-        y = box - matched[:, :7]  # [K, 7] innovation
-        yaw = y[:, kalman.YAW]
-        if c.flip_yaw:  # flipping by pi whenever |dyaw| > pi/2 is wrapping dyaw into [-pi/2, pi/2)
-            y[:, kalman.YAW] = (yaw + 0.5 * np.pi) % np.pi - 0.5 * np.pi
-        else:
-            y[:, kalman.YAW] = wrap_angle(yaw)
-        p_pp, p_pv, p_vv = matched[:, P_PP], matched[:, P_PV], matched[:, P_VV]  # [K, 7] views
-        s = p_pp + self._r[label]
-        k_p, k_v = p_pp / s, p_pv / s
-        matched[:, :7] += k_p * y
-        matched[:, 7:14] += k_v * y
-        p_vv -= k_v * p_pv  # (P_pp, P_pv, P_vv) - (k_p P_pp, k_p P_pv, k_v P_pv), old P_pv first
-        p_pv -= k_p * p_pv
-        p_pp -= k_p * p_pp
-        if c.use_detection_velocity:
-            has_v = ~np.isnan(velocity[:, 0])  # NaN: unknown (validate: vx and vy are NaN together), never zero
-            if has_v.any():
-                kf = _kf(matched[has_v])
-                kf = kalman.update_velocity(kf, velocity[has_v], c.velocity_std**2)
-                matched[has_v, MEAN] = kf.mean.reshape(len(kf), -1)
-                matched[has_v, COV] = kf.cov.reshape(len(kf), -1)
-        matched[:, HITS] += 1
-        matched[:, MISSES] = 0
-        return matched
-
-    def _births(
-        self,
-        box: np.ndarray,
-        velocity: np.ndarray,
-        label: np.ndarray,
-        score: np.ndarray,
-        env: np.ndarray,
-        det_row: np.ndarray,
-        new: np.ndarray,
-    ) -> np.ndarray:
-        """Table rows [N, WIDTH] of tentative tracks at the detections where `new` [M'] holds."""
-        rows = self._newborn[label[new]]  # [N, WIDTH] a copy (fancy indexing)
-        rows[:, : kalman.NUM_AXES] = box[new]  # the mean's values; rates start at 0
-        e = env[new]
-        if self.num_envs == 1:
-            rows[:, ID] = self._next_id[0] + np.arange(len(rows))
-            self._next_id[0] += len(rows)
-        else:  # ids count per environment, in detection order
-            order = np.argsort(e, kind="stable")
-            count = np.bincount(e, minlength=self.num_envs)
-            within = np.arange(len(e)) - np.repeat(np.cumsum(count) - count, count)
-            rows[order, ID] = self._next_id[e[order]] + within
-            self._next_id += count
-        rows[:, SCORE] = score[new]
-        rows[:, DET] = det_row[new]
-        rows[:, ENV] = e
-        if self.config.use_detection_velocity:
-            v = velocity[new]
-            has_v = ~np.isnan(v[:, 0])
-            if has_v.any():  # start from the detector's velocity rather than from rest
-                rows[has_v, RATE_XY] = v[has_v]
-                rows[has_v, VAR_RATE_XY] = self.config.velocity_std**2
-        return rows
+        yaw = table[:, 3] if c.heading_prior else _EMPTY_FLOAT
+        # cos, sin and log from numpy, not the kernel: numpy's vectorised ones may differ from libm's in the last bit
+        shape, det_s, det_r = _track_gaussians(
+            var, table[:, HITS], label, self._r_xy, self._lateral, np.cos(yaw), np.sin(yaw), c.heading_prior
+        )
+        if self._metric is Metric.NLL:
+            shape[:, 4] = np.minimum(np.log(det_s / det_r), c.max_log_det)
+        return shape
 
     def _output(
         self, table: np.ndarray, det_box: np.ndarray, det_env: np.ndarray, times: np.ndarray, tokens: list[str]
     ) -> list[FrameTracks]:
         c = self.config
-        # the output rule's row of (confirmed, consecutive misses): misses + confirmed x stride
-        key = (table[:, MISSES] + np.where(table[:, HITS] >= c.min_hits, self._stride, 0.0)).astype(np.intp)
-        score = table[:, SCORE] * self._score_factor[key]
-        show = self._shown[key]
-        if not show.all():
-            table, score = table[show], score[show]
-        det = table[:, DET].astype(np.int64)
-        box = table[:, :7]
-        if c.output_box is OutputBox.DETECTION and len(det) and det.max() >= 0:
-            took = det >= 0
-            box = box.copy()
-            box[took] = det_box[det[took]]
-        if self.num_envs > 1 and len(det_env):  # detection rows counted within each environment
-            order = np.argsort(det_env, kind="stable")
-            count = np.bincount(det_env, minlength=self.num_envs)
-            local = np.empty(len(det_env), dtype=np.int64)
-            local[order] = np.arange(len(det_env)) - np.repeat(np.cumsum(count) - count, count)
-            det = np.where(det >= 0, local[np.maximum(det, 0)], -1)
-        fields = (
-            table[:, ID].astype(np.int64),
-            box[:, :3],
-            box[:, 4:7],
-            _wrap(box[:, 3]),
-            table[:, RATE_XY],
-            score,
-            table[:, LABEL].astype(np.int64),
-            det,
+        *fields, bounds = output_rows(
+            table,
+            float(c.min_hits),
+            self._stride,
+            self._score_factor,
+            self._shown,
+            det_box,
+            det_env,
+            self.num_envs,
+            c.output_box is OutputBox.DETECTION,
         )
         if self.num_envs == 1:
             return [FrameTracks(tokens[0], float(times[0]), *fields)]
-        env = table[:, ENV].astype(np.int64)
-        order = np.argsort(env, kind="stable")
-        bounds = np.searchsorted(env[order], np.arange(self.num_envs + 1))
-        fields = tuple(f[order] for f in fields)
         return [  # note: a loop over environments to build the B output objects (slices, no copies)
             FrameTracks(tokens[b], float(times[b]), *(f[bounds[b] : bounds[b + 1]] for f in fields))
             for b in range(self.num_envs)
         ]
+
+
+@numba.njit(cache=True)
+def _track_gaussians(
+    var: np.ndarray,
+    hits: np.ndarray,
+    label: np.ndarray,
+    r_xy: np.ndarray,
+    lateral: np.ndarray,
+    cos: np.ndarray,
+    sin: np.ndarray,
+    heading_prior: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    # `MultiTracker._innovation_shape` without its constant column; returns it and det S [T], det R [T]
+    shape = np.empty((len(var), 5))
+    det_s, det_r = np.empty(len(var)), np.empty(len(var))
+    for i in range(len(var)):
+        r = r_xy[label[i]]  # measurement variance of x and of y
+        if heading_prior and hits[i] == 1.0:  # one hit: velocity unknown, its direction not
+            # the position variance is r (birth) + dt^2 init_speed_std^2 + Q (motion), the same on both axes
+            motion = max(var[i] - r, 0.0)
+            s_along = r + r + motion  # birth position + measurement + motion along the heading
+            s_across = r + r + motion * lateral[label[i]]
+            shape[i, 0], shape[i, 1], shape[i, 2], shape[i, 3] = cos[i], sin[i], s_along, s_across
+            det_s[i] = s_along * s_across
+        else:
+            s = var[i] + r  # innovation variance (x and y)
+            shape[i, 0], shape[i, 1], shape[i, 2], shape[i, 3] = 1.0, 0.0, s, s
+            det_s[i] = s * s
+        shape[i, 4] = 0.0
+        det_r[i] = r * r
+    return shape, det_s, det_r
 
 
 class Tracker:
@@ -550,7 +466,7 @@ class Tracker:
 
     def state_dict(self) -> dict[str, Any]:
         """A snapshot of the live tracks (for inspection and tests): ids, labels, hits, misses, dense state."""
-        x, p = _kf(self.table).dense()
+        x, p = kalman_state(self.table).dense()
         t = self.table
         return {
             "track_id": t[:, ID].astype(np.int64),
@@ -562,10 +478,17 @@ class Tracker:
         }
 
 
-def _wrap(angle: np.ndarray) -> np.ndarray:
-    # common.geometry.wrap_angle's arithmetic for a float array, without its type dispatch (a per-frame cost)
-    wrapped = np.remainder(angle + math.pi, 2.0 * math.pi) - math.pi
-    return np.where(wrapped >= math.pi, wrapped - 2.0 * math.pi, wrapped)
+def _contiguous(det: FrameDetections) -> FrameDetections:
+    # the compiled stages take C-contiguous float64 boxes and int64 labels (another layout would compile them again)
+    fields = (
+        np.ascontiguousarray(det.box, dtype=np.float64),
+        np.ascontiguousarray(det.velocity, dtype=np.float64),
+        np.ascontiguousarray(det.score, dtype=np.float64),
+        np.ascontiguousarray(det.label, dtype=np.int64),
+    )
+    if all(new is old for new, old in zip(fields, (det.box, det.velocity, det.score, det.label))):
+        return det
+    return FrameDetections(det.token, det.timestamp, *fields)
 
 
 def _check_frame(frame: FrameDetections) -> None:

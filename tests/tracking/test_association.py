@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -11,11 +12,11 @@ from drivestack.tracking.association import (
     Matcher,
     center_distance,
     gate,
+    gated_pairs,
     greedy_match,
     greedy_pairs,
     mahalanobis_distance,
     match,
-    near_pairs,
     negative_log_likelihood,
 )
 
@@ -142,8 +143,9 @@ def test_greedy_pairs_is_the_sequential_greedy_with_ties_and_two_stages(seed: in
     rows, cols = pairs[:, 0], pairs[:, 1]
     cost = rng.choice([0.5, 1.0, 1.0, 2.0], len(rows)) if seed % 2 else rng.uniform(0.0, 5.0, len(rows))
     stage = (rng.random(num_cols) < 0.4)[cols]  # a detection's pairs are all of its stage
-    for st in (None, stage):
-        r, c = greedy_pairs(rows[::-1], cols[::-1], cost[::-1], None if st is None else st[::-1])  # order-free
+    shuffle = rng.permutation(len(rows))
+    for st, order in itertools.product((None, stage), (np.arange(len(rows)), shuffle[::-1], shuffle)):
+        r, c = greedy_pairs(rows[order], cols[order], cost[order], None if st is None else st[order])  # order-free
         key = np.zeros(len(rows)) if st is None else st
         expected, used_r, used_c = set(), set(), set()
         for k in sorted(range(len(rows)), key=lambda k: (key[k], cost[k], rows[k], cols[k])):
@@ -155,19 +157,53 @@ def test_greedy_pairs_is_the_sequential_greedy_with_ties_and_two_stages(seed: in
         assert len(r) == len(expected)
 
 
-def test_near_pairs_dense_and_grouped_give_the_same_pairs() -> None:
-    rng = np.random.default_rng(0)
-    key_a, key_b = rng.integers(0, 3, 40), rng.integers(0, 3, 50)
-    xy_a, xy_b = rng.uniform(-20.0, 20.0, (40, 2)), rng.uniform(-20.0, 20.0, (50, 2))
-    xy_b[0] = [1e200, -1e200]  # a stray box: never near, no overflow
-    reach = rng.uniform(1.0, 6.0, 40)
-    dense = near_pairs(key_a, xy_a, reach, key_b, xy_b, 0.5, 3)
-    grouped = near_pairs(np.repeat(key_a, 40), np.repeat(xy_a, 40, 0), np.repeat(reach, 40), key_b, xy_b, 0.5, 3)
-    # 1600 x 50 entries: past the dense test; row k of the repeated set is row k // 40 of the first
-    got = {(int(a), int(b), float(d)) for a, b, d in zip(grouped[0] // 40, grouped[1], grouped[2])}
-    assert got == {(int(a), int(b), float(d)) for a, b, d in zip(*dense)}
-    assert len(grouped[0]) == 40 * len(dense[0])
-    brute = np.hypot(*(xy_b[None, :, :] - xy_a[:, None, :]).transpose(2, 0, 1)) < reach[:, None] + 0.5
-    brute &= key_a[:, None] == key_b
-    assert set(zip(*np.nonzero(brute))) == set(zip(dense[0].tolist(), dense[1].tolist()))
-    assert 0 < len(dense[0])
+def _gated_pairs_by_loop(key_t, xy_t, reach, key_d, xy_d, shape, sure, threshold) -> dict:
+    """gated_pairs written as the textbook loop over every (track, detection), in Python floats."""
+    out = {}
+    for t, d in itertools.product(range(len(key_t)), range(len(key_d))):
+        ex, ey = float(xy_d[d, 0] - xy_t[t, 0]), float(xy_d[d, 1] - xy_t[t, 1])
+        dx, dy = min(abs(ex), 1e150), min(abs(ey), 1e150)
+        if key_t[t] != key_d[d] or not dx * dx + dy * dy < reach[t] ** 2:
+            continue
+        dist = math.sqrt(dx * dx + dy * dy)
+        if shape is None:
+            out[t, d] = dist
+            continue
+        c, s, var_along, var_across, offset = shape[t]
+        along, across = ex * c + ey * s, ey * c - ex * s
+        cost = along * along / var_along + across * across / var_across + offset
+        if dist < sure[t]:
+            out[t, d] = min(cost, threshold * (1.0 - 1e-9))
+        elif cost < threshold:
+            out[t, d] = cost
+    return out
+
+
+@pytest.mark.parametrize("num_keys", [1, 3, 40])  # one group; one environment's classes; many environments
+def test_gated_pairs_equals_the_loop_over_all_pairs(num_keys: int) -> None:
+    # the compiled candidate search visits only each track's own group: the same pairs and, bit for bit, the same
+    # costs as the loop over every pair, for centre distance and for rotated Gaussians (heading prior) alike
+    rng = np.random.default_rng(num_keys)
+    num_t, num_d = 60, 70
+    key_t = rng.integers(0, num_keys, num_t)
+    xy_t = rng.uniform(-20.0, 20.0, (num_t, 2)) + 1800.0
+    near = rng.integers(0, num_t, num_d)  # most detections near a track of their own group
+    key_d = np.where(rng.random(num_d) < 0.8, key_t[near], rng.integers(0, num_keys, num_d))
+    xy_d = xy_t[near] + rng.normal(0.0, 2.0, (num_d, 2))
+    xy_d[0] = [1e200, -1e200]  # a stray box: never near, no overflow
+    xy_d[1] = xy_t[0]  # a detection exactly on a track
+    reach = rng.uniform(1.0, 6.0, num_t)
+    sure = rng.uniform(0.5, 3.0, num_t)
+    yaw = rng.uniform(-np.pi, np.pi, num_t)
+    var = rng.uniform(0.2, 9.0, (num_t, 2))
+    isotropic = rng.random(num_t) < 0.5
+    shape = np.column_stack([np.cos(yaw), np.sin(yaw), var, rng.uniform(0.0, 3.0, num_t)])
+    shape[isotropic, :4] = np.column_stack([np.ones(num_t), np.zeros(num_t), var[:, 0], var[:, 0]])[isotropic]
+    for pair_shape in (None, shape):
+        rows, cols, cost = gated_pairs(key_t, xy_t, reach, key_d, xy_d, num_keys, pair_shape, sure, 4.0)
+        expected = _gated_pairs_by_loop(key_t, xy_t, reach, key_d, xy_d, pair_shape, sure, 4.0)
+        assert dict(zip(zip(rows.tolist(), cols.tolist()), cost.tolist())) == expected  # exact floats
+        assert list(zip(rows, cols)) == sorted(zip(rows, cols))  # listed row by row, then by column
+        assert len(rows) > 20
+    empty = gated_pairs(key_t[:0], xy_t[:0], reach[:0], key_d, xy_d, num_keys, shape[:0], sure[:0], 4.0)
+    assert all(len(x) == 0 for x in empty)
