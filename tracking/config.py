@@ -54,10 +54,16 @@ class TrackerConfig:
     """Box reported by a track updated this frame: the filtered state, or its detection's (coasting tracks
     always report their prediction). With the per-class noises the filter does not lag a lidar detector: same
     AMOTA on scene-0523 (0.705 vs 0.706), AMOTP 0.513 m filtered vs 0.519 m detection (oracle: 0.539 vs 0.581)."""
-    min_hits: int = 3
-    """Hits (matched frames) after which a track is confirmed (output at full score, coasted). 1 outputs every
-    track at full score from its first detection, as CenterPoint does: +0.025 AMOTA on scene-0523 (from its
-    13-box bicycle class), -0.045 on the oracle detections of the same scene (measured during development)."""
+    min_hits: int = 2
+    """Hits (matched frames) after which a track is confirmed (output at full score, coasted). 2: confirmed at its
+    second hit, as ByteTrack activates a track in the frame after its birth. The second hit is the first at which
+    a track without detector velocities has a motion state (two-point differencing sets its velocity; before,
+    its prediction is its birth position spread by the class's whole speed prior), so it is the first at which
+    coasting it means anything; and AMOTA averages each track's scores, so every confirmation frame held back
+    costs every true track that frame's score (most of all the short ones) while long false tracks barely pay.
+    On scene-0523 (docs/tracking.md) 3 -> 2: CenterPoint 0.712 -> 0.734, oracle (8 seeds) 0.924 -> 0.927,
+    synthetic highway (3 seeds) 0.975 -> 0.976; 1 (CenterPoint's, SimpleTrack's, Poly-MOT's: every track at
+    full score from its first detection): 0.737, 0.918, 0.972 (coasting one-hit tracks adds false boxes)."""
     max_misses: int = 5
     """A confirmed track missed in more than this many consecutive frames is deleted."""
     max_misses_tentative: int = 5

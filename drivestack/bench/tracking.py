@@ -99,7 +99,7 @@ class BenchTrackingConfig:
 def ablations(cfg: TrackerConfig) -> list[tuple[str, TrackerConfig]]:
     """The tracker `cfg` with one stage undone per row (first row: `cfg` itself; last: all undone, the tracker
     of issue 16: one set of noises for all classes and no centre-distance gate, Hungarian NLL, no pre-filter,
-    one association stage, filtered boxes)."""
+    one association stage, filtered boxes, confirmation at the third hit)."""
     classes = cfg.classes
     uniform = classes.uniform(pos_std=0.5, accel_std=1.0, init_speed_std=15.0, max_distance=4.0)
     no_filter = replace(classes, min_score=(0.0,) * 7)
@@ -113,6 +113,7 @@ def ablations(cfg: TrackerConfig) -> list[tuple[str, TrackerConfig]]:
         output_box=OutputBox.FILTERED,
         heading_prior=False,
         gate_sigmas=1e6,  # no centre-distance gate: the NLL gate alone, as before
+        min_hits=3,
     )
     before = replace(before, classes=replace(before.classes, max_distance=(1e-6,) * 7))
     return [
@@ -125,6 +126,10 @@ def ablations(cfg: TrackerConfig) -> list[tuple[str, TrackerConfig]]:
         ("- heading prior for newborns (the filter's isotropic velocity prior)", replace(cfg, heading_prior=False)),
         ("- NLL cost (centre distance instead)", replace(cfg, metric=Metric.CENTER)),
         ("- filtered box output (the detection's box instead)", replace(cfg, output_box=OutputBox.DETECTION)),
+        (
+            f"- confirmation at hit {cfg.min_hits} (at hit {cfg.min_hits + 1} instead)",
+            replace(cfg, min_hits=cfg.min_hits + 1),
+        ),
         ("issue 16's tracker (all of the above undone)", before),
     ]
 

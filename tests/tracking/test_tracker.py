@@ -122,6 +122,43 @@ def test_births_and_deaths() -> None:
     assert live["state"][0, :2] == pytest.approx(b, abs=1e-6) and live["hits"][0] == 5
 
 
+def test_a_track_is_confirmed_at_its_second_hit() -> None:
+    # default min_hits 2: half score at birth, full score from the second hit, coasted from then on (the second
+    # hit gives it a velocity); a single detection (no motion state yet) is never coasted
+    a, b = (0.0, 0.0), (30.0, 10.0)
+    rows = [[a], [(2.5, 0.0)], [b], [(7.5, 0.0)], []]  # a at 5 m/s, missed in frame 2; b seen once, in frame 2
+    out = track_scene(Tracker(), [_frame(k, r) for k, r in enumerate(rows)])
+    assert [len(f) for f in out] == [1, 1, 2, 1, 1]
+    assert [float(f.score[0]) for f in out[:2]] == pytest.approx([0.45, 0.9])
+    coast = out[2].track_id == out[0].track_id[0]
+    assert out[2].score[coast] == pytest.approx([0.45])  # coasted: coast_decay x 0.9
+    assert out[2].translation[coast, 0] == pytest.approx([5.0], abs=0.3)  # at its predicted box
+    assert out[2].score[~coast] == pytest.approx([0.45])  # b: tentative
+    # frame 3: a again, same id, full score; b, missed with one hit, is not shown; frame 4: a coasts
+    assert out[3].track_id[0] == out[4].track_id[0] == out[0].track_id[0]
+    assert [float(out[3].score[0]), float(out[4].score[0])] == pytest.approx([0.9, 0.45])
+
+
+def test_a_short_confident_track_outranks_a_long_doubtful_one() -> None:
+    # AMOTA ranks a track by the mean of its output scores: the score held back while a track is tentative is a
+    # larger share of a short track's than of a long one's; confirmed at the second hit, a 3-frame track at 0.6
+    # still ranks above a 12-frame one at 0.45 (confirmed at the third, it would not: 0.40 < 0.41)
+    long, short = [(0.0, 0.0)] * 12, [(40.0, 10.0)] * 3
+    frames = []
+    for k in range(12):
+        frame = _frame(k, [long[k]] + ([short[k - 9]] if k >= 9 else []), score=0.45)
+        frame.score[1:] = 0.6
+        frames.append(frame)
+    for min_hits, short_first in ((2, True), (3, False)):
+        out = track_scene(Tracker(TrackerConfig(min_hits=min_hits)), frames)
+        ids = np.concatenate([f.track_id for f in out])
+        scores = np.concatenate([f.score for f in out])
+        mean = {int(i): scores[ids == i].mean() for i in np.unique(ids)}
+        assert len(mean) == 2
+        id_long, id_short = int(out[0].track_id[0]), int(out[9].track_id[1])
+        assert bool(mean[id_short] > mean[id_long]) is short_first, (min_hits, mean)
+
+
 def test_each_output_track_names_the_detection_it_took() -> None:
     """detection_index maps a track to the row of its frame's detections (births included), -1 when coasting."""
     tracker = Tracker(TrackerConfig(min_hits=1, coast_frames=2))
@@ -356,18 +393,18 @@ def test_one_detection_far_away_changes_no_other_track(far: float) -> None:
 @pytest.mark.parametrize(
     "config,digest,sums",
     [
-        (
-            TrackerConfig(),
+        (  # min_hits 3: the default when these were recorded
+            TrackerConfig(min_hits=3),
             "563313de207d6908",
             [197286.423377098, 17087.745945946, 3128.283648561, 17522.243673229, 1431.843639153],
         ),
         (
-            TrackerConfig(matcher=Matcher.HUNGARIAN, two_stage=False),
+            TrackerConfig(matcher=Matcher.HUNGARIAN, two_stage=False, min_hits=3),
             "de632bbe45fd9816",
             [198406.428309742, 17184.945945946, 3136.481863476, 17693.469354894, 1435.225365218],
         ),
         (
-            TrackerConfig(metric=Metric.CENTER, output_box=OutputBox.DETECTION),
+            TrackerConfig(metric=Metric.CENTER, output_box=OutputBox.DETECTION, min_hits=3),
             "74da0f6fddebff0a",
             [196430.38512181, 17025.5, 3122.306873595, 17873.767553428, 1428.646949616],
         ),
