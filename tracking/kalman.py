@@ -57,10 +57,6 @@ class KalmanState:
         return x, p
 
 
-def empty_state() -> KalmanState:
-    return KalmanState(np.zeros((0, 2, NUM_AXES)), np.zeros((0, 3, NUM_AXES)))
-
-
 def initiate(z: np.ndarray, r: np.ndarray, rate_var: np.ndarray) -> KalmanState:
     """New tracks at measurements `z` [M, 7] (x, y, z, yaw, w, l, h) with measurement variances `r` [7] and
     prior rate variances `rate_var` [4] (vx, vy, vz, vyaw); the rates start at 0."""

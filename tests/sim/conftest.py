@@ -94,3 +94,12 @@ def traffic() -> tuple[RoadNetwork, WorldState, VehicleAppearance]:
     gen = torch.Generator().manual_seed(3)
     world = initial_state(config, road, 3, gen)
     return road, world, vehicle_appearance(world, gen)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a test module (bit-for-bit render comparisons), the previous count restored."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

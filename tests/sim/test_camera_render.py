@@ -22,13 +22,7 @@ from drivestack.sim.road import RoadNetwork
 from drivestack.sim.scenario import is_truck
 from drivestack.sim.state import WorldState
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # renders compared bit for bit: one thread
 
 
 def _world(vehicles) -> WorldState:

@@ -29,12 +29,7 @@ REFERENCE = Path(__file__).parent / "data" / "default_render.npz"
 NO_SENSOR = dict(blur_sigma=0.0, vignetting=0.0, noise_std=0.0, gamma=(1.0, 1.0), jpeg_quality=(100.0, 100.0))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # renders compared bit for bit: one thread
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
