@@ -6,6 +6,9 @@ detector's image-space encoding (`perception.boxes`): a flip maps u -> W - u and
 mirrored about the optical axis, principal point mirrored with it); a scaling by s maps uv -> s * uv + t and
 the focal length f -> s * f, so the depth target log(depth * REF_FOCAL / f) shifts by -log(s) while the metric
 depth stays true. Boxes whose centre leaves the image are dropped from the batch's targets.
+
+Opt-in, last: RandConv (`perception.randconv`, `randconv_prob` > 0), a random convolution mixed into the pixels
+for sim-to-real transfer; it moves no pixel, so the ground truth is untouched.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import torch.nn.functional as F
 
 from drivestack.common.geometry import wrap_angle
 from drivestack.perception.dataset import TargetBoxes
+from drivestack.perception.randconv import random_convolution
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,13 @@ class AugmentConfig:
     """Contrast factor drawn from [1 - contrast, 1 + contrast]."""
     saturation: float = 0.3
     """Saturation factor drawn from [1 - saturation, 1 + saturation]."""
+    randconv_prob: float = 0.0
+    """Probability per image of RandConv (Xu et al., ICLR 2021; the "mix" variant): the image is mixed with a random
+    convolution of itself, a * image + (1 - a) * conv(image), a ~ U(0, 1), then re-standardised per channel to its
+    mean and std and clamped to [0, 1]. For sim-to-real transfer; 0 (default): off, training unchanged bit for bit."""
+    randconv_kernel_sizes: tuple[int, ...] = (1, 3, 5, 7)
+    """[px] Kernel sizes of RandConv's 3 -> 3 convolution (odd), one drawn uniformly per image; weights
+    ~ N(0, 1 / (3 k^2)), no bias, reflect padding."""
 
     def validate(self) -> AugmentConfig:
         if not 0.0 <= self.flip_prob <= 1.0:
@@ -49,6 +60,11 @@ class AugmentConfig:
         for name in ("brightness", "contrast", "saturation"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name}={getattr(self, name)}; allowed: 0 <= value < 1")
+        if not 0.0 <= self.randconv_prob <= 1.0:
+            raise ValueError(f"randconv_prob={self.randconv_prob}; allowed: 0 to 1")
+        sizes = tuple(self.randconv_kernel_sizes)
+        if not sizes or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 or k % 2 == 0 for k in sizes):
+            raise ValueError(f"randconv_kernel_sizes={list(sizes)}; give positive odd integers, e.g. 1 3 5 7")
         return self
 
 
@@ -103,6 +119,9 @@ def augment(
     x = gray + (x - gray) * sat
     x = (x - gray.mean(dim=(2, 3), keepdim=True)) * contrast + gray.mean(dim=(2, 3), keepdim=True)
     x = x.clamp_(0.0, 1.0)
+
+    # --- RandConv (opt-in; with randconv_prob 0 it draws nothing, so the rest of the run's stream is unchanged)
+    x = random_convolution(x, cfg.randconv_prob, cfg.randconv_kernel_sizes, generator)
 
     # --- ground truth follows the pixels
     f2 = flip[:, None]

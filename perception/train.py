@@ -137,7 +137,7 @@ class TrainDetectorConfig:
     max_distance: float = 60.0
     """[m] boxes farther than this (ego xy) are not trained on (the eval range is 50 m for vehicles)."""
     augment: bool = True
-    """Flip / scale / photometric augmentation (see perception.augment)."""
+    """Flip / scale / photometric augmentation, and RandConv when --aug.randconv-prob > 0 (see perception.augment)."""
     aug: AugmentConfig = AugmentConfig()
     """Augmentation ranges."""
     amp: bool = True
@@ -205,6 +205,10 @@ def validate_config(cfg: TrainDetectorConfig) -> None:
     resolve_cameras(cfg.cameras)  # ValueError: an unknown camera name, listing the valid ones
     resolve_device(cfg.device)  # ValueError: an unknown name, or CUDA asked for where there is none
     cfg.aug.validate()
+    if not cfg.augment and cfg.aug.randconv_prob > 0:
+        raise ValueError(
+            f"aug.randconv_prob={cfg.aug.randconv_prob} but --no-augment turns all augmentation off; drop one of them"
+        )
 
 
 def learning_rate(step: int, total: int, peak: float) -> float:
