@@ -41,7 +41,7 @@ MAX_SECONDS = 3600.0  # [s] longest episode
 
 
 DEFAULT_POLICY = "release:ppo-highway"
-DEFAULT_DETECTOR = Path("release:detector-six")
+DEFAULT_DETECTOR = Path("release:detector-six-v2")
 
 
 @dataclass(frozen=True)

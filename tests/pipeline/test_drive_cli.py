@@ -101,6 +101,6 @@ def test_defaults_run_the_whole_stack(tmp_path: Path) -> None:
     assert main(["drive", *args]) == 0
     data = load_strict_json(out / "drive.json")
     assert set(data["paths"]) == {"privileged", "detector"} and data["policy"] == "release:ppo-highway"
-    assert data["loop"]["detector"].endswith("detector-six") and len(data["loop"]["cameras"]) == 6
+    assert data["loop"]["detector"].endswith("detector-six-v2") and len(data["loop"]["cameras"]) == 6
     detector = data["paths"]["detector"]
     assert detector["summary"]["episodes"] == 1 and detector["timing"]["ms_per_tick"]["detect"] > 0
