@@ -60,6 +60,9 @@ class DriveConfig(LoopConfig):
     """The policy: `rule`, `random`, `idle`, `release:<name>`, a training run directory or a checkpoint directory."""
     episodes: int = 8
     """Episodes per path (episodes 0..N-1 of --seed: the same traffic on both paths)."""
+    first_episode: int = 0
+    """Drive episodes F..F+N-1 of --seed instead (a part of a longer run: an episode is a function of the seed and
+    its id, so parts driven apart give the figures of one run)."""
     num_envs: int = 8
     """Environments stepped together (at most --episodes)."""
     seconds: float = 20.0
@@ -88,6 +91,7 @@ class DriveConfig(LoopConfig):
     def validate(self) -> tuple[EnvConfig, LoopConfig]:  # type: ignore[override]
         """Check every option before any work (one-line ValueError naming it); returns the env and loop configs."""
         check_number("episodes", self.episodes, low=1, integer=True)
+        check_number("first_episode", self.first_episode, low=0, integer=True)
         check_number("num_envs", self.num_envs, low=1, high=4096, integer=True)
         check_number("seconds", self.seconds, low=0.0, low_open=True, high=MAX_SECONDS)
         check_number("threads", self.threads, low=0, integer=True)
@@ -208,13 +212,19 @@ def _drive_on_ray(cfg: DriveConfig, config: EnvConfig, loop: LoopConfig, video: 
     device = str(resolve_device(cfg.device))
     arguments = [
         (portable_spec(cfg.policy), config, loop, n, first, cfg.num_envs, cfg.seed, device, cfg.threads, video)
-        for first, n in ranges
+        for first, n in ((cfg.first_episode + first, n) for first, n in ranges)
     ]
     start = time.perf_counter()
     parts = distributed.run_tasks(
         drive_part, arguments, desc=f"drive {loop.perception} (Ray)", unit="part", num_cpus=max(1, cfg.threads)
     )
     return merge_results(parts, wall=time.perf_counter() - start)
+
+
+def _episode_range(cfg: DriveConfig) -> str:
+    if cfg.first_episode == 0:
+        return f"{cfg.episodes} episodes"
+    return f"episodes {cfg.first_episode}-{cfg.first_episode + cfg.episodes - 1}"
 
 
 def run_drive(cfg: DriveConfig) -> dict:
@@ -243,14 +253,23 @@ def _run(cfg: DriveConfig, config: EnvConfig, loop: LoopConfig) -> dict:
                     break
             else:
                 result = drive(
-                    policy, config, path_loop, cfg.episodes, cfg.num_envs, cfg.seed, device, progress=True, video=video
+                    policy,
+                    config,
+                    path_loop,
+                    cfg.episodes,
+                    cfg.num_envs,
+                    cfg.seed,
+                    device,
+                    progress=True,
+                    video=video,
+                    first_episode=cfg.first_episode,
                 )
             results[path] = _report_path(path, result, video_dir)
             if result.interrupted:
                 interrupted = True
                 break
     title = (
-        f"{cfg.env}, policy {cfg.policy}, {cfg.episodes} episodes of {cfg.seconds:g} s, seed {cfg.seed}, "
+        f"{cfg.env}, policy {cfg.policy}, {_episode_range(cfg)} of {cfg.seconds:g} s, seed {cfg.seed}, "
         f"{len(loop.cameras)} cameras {loop.width}x{loop.height} at {loop.camera_hz:g} Hz, {device}"
     )
     print_tables(results, title)
@@ -258,6 +277,7 @@ def _run(cfg: DriveConfig, config: EnvConfig, loop: LoopConfig) -> dict:
         "env": cfg.env,
         "policy": cfg.policy,
         "episodes": cfg.episodes,
+        "first_episode": cfg.first_episode,
         "num_envs": min(cfg.episodes, cfg.num_envs),
         "seconds": cfg.seconds,
         "seed": cfg.seed,

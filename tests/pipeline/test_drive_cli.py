@@ -104,3 +104,17 @@ def test_defaults_run_the_whole_stack(tmp_path: Path) -> None:
     assert data["loop"]["detector"].endswith("detector-six-v2") and len(data["loop"]["cameras"]) == 6
     detector = data["paths"]["detector"]
     assert detector["summary"]["episodes"] == 1 and detector["timing"]["ms_per_tick"]["detect"] > 0
+
+
+def test_first_episode_drives_a_part_of_a_run(tmp_path: Path) -> None:
+    # episode 1 driven alone (--first-episode 1) is episode 1 of the two-episode run: parts of a run add up to it
+    args = [*TINY[2:], *ORACLE_RULE, "--cameras", "CAM_FRONT", "--videos", "0", "--no-privileged"]
+    assert main(["drive", "--episodes", "2", *args, "--out", str(tmp_path / "whole")]) == 0
+    assert main(["drive", "--episodes", "1", "--first-episode", "1", *args, "--out", str(tmp_path / "part")]) == 0
+    whole = load_strict_json(tmp_path / "whole" / "drive.json")["paths"]["oracle"]["episodes"]
+    part = load_strict_json(tmp_path / "part" / "drive.json")
+    assert part["first_episode"] == 1
+    episodes = part["paths"]["oracle"]["episodes"]
+    assert set(episodes) == set(whole) and episodes
+    for key, values in episodes.items():
+        assert values == whole[key][1:], key
