@@ -57,6 +57,7 @@ from drivestack.sim.nuscenes_schema import (
     sensor_filename,
     write_map_mask,
 )
+from drivestack.sim.parked import MAX_PER_KM as MAX_PARKED_PER_KM
 from drivestack.sim.road import build_road
 
 CAMERA_CHANNELS = ("CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT")
@@ -96,6 +97,10 @@ class DatasetConfig:
     defaults: roadside buildings, poles, barriers, walls and trees, urban or rural roadsides, repainted and shaped
     vehicles, cast shadows, fog, overcast skies, exposure, blur, vignetting, noise, gamma, JPEG artifacts), fixed per
     scene where it should be. Off: the default renders, bit for bit. Recorded in every scene's description."""
+    parked_per_km: float = 0.0
+    """[1/km] parked vehicles per km of each roadside (sim.parked: on the shoulder, along the road either way, across
+    it or at an angle, so the cameras see vehicles from the side and the front as in city streets; annotated as
+    vehicle.stopped). 0: none, the datasets of before bit for bit."""
     lidar_beams: int = 32
     """LIDAR_TOP beams, -30 to +10 degrees elevation (nuScenes' HDL-32E: 32)."""
     lidar_azimuths: int = 1024
@@ -165,6 +170,7 @@ class DatasetConfig:
         what = "dataset config"
         check_number("seconds", self.seconds, low=1.0, what=what)
         check_number("vehicles_per_km", self.vehicles_per_km, low=0.0, low_open=True, what=what)
+        check_number("parked_per_km", self.parked_per_km, low=0.0, high=MAX_PARKED_PER_KM, what=what)
         if self.road_length is not None:
             check_number("road_length", self.road_length, low=0.0, low_open=True, what=what)
         resolve_device(self.device)  # an unknown name, or CUDA where there is none
@@ -403,8 +409,9 @@ def default_dataset(cache_dir: Path | None = None, progress: bool = True, **over
     probe = DatasetConfig(out=Path("."), **params).validate()  # type: ignore[arg-type]
     # device and threads change a few pixels' float rounding, never the scenes: one cached dataset for all
     key = {k: v for k, v in asdict(probe).items() if k not in ("out", "overwrite", "device", "threads")}
-    if not probe.variety:  # off: the key (and the cached dataset) of the datasets made before the option existed
-        key.pop("variety")
+    for option in ("variety", "parked_per_km"):  # off: the key (and cached dataset) of before the option existed
+        if not key[option]:
+            key.pop(option)
     digest = hashlib.md5(json.dumps({"format": FORMAT_VERSION, **key}, sort_keys=True, default=str).encode())
     root = Path(cache_dir or cache_root()) / "datasets" / f"nuscenes-synthetic-{digest.hexdigest()[:12]}"
     marker = root / probe.version / "scene.json"

@@ -29,6 +29,7 @@ from drivestack.sim.config import EnvConfig, RoadConfig, TrafficConfig, VehicleC
 from drivestack.sim.driver import start_lane_changes
 from drivestack.sim.lidar import lidar_scan
 from drivestack.sim.nuscenes_schema import ANNOTATION_RANGE, KEYFRAME_INTERVAL, Recording
+from drivestack.sim.parked import parked_vehicles, with_parked
 from drivestack.sim.road import RoadNetwork
 from drivestack.sim.scenario import initial_state
 from drivestack.sim.state import VehicleState, WorldState
@@ -42,6 +43,7 @@ SEAM_CLEARANCE = 20.0  # [m] the annotated range around the ego stays this far f
 MIN_ROAD_LENGTH = 1000.0  # [m] shortest automatic ring length
 EGO_LANE_CHANGE_RATE = 0.15  # [1/s] rate of the ego's discretionary lane changes (when safe)
 LIDAR_RANGE = 100.0  # [m]
+PARKED_STREAM = 1 << 40  # offset of the parked vehicles' random stream from the traffic's and the renderer's
 VARIETY_NOTE = "; cameras rendered with renderer variety (drivestack data make --variety: RenderVariety defaults)"
 
 
@@ -266,7 +268,11 @@ def simulate_batch(
     render_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + 2 * first + 1)
     state = start_state(env, road, cfg.seconds, nb, gen)
     s_start = state.vehicles.s[:, 0].clone()
-    appearance = vehicle_appearance(state, render_gen)
+    parked = None  # the sensors capture the traffic and the parked vehicles; the simulation steps the traffic alone
+    if cfg.parked_per_km > 0.0:
+        park_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + 2 * first + PARKED_STREAM)
+        parked = parked_vehicles(env, road, nb, cfg.parked_per_km, park_gen)
+    appearance = vehicle_appearance(with_parked(state, parked), render_gen)
     # with variety, one more draw: what stays fixed over each scene (clutter, roadside, paint)
     variety = RenderVariety() if cfg.variety else None
     scene_seed = draw_scene_seeds(nb, render_gen, device) if cfg.variety else None
@@ -274,9 +280,9 @@ def simulate_batch(
     for k in range(cfg.num_keyframes):
         for i in range(substeps if k > 0 else 0):
             state = sim_step(state, road, env, (k - 1) * substeps + i, lqr, gen)
-        arrays, images, clouds = capture(
-            road, state, rig, appearance, render_gen, offset, (cfg.lidar_beams, cfg.lidar_azimuths), variety, scene_seed
-        )
+        lidar = (cfg.lidar_beams, cfg.lidar_azimuths)
+        scene = with_parked(state, parked)
+        arrays, images, clouds = capture(road, scene, rig, appearance, render_gen, offset, lidar, variety, scene_seed)
         for b in range(nb):  # file hand-off only: the writer encodes in its threads
             for c, channel in enumerate(rig.channels):
                 write(first + b, k, channel, images[b, c])
@@ -290,13 +296,14 @@ def simulate_batch(
         f"{env.traffic.num_vehicles - 1} vehicles on a {env.road.length:.0f} m ring, ego desired speed "
         f"{float(veh.desired_speed[b, 0]):.1f} m/s, {int(state.lane_changes[b])} ego lane changes"
         + (VARIETY_NOTE if cfg.variety else "")
+        + ("" if parked is None else f"; {int(parked.active[b].sum())} parked vehicles on the roadsides")
         for b in range(nb)
     ]
     stacked = Keyframe(**{f.name: np.stack([getattr(a, f.name) for a in frames], axis=1) for f in fields(Keyframe)})
     return SceneBatch(
         first=first,
         frames=stacked,
-        is_truck=is_truck(veh.length).cpu().numpy(),
+        is_truck=is_truck(with_parked(state, parked).vehicles.length).cpu().numpy(),
         descriptions=descriptions,
         crashes=int(state.crashed.sum()),
     )
