@@ -155,9 +155,7 @@ def _row(
     size = torch.stack([lerp(kind.length, u[..., 1]), lerp(kind.depth, u[..., 2]), height], -1)  # (B, 2, J, 3)
     slack = (kind.spacing - size[..., 0]).clamp_min(0.0)
     s = (cell + 0.5) * kind.spacing + (u[..., 4] - 0.5) * slack  # (B, 2, J) [m] unwrapped
-    offsets, exists = road.all_lane_offsets(s)
-    left = torch.where(exists, offsets, -math.inf).amax(dim=-1) + 0.5 * road.lane_width
-    right = torch.where(exists, offsets, math.inf).amin(dim=-1) - 0.5 * road.lane_width
+    left, right = road.edges(s)
     d = torch.where(side > 0, left, right) + side * (SHOULDER_WIDTH + lerp(kind.setback, u[..., 5]))
     x, y, heading = road.to_global(s, d)
     dx, dy = x - ego_pose[:, 0, None, None], y - ego_pose[:, 1, None, None]

@@ -65,9 +65,7 @@ def parked_vehicles(
 
     cell = torch.arange(P, device=dev) % cells
     s = (cell + 0.5) * CELL + (u[..., 8] - 0.5) * (CELL - along).clamp_min(0.0)
-    offsets, exists = road.all_lane_offsets(s)
-    left = torch.where(exists, offsets, -math.inf).amax(dim=-1) + 0.5 * road.lane_width
-    right = torch.where(exists, offsets, math.inf).amin(dim=-1) - 0.5 * road.lane_width
+    left, right = road.edges(s)
     gap = lerp(KERB_GAP, u[..., 7])
     d = torch.where(side > 0, left, right) + side * (gap + 0.5 * across)
     active = u[..., 9] < per_km * CELL / 1000.0

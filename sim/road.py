@@ -114,6 +114,13 @@ class RoadNetwork:
         off = torch.lerp(torch.take(off_t, flat), torch.take(off_t, flat + NL), w.unsqueeze(-1))
         return off, torch.take(exists_t, flat)
 
+    def edges(self, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Lateral offsets [...] [m] of the left and right outer edge lines at s (of the lanes that exist there)."""
+        off, exists = self.all_lane_offsets(s)
+        left = torch.where(exists, off, -math.inf).amax(dim=-1) + 0.5 * self.lane_width
+        right = torch.where(exists, off, math.inf).amin(dim=-1) - 0.5 * self.lane_width
+        return left, right
+
     def nearest_lane(self, s: torch.Tensor, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Lane whose centre is nearest to (s, d) among lanes that exist at s, and whether the point
         lies within that lane (on the drivable area)."""
