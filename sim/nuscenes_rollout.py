@@ -277,10 +277,10 @@ def simulate_batch(
     variety = RenderVariety() if cfg.variety else None
     scene_seed = draw_scene_seeds(nb, render_gen, device) if cfg.variety else None
     frames = []
+    lidar = (cfg.lidar_beams, cfg.lidar_azimuths)
     for k in range(cfg.num_keyframes):
         for i in range(substeps if k > 0 else 0):
             state = sim_step(state, road, env, (k - 1) * substeps + i, lqr, gen)
-        lidar = (cfg.lidar_beams, cfg.lidar_azimuths)
         scene = with_parked(state, parked)
         arrays, images, clouds = capture(road, scene, rig, appearance, render_gen, offset, lidar, variety, scene_seed)
         for b in range(nb):  # file hand-off only: the writer encodes in its threads

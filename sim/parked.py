@@ -64,7 +64,7 @@ def parked_vehicles(
     across = (length * torch.sin(psi)).abs() + (width * torch.cos(psi)).abs()  # [m] and across it
 
     cell = torch.arange(P, device=dev) % cells
-    s = (cell + 0.5) * CELL + (u[..., 8] - 0.5) * (CELL - along).clamp_min(0.0)
+    s = (cell + 0.5) * CELL + (u[..., 8] - 0.5) * (CELL - along).clamp_min(0.0)  # within [0, length)
     left, right = road.edges(s)
     gap = lerp(KERB_GAP, u[..., 7])
     d = torch.where(side > 0, left, right) + side * (gap + 0.5 * across)
@@ -72,7 +72,7 @@ def parked_vehicles(
     zeros = torch.zeros((B, P), device=dev)
     lane = torch.zeros((B, P), dtype=torch.long, device=dev)
     return VehicleState(
-        s=road.wrap(s),
+        s=s,
         d=d,
         psi=psi,
         speed=zeros,
@@ -83,7 +83,7 @@ def parked_vehicles(
         lane=lane,
         target_lane=lane.clone(),
         desired_speed=zeros.clone(),
-        lc_start_s=road.wrap(s),
+        lc_start_s=s.clone(),
         lc_offset=zeros.clone(),
         lc_length=torch.ones_like(zeros),
         speed_integral=zeros.clone(),

@@ -210,9 +210,10 @@ def _drive_on_ray(cfg: DriveConfig, config: EnvConfig, loop: LoopConfig, video: 
     if video is not None:
         video = VideoSpec(video.count, Path(video.out_dir).absolute())
     device = str(resolve_device(cfg.device))
+    spec, first_episode = portable_spec(cfg.policy), cfg.first_episode
     arguments = [
-        (portable_spec(cfg.policy), config, loop, n, first, cfg.num_envs, cfg.seed, device, cfg.threads, video)
-        for first, n in ((cfg.first_episode + first, n) for first, n in ranges)
+        (spec, config, loop, n, first_episode + first, cfg.num_envs, cfg.seed, device, cfg.threads, video)
+        for first, n in ranges
     ]
     start = time.perf_counter()
     parts = distributed.run_tasks(
