@@ -101,6 +101,7 @@ def validate_submission(
     source: str | Path = "submission",
     sample_tokens: Iterable[str] | None = None,
     class_names: Collection[str] | None = None,
+    dataset_tokens: Iterable[str] | None = None,
 ) -> Submission:
     """A validated copy of a submission (velocity null -> NaN, numbers as floats).
 
@@ -110,6 +111,10 @@ def validate_submission(
         source: file or label named in errors.
         sample_tokens: the split's sample tokens; results for any other sample are refused (None: no check).
         class_names: allowed names (default: the task's nuScenes classes).
+        dataset_tokens: every sample token of the dataset the split belongs to. Given, results for samples the
+            dataset does not have (a submission for a larger dataset: the whole val set scored on an extract of
+            a few scenes) are left out, unchecked, with one warning; results for a sample of another split of
+            this dataset stay an error, and so does a submission none of whose samples is in the split.
     Returns:
         {"meta": dict, "results": {sample_token: [box, ...]}}. ValueError naming the sample token and field.
     """
@@ -131,6 +136,8 @@ def validate_submission(
         raise ValueError(f"{source}: 'results' is empty; a submission holds one entry per sample of the split")
     if sample_tokens is not None:
         allowed = set(sample_tokens)
+        if dataset_tokens is not None:
+            results = _within_dataset(results, set(dataset_tokens) | allowed, allowed, source)
         outside = [t for t in results if t not in allowed]
         if outside:
             more = f" (and {len(outside) - 1} more)" if len(outside) > 1 else ""
@@ -154,11 +161,31 @@ def validate_submission(
     return {"meta": dict(data["meta"]), "results": checked}
 
 
+def _within_dataset(results: dict[str, Any], known: set[str], split: set[str], source: str | Path) -> dict[str, Any]:
+    """`results` without the samples the dataset does not have (one warning naming how many); ValueError when
+    none of its samples is in the split."""
+    kept = {t: boxes for t, boxes in results.items() if t in known}
+    if not any(t in split for t in kept):
+        where = "the dataset" if split == known else "the split"
+        raise ValueError(
+            f"{source}: none of its {len(results)} samples is in {where} ({len(split)} samples); give the "
+            "dataset and split the results were made for"
+        )
+    if len(kept) < len(results):
+        warnings.warn(
+            f"{source}: left out the results of {len(results) - len(kept)} of its {len(results)} samples, which "
+            "this dataset does not have (a submission for a larger dataset)",
+            stacklevel=3,
+        )
+    return kept
+
+
 def read_submission(
     path: Path | str,
     task: str,
     sample_tokens: Iterable[str] | None = None,
     class_names: Collection[str] | None = None,
+    dataset_tokens: Iterable[str] | None = None,
 ) -> Submission:
     """Read and validate a submission JSON file (see `validate_submission` for the arguments).
 
@@ -171,7 +198,7 @@ def read_submission(
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not a nuScenes {task} submission: invalid JSON ({err})") from None
-    return validate_submission(data, task, path, sample_tokens, class_names)
+    return validate_submission(data, task, path, sample_tokens, class_names, dataset_tokens)
 
 
 def write_submission(

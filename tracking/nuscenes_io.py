@@ -46,7 +46,9 @@ def read_detection_submission(path: Path, nusc: NuScenes, scenes: list[dict[str,
     500 m from the ego are dropped with one warning (`drivestack.common.submission.drop_far_boxes`)."""
     samples = {scene["token"]: scene_samples(nusc, scene) for scene in scenes}
     ego_xy = {s["token"]: sample_ego_pose(nusc, s)["translation"][:2] for ss in samples.values() for s in ss}
-    submission = read_submission(path, "detection", sample_tokens=list(ego_xy))
+    submission = read_submission(
+        path, "detection", sample_tokens=list(ego_xy), dataset_tokens=[s["token"] for s in nusc.sample]
+    )
     results = drop_far_boxes(submission, ego_xy, path)["results"]  # a stray box far away is a fault, not a track
     out = []
     for scene in scenes:

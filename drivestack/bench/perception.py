@@ -273,7 +273,12 @@ def run_submission_bench(cfg: BenchPerceptionConfig) -> dict[str, Any]:
     # The geometry alone: a submission is scored without the images (2D AP needs only the calibration).
     frames = load_frames(nusc, cfg.split, cameras, "sample" if full_scene else "camera", require_images=False)
     samples = [f for i, f in enumerate(frames) if i == 0 or f.sample_token != frames[i - 1].sample_token]
-    data = read_submission(cfg.detections, "detection", sample_tokens=[f.sample_token for f in samples])
+    data = read_submission(
+        cfg.detections,
+        "detection",
+        sample_tokens=[f.sample_token for f in samples],
+        dataset_tokens=[s["token"] for s in nusc.sample],
+    )
     out = check_out_dir(
         cfg.out or Path("runs/bench") / f"perception-{Path(cfg.dataroot).name}-{cfg.split}-{cfg.detections.stem}"
     )

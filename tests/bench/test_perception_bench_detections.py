@@ -159,9 +159,9 @@ def test_submission_mistakes_are_one_line(hand_root: Path, tmp_path: Path, capsy
     path = _write(tmp_path / "hand.json", data)
     err = _error(capsys, [*base, "--detections", str(path), "--checkpoint", "release:detector-six"])
     assert "--checkpoint and --detections both given" in err
-    other = _write(tmp_path / "other.json", {**data, "results": {"not-a-sample": [], **data["results"]}})
+    other = _write(tmp_path / "other.json", {**data, "results": {"not-a-sample": []}})
     err = _error(capsys, [*base, "--detections", str(other)])
-    assert "sample not-a-sample is not in the split" in err
+    assert "none of its 1 samples is in the split" in err
     first = next(iter(data["results"]))
     fewer = _write(
         tmp_path / "fewer.json", {**data, "results": {t: b for t, b in data["results"].items() if t != first}}

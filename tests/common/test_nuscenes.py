@@ -308,6 +308,36 @@ def test_submission_level_errors(tiny_tokens: list[str], tiny_nuscenes: Path, tm
         validate_submission(sub, "segmentation")
 
 
+def test_samples_the_dataset_lacks_are_left_out_with_one_warning(tiny_tokens: list[str], tiny_nuscenes: Path) -> None:
+    """A submission for a larger dataset (the whole val set) scores on an extract of it; another split's sample
+    of this dataset stays an error, as does a submission with no sample of the split."""
+    nusc = open_nuscenes(tiny_nuscenes)
+    every = [s["token"] for s in nusc.sample]
+    sub = _submission(tiny_tokens, "detection")
+    larger = {**sub, "results": {"f" * 32: [{"broken": 1}], **sub["results"], "e" * 32: []}}
+    with pytest.warns(UserWarning, match="left out the results of 2 of its") as caught:
+        out = validate_submission(larger, "detection", "sub.json", sample_tokens=tiny_tokens, dataset_tokens=every)
+    assert len(caught) == 1 and list(out["results"]) == list(sub["results"])
+    assert out == validate_submission(sub, "detection", "sub.json", sample_tokens=tiny_tokens)
+    foreign = split_sample_tokens(nusc, "other")[0]
+    with pytest.raises(ValueError, match=f"sample {foreign} is not in the split"):
+        validate_submission(
+            {**larger, "results": {**larger["results"], foreign: []}},
+            "detection",
+            "sub.json",
+            sample_tokens=tiny_tokens,
+            dataset_tokens=every,
+        )
+    with pytest.raises(ValueError, match="sub.json: none of its 2 samples is in the split"):
+        validate_submission(
+            {**sub, "results": {"f" * 32: [], foreign: []}},
+            "detection",
+            "sub.json",
+            sample_tokens=tiny_tokens,
+            dataset_tokens=every,
+        )
+
+
 def test_far_boxes_are_dropped_with_one_warning(tiny_tokens: list[str]) -> None:
     sub = validate_submission(_submission(tiny_tokens, "detection"), "detection")
     ego = {t: (100.0, 0.0) for t in tiny_tokens}

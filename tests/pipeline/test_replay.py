@@ -133,7 +133,7 @@ def test_bad_input_is_one_line(drive_root: Path, tmp_path: Path, capsys: pytest.
     }
     sub.write_text(json.dumps({"meta": {}, "results": {"elsewhere": [box]}}))
     err = _error(capsys, ["--dataroot", str(drive_root), "--scene", "drive-a", "--detections", str(sub), *FAST])
-    assert str(sub) in err and "sample elsewhere" in err
+    assert str(sub) in err and "none of its 1 samples is in the dataset" in err
     nusc = open_nuscenes(drive_root)
     only_b = tmp_path / "only_b.json"
     dets = oracle_detections(nusc, split_scenes(nusc, "b"), OracleConfig())
