@@ -17,13 +17,14 @@ file under the final name.
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from drivestack.common.artifacts import atomic_path
-from drivestack.perception.config import ModelConfig
+from drivestack.perception.config import Backbone, ModelConfig
 from drivestack.perception.model import CenterNet3D
 
 FORMAT = "drivestack-detector/2"
@@ -97,6 +98,34 @@ def model_from_checkpoint(data: dict[str, Any]) -> CenterNet3D:
             )
     model.load_state_dict(state)
     return model
+
+
+def check_deeper(cfg: ModelConfig, blocks: tuple[int, ...]) -> None:
+    """ValueError (one line) unless `deepen` can grow a `cfg` network to `blocks`."""
+    if cfg.backbone != Backbone.SLIM:
+        raise ValueError(f"blocks={list(blocks)}: only the slim backbone can be deepened, not {cfg.backbone.value}")
+    if len(blocks) != len(cfg.blocks) or any(b < a for a, b in zip(cfg.blocks, blocks)):
+        raise ValueError(
+            f"blocks={list(blocks)}: a fine-tuned detector can only grow deeper than its {list(cfg.blocks)} per "
+            "stage; drop --blocks to keep its architecture"
+        )
+
+
+def deepen(model: CenterNet3D, blocks: tuple[int, ...]) -> CenterNet3D:
+    """`model` with more residual blocks per backbone stage (`blocks`, at least its own in each stage), computing
+    the same function: its weights are copied and each added block starts as the identity (the last batch norm
+    of its residual branch has zero scale, as in Goyal et al.'s zero-gamma initialisation), so fine-tuning
+    starts from the trained detector's accuracy with more capacity to fit (Net2Net's deepening)."""
+    cfg = model.cfg
+    check_deeper(cfg, blocks)
+    deeper = CenterNet3D(replace(cfg, blocks=tuple(blocks)).validate())
+    state = deeper.state_dict()
+    state.update(model.state_dict())  # every weight of the old network keeps its name
+    for stage, (old, new) in enumerate(zip(cfg.blocks, blocks)):
+        for block in range(old, new):
+            state[f"backbone.stages.{stage}.{block}.bn2.weight"].zero_()
+    deeper.load_state_dict(state)
+    return deeper
 
 
 def check_compatible(cfg: ModelConfig, expected: ModelConfig, where: str) -> None:

@@ -40,7 +40,14 @@ from drivestack.common.artifacts import make_run_dir, write_json
 from drivestack.common.host import resolve_device, set_threads
 from drivestack.common.nuscenes import open_nuscenes
 from drivestack.perception.augment import AugmentConfig, augment
-from drivestack.perception.checkpoint import check_compatible, load_checkpoint, model_from_checkpoint, save_checkpoint
+from drivestack.perception.checkpoint import (
+    check_compatible,
+    check_deeper,
+    deepen,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
 from drivestack.perception.config import CAMERA, Backbone, ModelConfig, resolve_cameras, sort_classes
 from drivestack.perception.dataset import (
     CameraFrame,
@@ -105,8 +112,9 @@ class TrainDetectorConfig:
     """Continue the run in run_dir from checkpoints/last.pt (weights, optimizer, epoch, step)."""
     init: Path | None = None
     """Fine-tune: start from this detector checkpoint's weights (a .pt, a run directory or release:<name>), with
-    its architecture and classes (the architecture options are then not used), a new optimiser and schedule (None:
-    from scratch, or from the pretrained backbone)."""
+    its architecture and classes (the architecture options are then not used, except a deeper --blocks, which
+    grows it: see perception.checkpoint.deepen), a new optimiser and schedule (None: from scratch, or from the
+    pretrained backbone)."""
     val_every: int = 5
     """[epochs] between validations (0: only at the end)."""
     log_every: int = 10
@@ -129,7 +137,8 @@ class TrainDetectorConfig:
     widths: tuple[int, int, int, int] = ModelConfig.widths
     """Channels of the slim backbone's stages."""
     blocks: tuple[int, int, int, int] = ModelConfig.blocks
-    """Residual blocks per slim stage."""
+    """Residual blocks per slim stage (with --init: more than the checkpoint's deepens it, added blocks starting
+    as the identity)."""
     neck_channels: int = ModelConfig.neck_channels
     """Channels of the neck and heads."""
     head_stride: int = ModelConfig.head_stride
@@ -308,6 +317,8 @@ def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
                 f"classes={list(classes)}, but --init {cfg.init} detects {list(model_cfg.classes)}; drop --classes"
             )
         classes = model_cfg.classes
+        if init_state and tuple(cfg.blocks) not in (ModelConfig.blocks, model_cfg.blocks):  # grown: fail early
+            check_deeper(model_cfg, tuple(cfg.blocks))
     else:
         model_cfg = cfg.model_config(classes)
     if cfg.resume:
@@ -332,6 +343,9 @@ def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
     # --- model and optimiser (restored on --resume)
     torch.manual_seed(cfg.seed)
     model = model_from_checkpoint(state or init_state) if state or init_state else CenterNet3D(model_cfg)
+    if init_state and tuple(cfg.blocks) not in (ModelConfig.blocks, model_cfg.blocks):  # grow the fine-tuned one
+        model = deepen(model, tuple(cfg.blocks))
+        model_cfg = model.cfg
     if cfg.pretrained is not None and not state:  # resumed runs carry their weights
         load_pretrained_backbone(model, cfg.pretrained)
     model = model.to(device).to(memory_format=torch.channels_last).train()

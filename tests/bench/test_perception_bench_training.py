@@ -50,11 +50,20 @@ def test_train_on_two_datasets_with_mixing_and_class_balance(
     resumed = [*argv3[:-4], "--epochs", "2", "--lr", "1e-9", "--resume"]  # a fine-tuning run continues as it began
     assert main([*resumed, "--val-split", "None", "--run-dir", str(run3), "--threads", "1", "--no-progress"]) == 0
     assert load_checkpoint(run3 / "checkpoints" / "last.pt")["epoch"] == 2
+    # --blocks deeper than the checkpoint's grows it; shallower is refused before any work
+    run4 = tmp_path / "run4"
+    assert (
+        main([*argv3, "--blocks", "2", "1", "1", "2", "--val-split", "None", "--run-dir", str(run4), *TINY_TRAIN]) == 0
+    )
+    assert json.loads((run4 / "config.json").read_text())["model"]["blocks"] == [2, 1, 1, 2]
+    grown = load_checkpoint(run4 / "checkpoints" / "last.pt")
+    assert grown["model_config"]["blocks"] == [2, 1, 1, 2] and "backbone.stages.3.1.bn2.weight" in grown["model"]
     capsys.readouterr()
     for extra, message in (
         (["--mix", "1"], "give one weight per --dataroot (2)"),
         (["--train-split", "a", "b", "c"], "one per --dataroot (2)"),
         (["--train-split", "all:middle"], "must be one of first-half, second-half"),
+        (["--init", str(run4), "--blocks", "1", "1", "1", "3"], "can only grow deeper than its [2, 1, 1, 2]"),
     ):
         bad = ["train", "detector", "--dataroot", str(tiny_root), "--dataroot", str(second_root), *extra]
         assert main([*bad, "--run-dir", str(tmp_path / "bad"), *TINY_TRAIN]) == 2

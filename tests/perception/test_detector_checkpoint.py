@@ -8,8 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from drivestack.perception.checkpoint import check_compatible, load_checkpoint, model_from_checkpoint, save_checkpoint
-from drivestack.perception.config import ModelConfig
+from drivestack.perception.checkpoint import (
+    check_compatible,
+    deepen,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
+from drivestack.perception.config import Backbone, ModelConfig
 from drivestack.perception.infer import Detector
 from drivestack.perception.model import CenterNet3D
 
@@ -74,3 +80,27 @@ def test_refusals_name_the_file_or_field(tmp_path: Path) -> None:
         check_compatible(CFG, ModelConfig(**{**CFG.__dict__, "classes": ("pedestrian",)}), str(path))
     with pytest.raises(ValueError, match="trained with input_width=160, but 320 was asked"):
         check_compatible(CFG, ModelConfig(**{**CFG.__dict__, "input_width": 320}), str(path))
+
+
+def test_deepening_keeps_the_function_and_adds_trainable_blocks() -> None:
+    torch.manual_seed(0)
+    model = CenterNet3D(CFG)
+    for m in model.modules():  # trained-looking batch-norm statistics, so the identity is not trivial
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0), m.weight.data.uniform_(0.5, 1.5)
+    model.eval()
+    deeper = deepen(model, (2, 1, 3, 1)).eval()
+    assert deeper.cfg.blocks == (2, 1, 3, 1) and model.cfg.blocks == (1, 1, 1, 1)
+    assert [len(s) for s in deeper.backbone.stages] == [2, 1, 3, 1]
+    assert sum(p.numel() for p in deeper.parameters()) > sum(p.numel() for p in model.parameters())
+    x, k = torch.randn(2, 3, 96, 160), torch.tensor([[[120.0, 0, 80], [0, 120, 48], [0, 0, 1]]]).expand(2, 3, 3)
+    with torch.no_grad():
+        assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(model(x, k), deeper(x, k)))
+    # the added blocks learn: one step moves their zero-scaled batch norm (their convolutions follow)
+    heat, reg = deeper.train()(x, k)
+    (heat.square().mean() + reg.square().mean()).backward()
+    assert deeper.backbone.stages[2][2].bn2.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match=r"can only grow deeper than its \[1, 1, 1, 1\]"):
+        deepen(model, (2, 0, 1, 1))
+    with pytest.raises(ValueError, match="only the slim backbone can be deepened"):
+        deepen(CenterNet3D(ModelConfig(classes=("car",), backbone=Backbone.RESNET18)), (3, 2, 2, 2))
