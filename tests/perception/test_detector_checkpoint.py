@@ -14,6 +14,7 @@ from drivestack.perception.checkpoint import (
     load_checkpoint,
     model_from_checkpoint,
     save_checkpoint,
+    save_half_precision,
 )
 from drivestack.perception.config import Backbone, ModelConfig
 from drivestack.perception.infer import Detector
@@ -104,3 +105,21 @@ def test_deepening_keeps_the_function_and_adds_trainable_blocks() -> None:
         deepen(model, (2, 0, 1, 1))
     with pytest.raises(ValueError, match="only the slim backbone can be deepened"):
         deepen(CenterNet3D(ModelConfig(classes=("car",), backbone=Backbone.RESNET18)), (3, 2, 2, 2))
+
+
+def test_half_precision_copy_is_half_the_bytes_and_detects_the_same(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = CenterNet3D(CFG).eval()
+    full = save_checkpoint(tmp_path / "full.pt", model, {"car": "vehicle.moving"}, epoch=3, optimizer={"lr": 1.0})
+    half = save_half_precision(full, tmp_path / "half.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full.pt", "half.pt"]
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    data = load_checkpoint(half)
+    assert data["epoch"] == 3 and "optimizer" not in data and data["attributes"] == {"car": "vehicle.moving"}
+    assert all(v.dtype in (torch.float16, torch.int64) for v in data["model"].values())
+    again = model_from_checkpoint(data).eval()
+    assert all(p.dtype == torch.float32 for p in again.parameters())
+    x, k = torch.randn(1, 3, 96, 160), torch.tensor([[[120.0, 0, 80], [0, 120, 48], [0, 0, 1]]])
+    with torch.no_grad():
+        for a, b in zip(model(x, k), again(x, k)):
+            assert not torch.equal(a, b) and torch.allclose(a, b, rtol=1e-2, atol=1e-2)
