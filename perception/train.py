@@ -310,6 +310,7 @@ def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
         raise ValueError(f"split {cfg.train_split!r} has no annotated box of a detection class in view of the camera")
     state: dict[str, Any] = load_checkpoint(last_path) if cfg.resume else {}
     init_state: dict[str, Any] = load_checkpoint(cfg.init) if cfg.init is not None and not cfg.resume else {}
+    grow = False  # a fine-tuned detector grown deeper (--init with a deeper --blocks)
     if cfg.init is not None:  # fine-tuning (also resumed): the checkpoint's architecture and classes
         model_cfg = ModelConfig.from_dict((init_state or state)["model_config"])
         if cfg.classes and classes != model_cfg.classes:
@@ -317,7 +318,8 @@ def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
                 f"classes={list(classes)}, but --init {cfg.init} detects {list(model_cfg.classes)}; drop --classes"
             )
         classes = model_cfg.classes
-        if init_state and tuple(cfg.blocks) not in (ModelConfig.blocks, model_cfg.blocks):  # grown: fail early
+        grow = bool(init_state) and tuple(cfg.blocks) not in (ModelConfig.blocks, model_cfg.blocks)
+        if grow:  # a deeper --blocks grows the fine-tuned detector: refused here, before any work, if it cannot
             check_deeper(model_cfg, tuple(cfg.blocks))
     else:
         model_cfg = cfg.model_config(classes)
@@ -343,7 +345,7 @@ def run_train(cfg: TrainDetectorConfig) -> dict[str, Any]:
     # --- model and optimiser (restored on --resume)
     torch.manual_seed(cfg.seed)
     model = model_from_checkpoint(state or init_state) if state or init_state else CenterNet3D(model_cfg)
-    if init_state and tuple(cfg.blocks) not in (ModelConfig.blocks, model_cfg.blocks):  # grow the fine-tuned one
+    if grow:
         model = deepen(model, tuple(cfg.blocks))
         model_cfg = model.cfg
     if cfg.pretrained is not None and not state:  # resumed runs carry their weights
